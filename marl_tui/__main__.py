@@ -1,0 +1,3 @@
+from marl_tui.cli import main
+
+main()

@@ -1,0 +1,200 @@
+"""The batched environment contract every scenario follows.
+
+B independent copies step together as torch tensors on one device. Every agent
+takes one scalar action per step: a float in [low, high] for continuous
+scenarios, an integer index in [0, n) for discrete ones. All copies start and
+end episodes together (fixed horizon); the trainer calls `reset()` after a
+step reports done. Episodes end by time limit (truncation), so learners should
+bootstrap from the final observation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from marl_tui.envs.rng import CounterRNG
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    kind: Literal["continuous", "discrete"]
+    low: float = 0.0  # continuous bounds
+    high: float = 1.0
+    n: int = 0  # discrete count
+
+    def describe(self) -> str:
+        if self.kind == "discrete":
+            return f"discrete({self.n})"
+        return f"continuous[{self.low:g}, {self.high:g}]"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    n_agents: int
+    agent_names: tuple[str, ...]
+    obs_dim: int  # per agent
+    state_dim: int  # global state for centralised critics / mixers
+    action_space: ActionSpace
+    episode_length: int
+    # Continuous scenarios: the values offered to discrete-action algorithms.
+    action_levels: tuple[float, ...] = ()
+    # Reward multiplier learners use (profits in money would swamp a network).
+    reward_scale: float = 1.0
+    # True when every agent is paid the same team reward (share of it).
+    cooperative: bool = False
+
+
+@dataclass
+class StepResult:
+    obs: torch.Tensor  # [B, N, O]
+    state: torch.Tensor  # [B, S]
+    reward: torch.Tensor  # [B, N], raw units (money, cost)
+    done: torch.Tensor  # [B] bool; all equal for fixed-horizon scenarios
+    info: dict[str, torch.Tensor]  # domain quantities, [B, N] or [B]
+
+
+@dataclass(frozen=True)
+class Oracle:
+    """The exact or analytical reference for a scenario's parameters."""
+
+    values: dict[str, Any]  # the keys `marl-tui info --json` prints under "oracle"
+    summary: str  # one line for tables and panels
+    kpis: dict[str, float]  # the scenario's KPIs when the oracle policy plays
+    team_return: float  # expected team return of one episode under the oracle policy
+    has_policy: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BatchedEnv(ABC):
+    """B copies of one scenario. Subclasses implement the model; this class keeps the RNG."""
+
+    spec: EnvSpec
+
+    def __init__(self, n_envs: int, seed: int, device: torch.device | str = "cpu") -> None:
+        self.n_envs = n_envs
+        self.device = torch.device(device)
+        self.seed = seed
+        self.rng = CounterRNG(torch.arange(n_envs, device=self.device) + seed)
+        self.t = 0  # step within the episode
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start a new episode in every copy. A seed restarts the random streams."""
+
+    @abstractmethod
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """actions: [B, N] float (continuous) or long (discrete)."""
+
+    @abstractmethod
+    def oracle(self) -> Oracle:
+        """Reference answer computed from this scenario's parameters."""
+
+    def oracle_actions(self) -> torch.Tensor | None:
+        """The oracle policy's actions for the current state, or None if it has no policy."""
+        return None
+
+    @abstractmethod
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The scenario's business figures for one step, averaged over the copies."""
+
+    # --- state for checkpoints -------------------------------------------------
+    @abstractmethod
+    def get_state(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to continue exactly (the RNG included)."""
+
+    @abstractmethod
+    def set_state(self, state: dict[str, torch.Tensor]) -> None: ...
+
+    def _reseed(self, seed: int | None) -> None:
+        if seed is not None:
+            self.seed = seed
+            self.rng = CounterRNG(torch.arange(self.n_envs, device=self.device) + seed)
+
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        return {f"rng.{k}": v for k, v in self.rng.state_dict().items()} | {
+            "t": torch.tensor(self.t)
+        }
+
+    def _load_rng_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.rng.load_state_dict({"seeds": state["rng.seeds"], "counter": state["rng.counter"]})
+        self.t = int(state["t"])
+
+
+class DiscretisedEnv(BatchedEnv):
+    """A continuous scenario seen through its action levels (for QMIX and friends)."""
+
+    def __init__(self, inner: BatchedEnv) -> None:  # noqa: D107 - no super().__init__: wraps
+        self.inner = inner
+        if inner.spec.action_space.kind != "continuous" or not inner.spec.action_levels:
+            raise ValueError("DiscretisedEnv needs a continuous scenario with action_levels")
+        self.levels = torch.tensor(inner.spec.action_levels, device=inner.device)
+        s = inner.spec
+        self.spec = EnvSpec(
+            n_agents=s.n_agents,
+            agent_names=s.agent_names,
+            obs_dim=s.obs_dim,
+            state_dim=s.state_dim,
+            action_space=ActionSpace("discrete", n=len(s.action_levels)),
+            episode_length=s.episode_length,
+            action_levels=s.action_levels,
+            reward_scale=s.reward_scale,
+            cooperative=s.cooperative,
+        )
+        self.n_envs, self.device = inner.n_envs, inner.device
+
+    def to_native(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.levels[actions.long()]
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inner.reset(seed)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        return self.inner.step(self.to_native(actions))
+
+    def oracle(self) -> Oracle:
+        return self.inner.oracle()
+
+    def oracle_actions(self) -> torch.Tensor | None:
+        native = self.inner.oracle_actions()
+        if native is None:
+            return None
+        return (native.unsqueeze(-1) - self.levels).abs().argmin(-1)
+
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+        return self.inner.kpis(info)
+
+    def get_state(self) -> dict[str, torch.Tensor]:
+        return self.inner.get_state()
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.inner.set_state(state)
+
+    @property
+    def t(self) -> int:  # type: ignore[override]
+        return self.inner.t
+
+
+EnvFactory = Callable[..., BatchedEnv]
+
+
+def make_env(scenario: Any, n_envs: int | None = None, seed: int | None = None,
+             device: torch.device | str = "cpu") -> BatchedEnv:
+    """Build the batched env for a validated Scenario (see marl_tui.config)."""
+    from marl_tui.envs import fulfillment, pricing, warehouse
+
+    cls = {
+        "pricing": pricing.PricingEnv,
+        "warehouse": warehouse.WarehouseEnv,
+        "fulfillment": fulfillment.FulfillmentEnv,
+    }[scenario.kind]
+    return cls(
+        scenario,
+        n_envs=scenario.parallel_envs if n_envs is None else n_envs,
+        seed=scenario.seed if seed is None else seed,
+        device=device,
+    )
