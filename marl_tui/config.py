@@ -374,3 +374,11 @@ def load_scenario(name_or_path: str) -> Scenario:
             f"{', '.join(bundled_names())} (or give a path to a .toml file)"
         )
     return parse_scenario(bundled.read_text(encoding="utf-8"), f"scenarios/{bundled.name}")
+
+
+# The one KPI a progress line or status bar shows first, per kind.
+HEADLINE_KPI = {
+    "pricing": "mean_price",
+    "warehouse": "pct_of_optimal",
+    "fulfillment": "optimal_choice_rate",
+}

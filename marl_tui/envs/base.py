@@ -181,17 +181,20 @@ class DiscretisedEnv(BatchedEnv):
 
 EnvFactory = Callable[..., BatchedEnv]
 
+_ENV_CLASSES = {
+    "pricing": "marl_tui.envs.pricing:PricingEnv",
+    "warehouse": "marl_tui.envs.warehouse:WarehouseEnv",
+    "fulfillment": "marl_tui.envs.fulfillment:FulfillmentEnv",
+}
+
 
 def make_env(scenario: Any, n_envs: int | None = None, seed: int | None = None,
              device: torch.device | str = "cpu") -> BatchedEnv:
     """Build the batched env for a validated Scenario (see marl_tui.config)."""
-    from marl_tui.envs import fulfillment, pricing, warehouse
+    import importlib
 
-    cls = {
-        "pricing": pricing.PricingEnv,
-        "warehouse": warehouse.WarehouseEnv,
-        "fulfillment": fulfillment.FulfillmentEnv,
-    }[scenario.kind]
+    module, name = _ENV_CLASSES[scenario.kind].split(":")
+    cls = getattr(importlib.import_module(module), name)
     return cls(
         scenario,
         n_envs=scenario.parallel_envs if n_envs is None else n_envs,

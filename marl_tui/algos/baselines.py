@@ -1,0 +1,73 @@
+"""Reference players every chart can be compared with: uniform random, and the oracle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from marl_tui.algos.base import ActOutput, Algorithm, Capabilities
+from marl_tui.envs.base import BatchedEnv, EnvSpec
+from marl_tui.errors import UserError
+
+
+@dataclass(frozen=True)
+class BaselineHyperparameters:
+    steps: int = 20_000  # environment steps to play
+    gamma: float = 0.99  # unused by baselines; kept so every algorithm reports one
+
+
+class RandomPolicy(Algorithm):
+    """Uniform random actions: the floor any learner must beat."""
+
+    name = "random"
+    title = "Random"
+    capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
+                                centralised_critic=False)
+    Hyperparameters = BaselineHyperparameters
+
+    def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device) -> None:
+        super().__init__(spec, hp, device)
+        self.generator = torch.Generator(device="cpu").manual_seed(0)
+
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
+        shape = obs.shape[:2]
+        space = self.spec.action_space
+        if space.kind == "discrete":
+            a = torch.randint(0, space.n, shape, generator=self.generator)
+        else:
+            a = space.low + (space.high - space.low) * torch.rand(shape, generator=self.generator)
+        return ActOutput(a.to(self.device))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class OraclePolicy(Algorithm):
+    """Plays the scenario's exact answer (Nash prices, base-stock orders, cheapest store).
+
+    It reads the environment's true state, which no learner sees: it is the target line,
+    not a competitor.
+    """
+
+    name = "oracle"
+    title = "Oracle"
+    capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
+                                centralised_critic=False)
+    Hyperparameters = BaselineHyperparameters
+
+    def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device,
+                 env: BatchedEnv) -> None:
+        super().__init__(spec, hp, device)
+        if not env.oracle().has_policy:
+            raise UserError("this scenario's oracle is a value, not a policy: pick another algorithm")
+        self.env = env
+
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
+        return ActOutput(self.env.oracle_actions())
+
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, object]:
+        return {"algo": self.name, "summary": self.env.oracle().summary}

@@ -1,0 +1,409 @@
+"""MAPPO: PPO for every agent with one centralised value function (study guide, Part 3).
+
+Read it beside the guide's pseudocode:
+
+    COLLECTION   a_i ~ pi_i(.|o_i; theta)             act(), observe()
+    ADVANTAGE    A_hat_i = GAE over V^cen(s)          gae()
+    TRAINING     K epochs of minibatches:             update()
+                   r_i = pi_i(a_i|o_i) / pi_i_old(a_i|o_i)
+                   L_i = -min(r_i A_hat_i, clip(r_i, 1-eps, 1+eps) A_hat_i)
+                   L_V = Huber(V^cen(s) - G)
+
+What makes it learn (REFERENCE.md §5): one policy network shared by all agents
+with a one-hot agent id; orthogonal init (sqrt 2 hidden, 0.01 policy head, 1
+value head); GAE(lambda) that bootstraps from V(s') when an episode ends by time
+limit; advantage normalisation; returns normalised by running statistics; an
+entropy bonus; Adam eps 1e-5; gradient-norm clipping.
+
+The old log-probabilities and values are recomputed in one batched pass at the
+start of update(): the parameters do not change during a rollout, so this gives
+the same numbers as storing them step by step, without per-step network calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, Transition, scaled_to_bounds
+from marl_tui.algos.networks import AgentMLP, mlp
+from marl_tui.envs.base import EnvSpec
+
+# --------------------------------------------------------------------------- hyperparameters
+
+
+@dataclass(frozen=True)
+class MAPPOHyperparameters:
+    steps: int = 2_000_000  # training budget: environment steps over all parallel copies
+    gamma: float = 0.99  # discount
+    lr: float = 5e-4  # Adam step size for policy and value networks
+    hidden: int = 64  # units in each of the two hidden layers
+    rollout_length: int = 32  # batched steps collected before each update
+    epochs: int = 5  # K: passes over the rollout per update
+    minibatches: int = 4  # minibatches per epoch
+    gae_lambda: float = 0.95  # GAE lambda
+    clip_eps: float = 0.2  # eps in clip(r, 1 - eps, 1 + eps)
+    entropy_coef: float = 0.01  # weight of the entropy bonus (the exploration knob)
+    value_coef: float = 0.5  # weight of the value loss
+    huber_delta: float = 10.0  # Huber loss threshold on normalised returns
+    max_grad_norm: float = 10.0  # gradient-norm clip, applied to policy and value separately
+    init_log_std: float = -0.5  # continuous actions: initial log sigma in the unit space [-1, 1]
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def clipped_surrogate_loss(ratio: torch.Tensor, A_hat: torch.Tensor, eps: float) -> torch.Tensor:
+    """L = -min(r A_hat, clip(r, 1 - eps, 1 + eps) A_hat), elementwise (take the mean yourself).
+
+    The guide's example: r = 0.8, A_hat = -300, eps = 0.2 gives L = 240.
+    """
+    return -torch.min(ratio * A_hat, ratio.clamp(1.0 - eps, 1.0 + eps) * A_hat)
+
+
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    gamma: float,
+    lam: float,
+    terminated: torch.Tensor | None = None,
+    truncated: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over a rollout; returns (A_hat, returns = A_hat + V).
+
+    All tensors are [T, ...] (terminated/truncated broadcastable to rewards).
+    next_values[t] = V(s_{t+1}) of the state the step actually reached, so at a
+    time-limit end (truncated) the last reward is bootstrapped with V(s_T) and only
+    the lambda-trace is cut; a real end (terminated) also drops the bootstrap.
+        delta_t = r_t + gamma V(s_{t+1}) (1 - terminated_t) - V(s_t)
+        A_hat_t = delta_t + gamma lam (1 - end_t) A_hat_{t+1},  end = terminated or truncated
+    """
+    zeros = torch.zeros_like(rewards)
+    term = zeros if terminated is None else zeros + terminated.to(rewards.dtype)
+    end = term if truncated is None else torch.maximum(term, zeros + truncated.to(rewards.dtype))
+    delta = rewards + gamma * next_values * (1.0 - term) - values
+    carry = gamma * lam * (1.0 - end)
+    A_hat = torch.empty_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = delta[t] + carry[t] * running
+        A_hat[t] = running
+    return A_hat, A_hat + values
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class ValueNorm(nn.Module):
+    """Running mean/std of the returns G (per value output): the critic predicts (G - mean) / std.
+
+    Stats merge each rollout exactly (Chan et al.'s parallel variance), so they
+    are the mean and variance of every return seen so far.
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("var", torch.ones(size))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        x = x.reshape(-1, x.shape[-1])
+        n = x.shape[0]
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        self.var.copy_((self.var * self.count + var * n + delta**2 * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.var.clamp_min(1e-8).sqrt()
+
+    def denormalise(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.var.clamp_min(1e-8).sqrt() + self.mean
+
+
+class Policy(nn.Module):
+    """pi_i(a | o_i): one network for all agents (agent id appended to o_i).
+
+    Continuous: a Gaussian N(mu_i(o_i), sigma_i^2) in the unit space [-1, 1] with a
+    learned, state-independent log sigma per agent. Discrete: a categorical over
+    the n actions.
+    """
+
+    def __init__(self, spec: EnvSpec, hidden: int, init_log_std: float) -> None:
+        super().__init__()
+        self.continuous = spec.action_space.kind == "continuous"
+        d_out = 1 if self.continuous else spec.action_space.n
+        self.net = AgentMLP(spec.n_agents, spec.obs_dim, d_out, hidden, shared=True, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((spec.n_agents,), init_log_std))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """mu_i in unit space [..., N] (continuous) or logits [..., N, n] (discrete)."""
+        out = self.net(obs)
+        return out.squeeze(-1) if self.continuous else out
+
+    def log_prob_entropy(
+        self, obs: torch.Tensor, a: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi_i(a_i | o_i) and the entropy of pi_i, both [..., N].
+
+        Continuous a is the raw Gaussian sample u (before clipping to [-1, 1]).
+        """
+        out = self(obs)
+        if self.continuous:
+            log_std = self.log_std.expand_as(out)
+            z = (a - out) * torch.exp(-log_std)
+            log_prob = -0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)
+            return log_prob, log_std + 0.5 * (1.0 + math.log(2 * math.pi))
+        log_p = F.log_softmax(out, -1)
+        log_prob = log_p.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
+        return log_prob, -(log_p.exp() * log_p).sum(-1)
+
+
+# --------------------------------------------------------------------------- the algorithm
+
+
+class MAPPO(Algorithm):
+    """Multi-agent PPO with parameter sharing and a centralised value V^cen(s)."""
+
+    name = "mappo"
+    title = "MAPPO"
+    capabilities = Capabilities(continuous=True, discrete=True, on_policy=True,
+                                centralised_critic=True)
+    exploration_field = "entropy_coef"
+    Hyperparameters = MAPPOHyperparameters
+    defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
+        "pricing": {},
+        "warehouse": {},
+        "fulfillment": {},
+    }
+
+    def __init__(self, spec: EnvSpec, hp: MAPPOHyperparameters, device: torch.device) -> None:
+        super().__init__(spec, hp, device)
+        self.continuous = spec.action_space.kind == "continuous"
+        # Cooperative scenarios pay one team reward: one V(s). Otherwise V(s) has one output
+        # per agent (V_i(s)), since each agent's return differs.
+        self.n_values = 1 if spec.cooperative else spec.n_agents
+        self.policy = Policy(spec, hp.hidden, hp.init_log_std).to(device)
+        self.critic = mlp(spec.state_dim, self.n_values, hp.hidden, out_gain=1.0).to(device)
+        self.value_norm = ValueNorm(self.n_values).to(device)
+        self.optimizer = torch.optim.Adam(
+            [*self.policy.parameters(), *self.critic.parameters()], lr=hp.lr, eps=1e-5
+        )
+        # Own generator (seeded from the trainer-seeded global RNG) so resume is exact.
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        self.buffer: dict[str, torch.Tensor] = {}
+        self.pos = 0  # batched steps stored in the current rollout
+        self.updates = 0
+        self.last: dict[str, float] = {}  # the last update's numbers, for explain()
+        with torch.no_grad():  # before any update: entropy of the initial policy
+            self.entropy = (
+                float(self.policy.log_std.mean()) + 0.5 * (1.0 + math.log(2 * math.pi))
+                if self.continuous else math.log(spec.action_space.n)  # 0.01 head: ~uniform
+            )
+
+    # ------------------------------------------------------------------ acting
+
+    def _to_env(self, u: torch.Tensor) -> torch.Tensor:
+        """Unit-space action -> env units. Only the action sent to the env is clipped: the
+        Gaussian stays unbounded, so log pi(u) of the stored raw sample u is exact (a tanh
+        squash would need a Jacobian term and saturates at the bounds, where pricing-guide's
+        answer lies)."""
+        space = self.spec.action_space
+        return scaled_to_bounds(u.clamp(-1.0, 1.0), space.low, space.high)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
+        out = self.policy(obs)
+        if self.continuous:
+            u = out
+            if explore:
+                noise = torch.randn(out.shape, generator=self.generator, device=self.device)
+                u = out + torch.exp(self.policy.log_std) * noise
+            return ActOutput(self._to_env(u), {"u": u})
+        if not explore:
+            return ActOutput(out.argmax(-1))
+        # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the categorical.
+        uniform = torch.rand(out.shape, generator=self.generator, device=self.device)
+        return ActOutput((out - torch.log(-torch.log(uniform.clamp_min(1e-20)))).argmax(-1))
+
+    # ------------------------------------------------------------------ rollout storage
+
+    def observe(self, transition: Transition) -> None:
+        tr = transition
+        a = tr.extras["u"] if self.continuous else tr.actions
+        step = {
+            "obs": tr.obs, "state": tr.state, "a": a, "reward": tr.reward,
+            "next_state": tr.next_state, "terminated": tr.terminated, "truncated": tr.truncated,
+        }
+        if not self.buffer:
+            T = self.hp.rollout_length
+            self.buffer = {
+                k: torch.zeros((T, *v.shape), dtype=v.dtype, device=self.device)
+                for k, v in step.items()
+            }
+        for k, v in step.items():
+            self.buffer[k][self.pos] = v
+        self.pos += 1
+
+    def ready(self) -> bool:
+        return self.pos >= self.hp.rollout_length
+
+    # ------------------------------------------------------------------ learning
+
+    def update(self) -> dict[str, float]:
+        hp, buf = self.hp, self.buffer
+        T, B, N = buf["a"].shape
+        K = self.n_values
+        # -- ADVANTAGE COMPUTATION (old policy, old V^cen) --
+        with torch.no_grad():
+            v_all = self.value_norm.denormalise(
+                self.critic(torch.cat([buf["state"], buf["next_state"]]))
+            )
+            values, next_values = v_all[:T], v_all[T:]  # [T, B, K]
+            reward = buf["reward"].mean(-1, keepdim=True) if K == 1 else buf["reward"]
+            A_hat, returns = gae(
+                reward, values, next_values, hp.gamma, hp.gae_lambda,
+                terminated=buf["terminated"].unsqueeze(-1), truncated=buf["truncated"].unsqueeze(-1),
+            )
+            explained_var = 1.0 - (returns - values).var() / returns.var().clamp_min(1e-8)
+            self.value_norm.update(returns)
+            G_norm = self.value_norm.normalise(returns)
+            A_hat = (A_hat - A_hat.mean()) / (A_hat.std() + 1e-8)
+            log_prob_old, _ = self.policy.log_prob_entropy(buf["obs"], buf["a"])  # [T, B, N]
+
+        M = T * B
+        obs, a = buf["obs"].reshape(M, N, -1), buf["a"].reshape(M, N)
+        state = buf["state"].reshape(M, -1)
+        log_prob_old = log_prob_old.reshape(M, N)
+        A_hat, G_norm = A_hat.reshape(M, K).expand(M, N), G_norm.reshape(M, K)
+
+        # -- TRAINING (K epochs of minibatches) --
+        rows = []
+        mb_size = max(1, M // hp.minibatches)
+        policy_params, critic_params = list(self.policy.parameters()), list(self.critic.parameters())
+        for _ in range(hp.epochs):
+            perm = torch.randperm(M, generator=self.generator, device=self.device)
+            for idx in perm[: mb_size * hp.minibatches].split(mb_size):
+                log_prob, entropy = self.policy.log_prob_entropy(obs[idx], a[idx])
+                log_ratio = log_prob - log_prob_old[idx]
+                ratio = log_ratio.exp()  # r_i = pi_i / pi_i_old
+                L_clip = clipped_surrogate_loss(ratio, A_hat[idx], hp.clip_eps)
+                policy_loss, entropy = L_clip.mean(), entropy.mean()
+                V = self.critic(state[idx])
+                value_loss = F.huber_loss(V, G_norm[idx], delta=hp.huber_delta)
+                loss = policy_loss - hp.entropy_coef * entropy + hp.value_coef * value_loss
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                # Clipped separately so a large value gradient does not shrink the policy's step.
+                grad_norm = nn.utils.clip_grad_norm_(policy_params, hp.max_grad_norm)
+                critic_grad_norm = nn.utils.clip_grad_norm_(critic_params, hp.max_grad_norm)
+                self.optimizer.step()
+                with torch.no_grad():
+                    rows.append(torch.stack([
+                        policy_loss, value_loss, entropy,
+                        ((ratio - 1.0) - log_ratio).mean(),  # approx KL(old || new)
+                        ((ratio - 1.0).abs() > hp.clip_eps).float().mean(),
+                        grad_norm, critic_grad_norm, ratio.mean(),
+                    ]).detach())
+        self.pos = 0
+        self.updates += 1
+
+        # One sample of the last minibatch, to show the guide's equation with real numbers.
+        r0, A0 = ratio[0, 0].detach(), A_hat[idx[0], 0]
+        sample = torch.stack([
+            r0, r0.clamp(1 - hp.clip_eps, 1 + hp.clip_eps), A0,
+            clipped_surrogate_loss(r0, A0, hp.clip_eps), A_hat[idx].mean(), ratio.mean().detach(),
+        ]).tolist()
+        keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+                "grad_norm", "critic_grad_norm", "ratio_mean")
+        metrics = dict(zip(keys, torch.stack(rows).mean(0).tolist(), strict=True))
+        metrics["explained_variance"] = float(explained_var)
+        metrics["V_mean"] = float(values.mean())
+        metrics["return_mean"] = float(returns.mean())
+        if self.continuous:  # sigma in action units, so it reads like a price or an order size
+            space = self.spec.action_space
+            metrics["action_std"] = float(
+                self.policy.log_std.detach().exp().mean() * (space.high - space.low) / 2
+            )
+        self.entropy = metrics["entropy"]
+        self.last = {
+            "ratio": sample[0], "clipped_ratio": sample[1], "A_hat": sample[2],
+            "L_clip": sample[3], "A_hat_mean": sample[4], "ratio_mean": sample[5],
+            "eps": hp.clip_eps, "clip_fraction": metrics["clip_fraction"],
+            "approx_kl": metrics["approx_kl"], "entropy": metrics["entropy"],
+        }
+        return metrics
+
+    # ------------------------------------------------------------------ views
+
+    def exploration(self) -> tuple[str, float]:
+        """Mean policy entropy at the last update (the entropy bonus keeps it from collapsing)."""
+        return ("entropy", self.entropy)
+
+    @torch.no_grad()
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
+        """Copy 0's policy and value, and the last update's PPO numbers.
+
+        - "mean", "std" (continuous): per agent, the greedy action (Gaussian mean mapped to
+          action units and clipped to the bounds) and sigma in action units.
+        - "probs" (discrete): per agent, pi_i(a | o_i) for every action.
+        - "V": V^cen(s) of copy 0's state per agent (scaled reward units; cooperative
+          scenarios repeat the one team value).
+        - from the last update (absent before the first): one sample's "ratio" r,
+          "clipped_ratio" clip(r, 1-eps, 1+eps), "A_hat" (normalised) and "L_clip" =
+          -min(r A_hat, clip(r) A_hat); "A_hat_mean", "ratio_mean" over its minibatch;
+          "eps", "clip_fraction", "approx_kl", "entropy".
+        """
+        out = self.policy(obs[:1])[0]
+        info: dict[str, Any] = {"algo": self.name}
+        if self.continuous:
+            space = self.spec.action_space
+            info["mean"] = self._to_env(out).tolist()
+            info["std"] = (self.policy.log_std.exp() * (space.high - space.low) / 2).tolist()
+        else:
+            info["probs"] = torch.softmax(out, -1).tolist()
+        V = self.value_norm.denormalise(self.critic(state[:1]))[0]
+        info["V"] = V.expand(self.spec.n_agents).tolist()
+        return info | self.last
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy.state_dict(),
+            "critic": self.critic.state_dict(),
+            "value_norm": self.value_norm.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "buffer": {k: v[: self.pos].clone() for k, v in self.buffer.items()},
+            "buffer_shapes": {k: list(v.shape) for k, v in self.buffer.items()},
+            "pos": self.pos,
+            "updates": self.updates,
+            "entropy": self.entropy,
+            "last": dict(self.last),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.critic.load_state_dict(state["critic"])
+        self.value_norm.load_state_dict(state["value_norm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.pos, self.updates = int(state["pos"]), int(state["updates"])
+        self.entropy, self.last = float(state["entropy"]), dict(state["last"])
+        self.buffer = {}
+        for k, shape in state["buffer_shapes"].items():
+            stored = state["buffer"][k]
+            self.buffer[k] = torch.zeros(shape, dtype=stored.dtype, device=self.device)
+            self.buffer[k][: self.pos] = stored.to(self.device)

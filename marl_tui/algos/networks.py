@@ -1,0 +1,100 @@
+"""Small networks shared by the algorithms.
+
+`AgentMLP` keeps one set of weights per agent (the guide's mu_i, Q_i, pi_i) but
+evaluates all agents in one batched einsum, so N agents cost one matmul.
+With `shared=True` all agents use one network and get a one-hot agent id
+appended to their input (parameter sharing, as MAPPO and QMIX papers do).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class AgentLinear(nn.Module):
+    """y[..., i, :] = x[..., i, :] @ W_i + b_i for each agent i."""
+
+    def __init__(self, n_agents: int, d_in: int, d_out: int, gain: float = math.sqrt(2)) -> None:
+        super().__init__()
+        w = torch.empty(n_agents, d_in, d_out)
+        for i in range(n_agents):
+            nn.init.orthogonal_(w[i].T, gain=gain)  # orthogonal init: stable PPO/DDPG starts
+        self.weight = nn.Parameter(w)
+        self.bias = nn.Parameter(torch.zeros(n_agents, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
+
+
+def _linear(d_in: int, d_out: int, gain: float) -> nn.Linear:
+    layer = nn.Linear(d_in, d_out)
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class AgentMLP(nn.Module):
+    """Two hidden layers; input [..., N, d_in] -> output [..., N, d_out]."""
+
+    def __init__(
+        self,
+        n_agents: int,
+        d_in: int,
+        d_out: int,
+        hidden: int = 64,
+        shared: bool = False,
+        out_gain: float = 1.0,
+        activation: type[nn.Module] = nn.Tanh,
+    ) -> None:
+        super().__init__()
+        self.n_agents, self.shared = n_agents, shared
+        g = math.sqrt(2)
+        if shared:
+            d = d_in + n_agents
+            self.body = nn.Sequential(
+                _linear(d, hidden, g), activation(), _linear(hidden, hidden, g), activation(),
+                _linear(hidden, d_out, out_gain),
+            )
+        else:
+            self.body = nn.Sequential(
+                AgentLinear(n_agents, d_in, hidden, g), activation(),
+                AgentLinear(n_agents, hidden, hidden, g), activation(),
+                AgentLinear(n_agents, hidden, d_out, out_gain),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shared:
+            x = with_agent_id(x)
+        return self.body(x)
+
+
+def with_agent_id(x: torch.Tensor) -> torch.Tensor:
+    """Append a one-hot agent id to [..., N, d] inputs."""
+    n = x.shape[-2]
+    eye = torch.eye(n, device=x.device, dtype=x.dtype).expand(*x.shape[:-1], n)
+    return torch.cat([x, eye], dim=-1)
+
+
+def mlp(d_in: int, d_out: int, hidden: int = 64, out_gain: float = 1.0,
+        activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """A plain two-hidden-layer network (centralised critics, hypernetworks)."""
+    g = math.sqrt(2)
+    return nn.Sequential(
+        _linear(d_in, hidden, g), activation(), _linear(hidden, hidden, g), activation(),
+        _linear(hidden, d_out, out_gain),
+    )
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """theta^- <- tau theta + (1 - tau) theta^-  (the guide's target update)."""
+    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+        t.lerp_(s, tau)
+
+
+def grad_norm(params: list[torch.Tensor]) -> float:
+    norms = [p.grad.detach().norm() for p in params if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0

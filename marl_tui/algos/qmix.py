@@ -1,0 +1,297 @@
+"""QMIX: per-agent Q_i mixed monotonically into Q_total (study guide Part 4, REFERENCE §5).
+
+Read beside the guide's pseudocode:
+
+    a_i = epsilon-greedy on Q_i(o_i, .)                     act()
+    store (o, s, a, r_team, o', s') in B                    observe()
+    Q_total = M([Q_1(o_1, a_1), ..., Q_n(o_n, a_n)], s)     update()
+    a'_i = argmax Q_i(o'_i, .)      (double Q: online picks, target evaluates)
+    y = r_team + gamma * M^-([Q_1^-(o'_1, a'_1), ...], s')
+    L = (Q_total - y)^2
+    psi, xi <- Adam step;  psi^-, xi^- <- hard copy or tau-soft update
+
+The mixer keeps dQ_total/dQ_i >= 0 by passing its hypernetwork weights through abs(),
+so each agent's own argmax is the joint argmax of Q_total: decentralised execution.
+QMIX is cooperative: it maximises r_team = sum_i r_i. On a general-sum game (pricing)
+that is the stores' joint profit, i.e. the collusive price, not the Nash price.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, Transition
+from marl_tui.algos.buffers import ReplayBuffer
+from marl_tui.algos.networks import AgentMLP, grad_norm, soft_update
+from marl_tui.envs.base import EnvSpec
+
+# --------------------------------------------------------------------------- hyperparameters
+
+
+@dataclass(frozen=True)
+class QMIXHyperparameters:
+    steps: int = 300_000  # environment steps, counted over all parallel copies
+    gamma: float = 0.99  # discount; episodes end only by time limit, so we always bootstrap
+    lr: float = 5e-4  # Adam, agent networks and mixer together
+    hidden: int = 64  # agent network width
+    mixer_hidden: int = 32  # mixer embedding / hypernetwork width
+    shared: bool = True  # one Q network for all agents, one-hot agent id appended
+    batch_size: int = 256  # transitions per gradient step
+    buffer_size: int = 100_000  # replay capacity in transitions (one per copy per step)
+    learning_starts: int = 5_000  # transitions in the buffer before the first update
+    updates_per_step: int = 4  # gradient steps per batched environment step
+    eps_start: float = 1.0  # epsilon-greedy exploration...
+    eps_end: float = 0.05  # ...annealed linearly to this...
+    eps_anneal_steps: int = 100_000  # ...over this many environment steps (over copies)
+    target_update_interval: int = 100  # hard copy Q^-, M^- every this many updates; 0: soft
+    tau: float = 0.01  # soft target step when target_update_interval = 0
+    grad_clip: float = 10.0  # max global grad norm
+    huber: bool = False  # Huber instead of squared TD error
+
+
+# --------------------------------------------------------------------------- networks
+
+
+class QMixer(nn.Module):
+    """Q_total = ELU(Q . w1 + b1) . w2 + V(s), with w1 = |W1(s)|, w2 = |W2(s)|.
+
+    Hypernetworks read the global state s and write the mixing weights. abs() keeps every
+    weight >= 0 and ELU is increasing, so dQ_total/dQ_i >= 0 (the monotonicity constraint).
+    V(s) is a state-dependent bias that needs no sign constraint.
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.n_agents, self.hidden = n_agents, hidden
+        self.hyper_w1 = nn.Sequential(
+            nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_agents * hidden)
+        )
+        self.hyper_b1 = nn.Linear(state_dim, hidden)
+        self.hyper_w2 = nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
+        self.V = nn.Sequential(nn.Linear(state_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def weights(self, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The mixing weights for `state` [..., S]: w1 [..., N, H], b1 [..., H], w2 [..., H], V [...]."""
+        return {
+            "w1": self.hyper_w1(state).abs().unflatten(-1, (self.n_agents, self.hidden)),
+            "b1": self.hyper_b1(state),
+            "w2": self.hyper_w2(state).abs(),
+            "V": self.V(state).squeeze(-1),
+        }
+
+    def forward(self, q_values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """q_values [..., N], state [..., S] -> Q_total [...]."""
+        w = self.weights(state)
+        h = F.elu(torch.einsum("...n,...nh->...h", q_values, w["w1"]) + w["b1"])
+        return (h * w["w2"]).sum(-1) + w["V"]
+
+
+# --------------------------------------------------------------------------- algorithm
+
+
+class QMIX(Algorithm):
+    """Cooperative value factorisation over discrete actions (continuous scenarios arrive
+    discretised: the trainer wraps them in DiscretisedEnv, spec.action_levels the values)."""
+
+    name = "qmix"
+    title = "QMIX"
+    capabilities = Capabilities(continuous=False, discrete=True, on_policy=False,
+                                centralised_critic=True)
+    Hyperparameters = QMIXHyperparameters
+    exploration_field = "eps_end"
+    defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
+        "pricing": {},
+        "warehouse": {},
+        "fulfillment": {},
+    }
+
+    def __init__(self, spec: EnvSpec, hp: QMIXHyperparameters, device: torch.device) -> None:
+        super().__init__(spec, hp, device)
+        if spec.action_space.kind != "discrete":
+            raise ValueError("QMIX needs discrete actions: wrap the scenario in DiscretisedEnv")
+        N, O, S, A = spec.n_agents, spec.obs_dim, spec.state_dim, spec.action_space.n
+        self.n_actions = A
+        # Feed-forward Q_i(o_i, .): every scenario's observation describes its situation fully
+        # (prices, stock and season, the order's costs), so no recurrent history is needed.
+        self.Q = AgentMLP(N, O, A, hp.hidden, shared=hp.shared, activation=nn.ReLU).to(device)
+        self.mixer = QMixer(N, S, hp.mixer_hidden).to(device)
+        self.Q_target = copy.deepcopy(self.Q).requires_grad_(False)
+        self.mixer_target = copy.deepcopy(self.mixer).requires_grad_(False)
+        self.params = [*self.Q.parameters(), *self.mixer.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=hp.lr)
+        # Seeds drawn from the global RNG the trainer seeded: same seed, same run.
+        seeds = torch.randint(0, 2**62, (2,)).tolist()
+        self.generator = torch.Generator(device="cpu").manual_seed(seeds[0])
+        self.buffer = ReplayBuffer(
+            hp.buffer_size,
+            {
+                "obs": ((N, O), torch.float32),
+                "state": ((S,), torch.float32),
+                "actions": ((N,), torch.long),
+                "r_team": ((), torch.float32),
+                "next_obs": ((N, O), torch.float32),
+                "next_state": ((S,), torch.float32),
+                "terminated": ((), torch.float32),
+            },
+            device,
+            seed=seeds[1],
+        )
+        self.env_steps = 0  # transitions seen, over all copies
+        self.n_updates = 0
+        self.last_y = 0.0
+
+    # ------------------------------------------------------------------ act
+
+    @property
+    def epsilon(self) -> float:
+        hp = self.hp
+        frac = min(1.0, self.env_steps / max(1, hp.eps_anneal_steps))
+        return hp.eps_start + frac * (hp.eps_end - hp.eps_start)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
+        """a_i = argmax_a Q_i(o_i, a), or with probability epsilon a uniform action."""
+        greedy = self.Q(obs).argmax(-1)
+        if not explore:
+            return ActOutput(greedy)
+        shape = greedy.shape
+        explore_mask = torch.rand(shape, generator=self.generator) < self.epsilon
+        random_a = torch.randint(0, self.n_actions, shape, generator=self.generator)
+        actions = torch.where(explore_mask.to(self.device), random_a.to(self.device), greedy)
+        return ActOutput(actions)
+
+    # ------------------------------------------------------------------ observe
+
+    def observe(self, transition: Transition) -> None:
+        """Store the transition with the team reward r_team = sum_i r_i (already scaled)."""
+        tr = transition
+        self.buffer.add({
+            "obs": tr.obs, "state": tr.state, "actions": tr.actions,
+            "r_team": tr.reward.sum(-1), "next_obs": tr.next_obs, "next_state": tr.next_state,
+            # Truncation (time limit) is not an end: bootstrap from next_obs.
+            "terminated": tr.terminated.float(),
+        })
+        self.env_steps += tr.obs.shape[0]
+
+    def ready(self) -> bool:
+        return len(self.buffer) >= max(self.hp.learning_starts, self.hp.batch_size)
+
+    # ------------------------------------------------------------------ update
+
+    def update(self) -> dict[str, float]:
+        """updates_per_step gradient steps on L = (Q_total - y)^2; metrics averaged over them."""
+        sums: dict[str, float] = {}
+        for _ in range(self.hp.updates_per_step):
+            for k, v in self._update_once().items():
+                sums[k] = sums.get(k, 0.0) + v
+        metrics = {k: v / self.hp.updates_per_step for k, v in sums.items()}
+        metrics["epsilon"] = self.epsilon
+        return metrics
+
+    def _update_once(self) -> dict[str, float]:
+        hp = self.hp
+        b = self.buffer.sample(hp.batch_size)
+        Q_all = self.Q(b["obs"])  # [M, N, A]
+        Q_i = Q_all.gather(-1, b["actions"].unsqueeze(-1)).squeeze(-1)  # [M, N]
+        Q_total = self.mixer(Q_i, b["state"])  # [M]
+        with torch.no_grad():
+            a_next = self.Q(b["next_obs"]).argmax(-1, keepdim=True)  # double Q: online argmax...
+            Q_i_next = self.Q_target(b["next_obs"]).gather(-1, a_next).squeeze(-1)  # ...target value
+            Q_total_next = self.mixer_target(Q_i_next, b["next_state"])
+            y = b["r_team"] + hp.gamma * (1.0 - b["terminated"]) * Q_total_next
+        loss_fn = F.smooth_l1_loss if hp.huber else F.mse_loss
+        td_loss = loss_fn(Q_total, y)
+        self.optimizer.zero_grad()
+        td_loss.backward()
+        gn = grad_norm(self.params)
+        nn.utils.clip_grad_norm_(self.params, hp.grad_clip)
+        self.optimizer.step()
+        self.n_updates += 1
+        if hp.target_update_interval > 0:
+            if self.n_updates % hp.target_update_interval == 0:
+                self.Q_target.load_state_dict(self.Q.state_dict())
+                self.mixer_target.load_state_dict(self.mixer.state_dict())
+        else:
+            soft_update(self.Q_target, self.Q, hp.tau)
+            soft_update(self.mixer_target, self.mixer, hp.tau)
+        self.last_y = float(y.mean())
+        return {
+            "td_loss": td_loss.item(),
+            "q_total_mean": Q_total.mean().item(),
+            "y_mean": self.last_y,
+            "q_i_mean": Q_i.mean().item(),
+            "grad_norm": gn,
+        }
+
+    # ------------------------------------------------------------------ views
+
+    def exploration(self) -> tuple[str, float]:
+        return ("epsilon", self.epsilon)
+
+    @torch.no_grad()
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
+        """The numbers behind QMIX's equations for copy 0.
+
+        - "Q_i": per agent, Q_i(o_i, a) for every action a (list of N lists of A floats).
+        - "greedy": per agent, argmax_a Q_i(o_i, a) (action index).
+        - "greedy_value": per agent, the greedy action's value (price/order level, or the index).
+        - "Q_total": M([Q_i(o_i, greedy_i)], s), the mixer's value of the greedy joint action.
+        - "mixer_w1": |W1(s)|, per agent the H hidden-unit weights (all >= 0).
+        - "mixer_w2": |W2(s)|, the H output weights (all >= 0).
+        - "mixer_bias": V(s), the state-dependent bias.
+        - "y": mean target r_team + gamma Q_total^- of the last update's batch.
+        - "epsilon", "gamma": current exploration rate and discount.
+        """
+        o, s = obs[:1], state[:1]
+        Q_all = self.Q(o)[0]  # [N, A]
+        greedy = Q_all.argmax(-1)
+        Q_total = self.mixer(Q_all.gather(-1, greedy.unsqueeze(-1)).squeeze(-1), s[0])
+        w = self.mixer.weights(s[0])
+        levels = self.spec.action_levels
+        return {
+            "algo": self.name,
+            "Q_i": Q_all.cpu().tolist(),
+            "greedy": greedy.cpu().tolist(),
+            "greedy_value": [float(levels[a]) if levels else float(a) for a in greedy.tolist()],
+            "Q_total": float(Q_total),
+            "mixer_w1": w["w1"].cpu().tolist(),
+            "mixer_w2": w["w2"].cpu().tolist(),
+            "mixer_bias": float(w["V"]),
+            "y": self.last_y,
+            "epsilon": self.epsilon,
+            "gamma": self.hp.gamma,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "Q": self.Q.state_dict(),
+            "mixer": self.mixer.state_dict(),
+            "Q_target": self.Q_target.state_dict(),
+            "mixer_target": self.mixer_target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "env_steps": self.env_steps,
+            "n_updates": self.n_updates,
+            "last_y": self.last_y,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.Q.load_state_dict(state["Q"])
+        self.mixer.load_state_dict(state["mixer"])
+        self.Q_target.load_state_dict(state["Q_target"])
+        self.mixer_target.load_state_dict(state["mixer_target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.env_steps = int(state["env_steps"])
+        self.n_updates = int(state["n_updates"])
+        self.last_y = float(state["last_y"])

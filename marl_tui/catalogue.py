@@ -1,0 +1,73 @@
+"""What `marl-tui scenarios` and `marl-tui info` print: each scenario and its reference answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenario_files
+
+
+def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
+    """Plain data about one scenario, its spaces and its oracle (builds a one-copy env)."""
+    from marl_tui.envs.base import make_env
+
+    sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
+    env = make_env(sc, n_envs=1)
+    spec, oracle = env.spec, env.oracle()
+    return {
+        "name": sc.name,
+        "kind": sc.kind,
+        "description": sc.description,
+        "source": sc.source,
+        "n_agents": spec.n_agents,
+        "agents": list(spec.agent_names),
+        "action_space": spec.action_space.describe(),
+        "discrete_actions": len(spec.action_levels) or spec.action_space.n,
+        "obs_dim": spec.obs_dim,
+        "state_dim": spec.state_dim,
+        "episode_length": spec.episode_length,
+        "parallel_envs": sc.parallel_envs,
+        "seed": sc.seed,
+        "oracle": oracle.values,
+        "oracle_summary": oracle.summary,
+        "oracle_kpis": oracle.kpis,
+    }
+
+
+def scenario_info_text(d: dict[str, Any]) -> str:
+    lines = [
+        f"{d['name']} ({d['kind']}) — {d['description']}",
+        f"  file:        {d['source']}",
+        f"  agents:      {d['n_agents']} ({', '.join(d['agents'])})",
+        f"  actions:     {d['action_space']} per agent; {d['discrete_actions']} levels for "
+        "discrete-action algorithms",
+        f"  observation: {d['obs_dim']} numbers per agent; global state {d['state_dim']}",
+        f"  episodes:    {d['episode_length']} steps, {d['parallel_envs']} parallel copies, "
+        f"seed {d['seed']}",
+        f"  reference:   {d['oracle_summary']}",
+    ]
+    return "\n".join(lines)
+
+
+def all_scenarios() -> list[Scenario]:
+    """Bundled scenarios, then any user files in ./scenarios."""
+    found = [load_scenario(n) for n in bundled_names()]
+    found += [load_scenario(str(p)) for p in local_scenario_files()]
+    return found
+
+
+def scenario_table() -> str:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="marl-tui scenarios", title_justify="left", expand=False)
+    for col in ("name", "kind", "agents", "actions", "description", "reference answer"):
+        table.add_column(col, overflow="fold")
+    for sc in all_scenarios():
+        d = scenario_info(sc)
+        table.add_row(d["name"], d["kind"], str(d["n_agents"]), d["action_space"],
+                      d["description"], d["oracle_summary"])
+    console = Console(width=max(120, Console().width), record=True, force_terminal=False)
+    with console.capture() as cap:
+        console.print(table)
+    return cap.get().rstrip()

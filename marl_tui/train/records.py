@@ -1,0 +1,100 @@
+"""Immutable records the trainer publishes and views read.
+
+StepRecord: what happened in one batched step, for copy 0 (what panels draw).
+Stats: counters, running figures and bounded histories (what headers and charts draw).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    iteration: int  # batched steps taken so far (this one included)
+    env_steps: int  # environment steps over all copies
+    episode: int  # episodes finished per copy before this step
+    t: int  # step within the episode (1..T)
+    actions: tuple[float, ...]  # copy 0, in the scenario's units
+    reward: tuple[float, ...]  # copy 0, raw units
+    info: dict[str, Any]  # copy 0: floats or tuples of floats
+    greedy: bool  # taken by the greedy policy (evaluation view), not while learning
+
+
+class BoundedSeries:
+    """A chart history of at most `capacity` points: when full, keep every other point.
+
+    Memory stays flat on long runs while the whole run stays visible.
+    """
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self._seen = 0
+        self.x: list[float] = []
+        self.y: list[float] = []
+
+    def append(self, x: float, y: float) -> None:
+        self._seen += 1
+        if (self._seen - 1) % self.stride:
+            return
+        self.x.append(x)
+        self.y.append(y)
+        if len(self.x) >= self.capacity:
+            self.x, self.y = self.x[::2], self.y[::2]
+            self.stride *= 2
+
+    def snapshot(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(self.x), tuple(self.y)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"capacity": self.capacity, "stride": self.stride, "seen": self._seen,
+                "x": list(self.x), "y": list(self.y)}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        self.capacity, self.stride, self._seen = s["capacity"], s["stride"], s["seen"]
+        self.x, self.y = list(s["x"]), list(s["y"])
+
+
+@dataclass(frozen=True)
+class Stats:
+    status: str  # starting | running | paused | finished | stopped | error
+    iteration: int = 0
+    env_steps: int = 0
+    total_steps: int = 0
+    episodes: int = 0  # finished episodes per copy
+    updates: int = 0
+    steps_per_second: float = 0.0
+    exploration: tuple[str, float] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)  # last update()
+    kpis: dict[str, float] = field(default_factory=dict)  # last finished episode
+    team_return: float | None = None  # last finished episode, mean over copies
+    agent_returns: tuple[float, ...] = ()
+    # Histories: (x = env steps, y) pairs, bounded.
+    team_history: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+    agent_history: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = ()
+    loss_history: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(
+        default_factory=dict
+    )
+    greedy: bool = False
+    error: str | None = None
+
+
+class RecordQueue:
+    """Bounded buffer of StepRecords: the trainer appends, a view drains. Old records drop."""
+
+    def __init__(self, maxlen: int = 512) -> None:
+        self._q: deque[StepRecord] = deque(maxlen=maxlen)
+
+    def put(self, record: StepRecord) -> None:
+        self._q.append(record)
+
+    def drain(self) -> list[StepRecord]:
+        out = []
+        while True:
+            try:
+                out.append(self._q.popleft())
+            except IndexError:
+                return out

@@ -1,0 +1,334 @@
+"""One training loop for every algorithm: act -> env.step -> observe -> update.
+
+Runs in a background thread (the app) or the main thread (headless). It obeys
+Controls (pause, step n, speed, greedy view, stop), publishes StepRecords into a
+bounded queue and a fresh immutable Stats snapshot a few dozen times a second,
+and imports no view.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from marl_tui.algos.base import Algorithm, Transition
+from marl_tui.algos.registry import make_algorithm, needs_discrete, resolve_hparams
+from marl_tui.config import Scenario
+from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, Oracle, make_env
+from marl_tui.errors import UserError
+from marl_tui.train.controls import Controls
+from marl_tui.train.metrics import MetricsWriter
+from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
+
+PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
+
+
+class TrainingFault(RuntimeError):
+    """Training produced NaN/inf: stop with a message naming the quantity and the guide's advice."""
+
+
+ADVICE = (
+    "the study guide's Part 7: lower the learning rates, use a larger replay buffer or smaller "
+    "tau (MADDPG), check the advantages and returns (MAPPO)"
+)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
+    return torch.device(device)
+
+
+@dataclass
+class RunConfig:
+    scenario: Scenario
+    algo: str
+    steps: int | None = None  # environment steps over all copies; None: the algorithm's default
+    seed: int | None = None  # None: the scenario's seed
+    n_envs: int | None = None  # None: the scenario's parallel_envs
+    device: str = "cpu"
+    overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
+    out_dir: Path | None = None  # run directory; None: nothing written
+
+    def resolved_seed(self) -> int:
+        return self.scenario.seed if self.seed is None else self.seed
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _plain(x: torch.Tensor) -> float | tuple[float, ...]:
+    x = x.detach().to("cpu", torch.float64)
+    return float(x) if x.dim() == 0 else tuple(x.flatten().tolist())
+
+
+class Trainer:
+    def __init__(self, run: RunConfig, controls: Controls | None = None) -> None:
+        self.run_config = run
+        self.scenario = run.scenario
+        self.controls = controls or Controls()
+        self.device = resolve_device(run.device)
+        self.seed = run.resolved_seed()
+        self.hp = resolve_hparams(run.algo, run.scenario, run.overrides)
+        self.total_steps = int(run.steps if run.steps is not None else self.hp.steps)
+        if self.total_steps <= 0:
+            raise UserError(f"--steps {self.total_steps}: the number of steps must be positive")
+        seed_everything(self.seed)
+        self.env = self._make_env(run.n_envs, self.seed)
+        self.oracle: Oracle = self.env.oracle()
+        self.algo: Algorithm = make_algorithm(run.algo, self.env, self.hp, self.device)
+        self.records = RecordQueue()
+        self.iteration = 0
+        self.env_steps = 0
+        self.episodes = 0
+        self.updates = 0
+        self.metrics: dict[str, float] = {}
+        self.kpis: dict[str, float] = {}
+        self.team_return: float | None = None
+        self.agent_returns: tuple[float, ...] = ()
+        n = self.env.spec.n_agents
+        self.team_history = BoundedSeries()
+        self.agent_history = [BoundedSeries() for _ in range(n)]
+        self.loss_history: dict[str, BoundedSeries] = {}
+        self.error: str | None = None
+        self.status = "starting"
+        self._stats = Stats(status="starting", total_steps=self.total_steps)
+        self._obs, self._state = self.env.reset(self.seed)
+        self._ep_return = torch.zeros(self.env.n_envs, n, device=self.device)
+        self._kpi_sums: dict[str, float] = {}
+        self._kpi_count = 0
+        self._eval_env: BatchedEnv | None = None
+        self._eval_obs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._rate = (time.monotonic(), 0)
+        self._sps = 0.0
+        self.metrics_writer = MetricsWriter(
+            run.out_dir / "metrics.csv" if run.out_dir else None, self.csv_columns()
+        )
+
+    # ------------------------------------------------------------------ building
+    def _make_env(self, n_envs: int | None, seed: int) -> BatchedEnv:
+        env = make_env(self.scenario, n_envs=n_envs, seed=seed, device=self.device)
+        if env.spec.action_space.kind == "continuous" and needs_discrete(self.run_config.algo):
+            env = DiscretisedEnv(env)
+        return env
+
+    def csv_columns(self) -> list[str]:
+        names = [f"return_{i + 1}" for i in range(self.env.spec.n_agents)]
+        return ["env_steps", "episodes", "updates", "team_return", *names, *self.oracle.kpis]
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> Stats:
+        """Train until the budget is spent or stop() is called. Errors end up in stats.error."""
+        self.status = "running"
+        self._rate = (time.monotonic(), self.env_steps)
+        last_publish = 0.0
+        try:
+            while self.env_steps < self.total_steps:
+                if not self.controls.wait_turn():
+                    self.status = "stopped"
+                    break
+                if self.controls.greedy:
+                    self._greedy_step()
+                else:
+                    self.train_step()
+                now = time.monotonic()
+                if now - last_publish >= PUBLISH_SECONDS or self.controls.paused:
+                    self.publish()
+                    last_publish = now
+            else:
+                self.status = "finished"
+        except Exception as exc:  # noqa: BLE001 - shown to the person, never swallowed
+            self.status = "error"
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.error = (
+                f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+            )
+            self.publish()
+            raise
+        finally:
+            self.metrics_writer.flush(final=True)
+        self.publish()
+        return self._stats
+
+    def train_step(self) -> None:
+        """One batched step of every copy, learning included."""
+        obs, state = self._obs, self._state
+        out = self.algo.act(obs, state, explore=True)
+        res = self.env.step(out.actions)
+        if not torch.isfinite(res.reward).all():
+            raise TrainingFault(f"the environment returned a non-finite reward; {ADVICE}")
+        done = res.done
+        self.algo.observe(
+            Transition(
+                obs=obs, state=state, actions=out.actions,
+                reward=res.reward * self.env.spec.reward_scale,
+                next_obs=res.obs, next_state=res.state,
+                terminated=torch.zeros_like(done), truncated=done, extras=out.extras,
+            )
+        )
+        self.iteration += 1
+        self.env_steps += self.env.n_envs
+        self._ep_return += res.reward
+        for k, v in self.env.kpis(res.info).items():
+            self._kpi_sums[k] = self._kpi_sums.get(k, 0.0) + v
+        self._kpi_count += 1
+        if self.algo.ready():
+            metrics = self.algo.update()
+            self.updates += 1
+            self._check_finite(metrics)
+            self.metrics = metrics
+            for k, v in metrics.items():
+                self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
+        self.records.put(self._record(out.actions, res.reward, res.info, greedy=False))
+        if bool(done.all()):
+            self._end_episode()
+            self._obs, self._state = self.env.reset()
+        else:
+            self._obs, self._state = res.obs, res.state
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            if not math.isfinite(v):
+                raise TrainingFault(f"{k} became {v} at env step {self.env_steps}; {ADVICE}")
+
+    def _end_episode(self) -> None:
+        self.episodes += 1
+        team = float(self._ep_return.sum(-1).mean())
+        agents = tuple(float(x) for x in self._ep_return.mean(0))
+        self.team_return, self.agent_returns = team, agents
+        self.team_history.append(self.env_steps, team)
+        for series, value in zip(self.agent_history, agents, strict=True):
+            series.append(self.env_steps, value)
+        self.kpis = {k: v / self._kpi_count for k, v in self._kpi_sums.items()}
+        self._kpi_sums, self._kpi_count = {}, 0
+        self._ep_return.zero_()
+        row = {"env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
+               "team_return": team, **self.kpis, **self.metrics}
+        row.update({f"return_{i + 1}": a for i, a in enumerate(agents)})
+        self.metrics_writer.add(row, list(self.metrics) if self.updates else None)
+
+    def _greedy_step(self) -> None:
+        """The evaluation view: the greedy policy plays a separate copy of the env; no learning."""
+        if self._eval_env is None:
+            self._eval_env = self._make_env(self.run_config.n_envs, self.seed + 1_000_003)
+            self._eval_obs = self._eval_env.reset()
+        obs, state = self._eval_obs
+        with self._acting_on(self._eval_env):
+            out = self.algo.act(obs, state, explore=False)
+        res = self._eval_env.step(out.actions)
+        self._eval_obs = self._eval_env.reset() if bool(res.done.all()) else (res.obs, res.state)
+        self.iteration += 1
+        self.records.put(self._record(out.actions, res.reward, res.info, greedy=True))
+
+    def _acting_on(self, env: BatchedEnv) -> _ActingOn:
+        return _ActingOn(self.algo, env)
+
+    def _record(self, actions: torch.Tensor, reward: torch.Tensor, info: dict[str, torch.Tensor],
+                greedy: bool) -> StepRecord:
+        env = self._eval_env if greedy else self.env
+        native = env.to_native(actions) if isinstance(env, DiscretisedEnv) else actions
+        return StepRecord(
+            iteration=self.iteration, env_steps=self.env_steps, episode=self.episodes,
+            t=env.t,
+            actions=_as_tuple(native[0]), reward=_as_tuple(reward[0]),
+            info={k: _plain(v[0]) for k, v in info.items()}, greedy=greedy,
+        )
+
+    # ------------------------------------------------------------------ views
+    def publish(self) -> None:
+        now = time.monotonic()
+        t0, s0 = self._rate
+        if now - t0 >= 1.0:
+            self._sps = (self.env_steps - s0) / (now - t0)
+            self._rate = (now, self.env_steps)
+        status = self.status
+        if status == "running" and self.controls.paused:
+            status = "paused"
+        self._stats = Stats(
+            status=status, iteration=self.iteration, env_steps=self.env_steps,
+            total_steps=self.total_steps, episodes=self.episodes, updates=self.updates,
+            steps_per_second=self._sps, exploration=self.algo.exploration(),
+            metrics=dict(self.metrics), kpis=dict(self.kpis), team_return=self.team_return,
+            agent_returns=self.agent_returns, team_history=self.team_history.snapshot(),
+            agent_history=tuple(s.snapshot() for s in self.agent_history),
+            loss_history={k: s.snapshot() for k, s in self.loss_history.items()},
+            greedy=self.controls.greedy, error=self.error,
+        )
+
+    @property
+    def stats(self) -> Stats:
+        return self._stats
+
+    def explain(self) -> dict[str, Any]:
+        """The algorithm's numbers for the current observation (call from the view's thread)."""
+        return self.algo.explain(self._obs, self._state)
+
+    def start_thread(self) -> threading.Thread:
+        """Run in a daemon thread (the app); errors stay in stats.error."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except Exception:  # noqa: BLE001 - already in stats.error for the view
+                pass
+
+        thread = threading.Thread(target=target, name="marl-tui-trainer", daemon=True)
+        thread.start()
+        return thread
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, episodes: int = 4) -> dict[str, float]:
+        """Greedy play on a fresh env (its own seed): the scenario's KPIs and team return."""
+        env = self._make_env(self.run_config.n_envs, self.seed + 2_000_003)
+        obs, state = env.reset()
+        sums: dict[str, float] = {}
+        count = 0
+        team = torch.zeros(env.n_envs, device=self.device)
+        with self._acting_on(env), torch.no_grad():
+            for _ in range(episodes * env.spec.episode_length):
+                out = self.algo.act(obs, state, explore=False)
+                res = env.step(out.actions)
+                team += res.reward.sum(-1)
+                for k, v in env.kpis(res.info).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                obs, state = env.reset() if bool(res.done.all()) else (res.obs, res.state)
+        out_kpis = {k: v / count for k, v in sums.items()}
+        out_kpis["team_return"] = float(team.mean()) / episodes
+        return out_kpis
+
+
+class _ActingOn:
+    """Lets the oracle baseline read the env it is acting on (it reads true state)."""
+
+    def __init__(self, algo: Algorithm, env: BatchedEnv) -> None:
+        self.algo, self.env = algo, env
+        self.saved = getattr(algo, "env", None)
+
+    def __enter__(self) -> None:
+        if self.saved is not None:
+            self.algo.env = self.env  # type: ignore[attr-defined]
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            self.algo.env = self.saved  # type: ignore[attr-defined]
+
+
+def _as_tuple(x: torch.Tensor) -> tuple[float, ...]:
+    return tuple(x.detach().to("cpu", torch.float64).flatten().tolist())
