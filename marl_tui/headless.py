@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from marl_tui.config import HEADLINE_KPI, Scenario
 from marl_tui.train.records import Stats
-from marl_tui.train.rundir import default_run_dir, prepare_new, write_config, write_json
+from marl_tui.train.rundir import default_run_dir, init_run_dir, write_json
 
 PROGRESS_SECONDS = 5.0
 
@@ -76,14 +76,7 @@ def run_headless(
     cfg = RunConfig(scenario=scenario, algo=algo, steps=steps, seed=seed, n_envs=n_envs,
                     device=device, overrides=overrides, out_dir=run_dir)
     trainer = Trainer(cfg)  # validates everything before the folder is made
-    prepare_new(run_dir)
-    (run_dir / "scenario.toml").write_text(scenario.text, encoding="utf-8")
-    write_config(
-        run_dir,
-        {"scenario": scenario.name, "algo": algo, "seed": run_seed, "steps": trainer.total_steps,
-         "envs": trainer.env.n_envs, "device": str(trainer.device)},
-        dataclasses.asdict(trainer.hp),
-    )
+    init_run_dir(trainer, run_dir)
 
     def say(line: str) -> None:
         print(line, file=stream, flush=True)

@@ -160,15 +160,13 @@ def solve(model: PricingModel, n: int) -> PricingSolution:
     p_coll = _collusive_price(model, n)
     at_coll = _symmetric(p_coll, n)
     p_dev = best_response(at_coll, model)[0].item()
-    own = at_coll.clone()
-    own[0] = p_dev
     return PricingSolution(
         nash_price=p_nash,
         nash_profit=profits(_symmetric(p_nash, n), model)[0].item(),
         collusive_price=p_coll,
         collusive_profit=profits(at_coll, model)[0].item(),
         best_deviation_price=p_dev,
-        best_deviation_profit=deviation_profits(own, at_coll, model)[0].item(),
+        best_deviation_profit=deviation_profits(_symmetric(p_dev, n), at_coll, model)[0].item(),
     )
 
 

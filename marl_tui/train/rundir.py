@@ -76,3 +76,19 @@ def write_config(path: Path, run: dict[str, Any], hyperparameters: dict[str, Any
     lines += ["", "[hyperparameters]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in hyperparameters.items()]
     atomic_write_bytes(path / "config.toml", ("\n".join(lines) + "\n").encode())
+
+
+def init_run_dir(trainer: Any, run_dir: Path) -> Path:
+    """Make a fresh run directory for a Trainer: the scenario file as given and config.toml."""
+    import dataclasses
+
+    run = trainer.run_config
+    prepare_new(run_dir)
+    (run_dir / "scenario.toml").write_text(run.scenario.text, encoding="utf-8")
+    write_config(
+        run_dir,
+        {"scenario": run.scenario.name, "algo": run.algo, "seed": trainer.seed,
+         "steps": trainer.total_steps, "envs": trainer.env.n_envs, "device": str(trainer.device)},
+        dataclasses.asdict(trainer.hp),
+    )
+    return run_dir

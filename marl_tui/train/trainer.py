@@ -8,6 +8,7 @@ and imports no view.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import threading
@@ -283,10 +284,8 @@ class Trainer:
         """Run in a daemon thread (the app); errors stay in stats.error."""
 
         def target() -> None:
-            try:
+            with contextlib.suppress(Exception):  # already in stats.error for the view
                 self.run()
-            except Exception:  # noqa: BLE001 - already in stats.error for the view
-                pass
 
         thread = threading.Thread(target=target, name="marl-tui-trainer", daemon=True)
         thread.start()
