@@ -28,7 +28,9 @@ class RandomPolicy(Algorithm):
 
     def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device) -> None:
         super().__init__(spec, hp, device)
-        self.generator = torch.Generator(device="cpu").manual_seed(0)
+        # Seeded from the global RNG, which the trainer seeds from the run's seed.
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
 
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
         shape = obs.shape[:2]

@@ -1,0 +1,83 @@
+"""`marl-tui scenarios` / `info`: every bundled scenario described, with its reference answer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from marl_tui.catalogue import scenario_info, scenario_table
+from marl_tui.config import bundled_names
+
+ORACLE_KEYS = {
+    "pricing": {"nash_price", "nash_profit", "collusive_price", "collusive_profit"},
+    "warehouse": {"optimal_reward_team", "optimal_reward_per_agent", "order_up_to"},
+    "fulfillment": {"oracle_cost", "nearest_cost", "random_cost"},
+}
+
+EXPECTED = {
+    "pricing": {"nash_price": 33.3333, "nash_profit": 2222.22, "collusive_price": 50.0,
+                "collusive_profit": 2500.0},
+    "pricing-guide": {"nash_price": 10.0, "nash_profit": 900.0, "collusive_price": 10.0},
+    "pricing-logit": {"nash_price": 1.3702, "collusive_price": 2.0, "nash_profit": 0.1202,
+                      "collusive_profit": 0.25},
+    "warehouse": {"optimal_reward_team": 132.67, "optimal_reward_per_agent": 44.223},
+    "warehouse-shared-truck": {"heuristic_reward_team": 116.87, "upper_bound_team": 118.43},
+    "fulfillment": {"oracle_cost": 3.736, "nearest_cost": 8.92, "random_cost": 7.18},
+}
+
+
+def test_all_eight_presets_are_bundled() -> None:
+    assert set(bundled_names()) == {
+        "pricing", "pricing-guide", "pricing-logit", "warehouse", "warehouse-guide",
+        "warehouse-shared-truck", "fulfillment", "fulfillment-strict",
+    }
+
+
+@pytest.mark.parametrize("name", bundled_names())
+def test_info_has_the_documented_keys(name: str) -> None:
+    d = scenario_info(name)
+    assert {"name", "kind", "n_agents", "action_space", "oracle"} <= set(d)
+    json.dumps(d)  # plain data
+    keys = ORACLE_KEYS[d["kind"]]
+    if name == "warehouse-shared-truck":
+        keys = {"heuristic_reward_team", "upper_bound_team"}
+    assert keys <= set(d["oracle"])
+    for key, value in EXPECTED.get(name, {}).items():
+        assert d["oracle"][key] == pytest.approx(value, rel=2e-3, abs=0.01), key
+
+
+def test_warehouse_order_up_to_levels_per_agent_per_period() -> None:
+    levels = scenario_info("warehouse")["oracle"]["order_up_to"]
+    assert levels[0] == [14, 17, 19, 20, 19, 17, 14, 11, 9, 8, 9, 11]
+    assert levels[1] == levels[0][4:] + levels[0][:4]  # shifted by 4 periods
+    assert levels[2] == levels[0][8:] + levels[0][:8]
+
+
+def test_guide_warehouse_never_restocks() -> None:
+    oracle = scenario_info("warehouse-guide")["oracle"]
+    assert oracle["optimal_reward_team"] == pytest.approx(0.0, abs=1e-6)
+    assert all(level == 0 for agent in oracle["order_up_to"] for level in agent)
+
+
+def test_scenario_table_lists_every_preset_with_an_answer() -> None:
+    table = scenario_table()
+    for name in bundled_names():
+        assert name in table
+    assert "33.33" in table and "132.67" in table
+
+
+def test_help_does_not_import_torch_or_textual() -> None:
+    code = "import sys, marl_tui.cli; print('torch' in sys.modules, 'textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_info_json_through_the_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "marl_tui", "info", "pricing-guide", "--json"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["name"] == "pricing-guide" and data["oracle"]["nash_price"] == pytest.approx(10)

@@ -1,0 +1,142 @@
+"""The training loop's promises: controls obey, records are bounded, runs repeat exactly."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from marl_tui.config import load_scenario
+from marl_tui.errors import UserError
+from marl_tui.train.controls import Controls
+from marl_tui.train.records import BoundedSeries, RecordQueue, StepRecord
+from marl_tui.train.trainer import RunConfig, Trainer
+
+
+def make(algo: str = "random", steps: int = 2_000, **kw) -> Trainer:
+    return Trainer(RunConfig(scenario=load_scenario("pricing"), algo=algo, steps=steps, n_envs=8, **kw),
+                   controls=kw.pop("controls", None))
+
+
+def test_budget_is_env_steps_over_all_copies() -> None:
+    t = make(steps=800)
+    stats = t.run()
+    assert stats.status == "finished"
+    assert stats.env_steps == 800 and stats.iteration == 100
+    assert stats.episodes == 4  # 25-step episodes
+
+
+def test_same_seed_same_numbers() -> None:
+    a, b = make(steps=1_000, seed=3), make(steps=1_000, seed=3)
+    a.run(), b.run()
+    assert a.team_history.y == b.team_history.y
+    c = make(steps=1_000, seed=4)
+    c.run()
+    assert c.team_history.y != a.team_history.y
+
+
+def test_pause_blocks_and_step_runs_exactly_one() -> None:
+    controls = Controls(paused=True)
+    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=10**9, n_envs=4),
+                controls=controls)
+    thread = t.start_thread()
+    try:
+        time.sleep(0.3)
+        assert t.stats.iteration == 0
+        controls.step(1)
+        deadline = time.monotonic() + 5
+        while t.stats.iteration < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert t.stats.iteration == 1
+        assert [r.iteration for r in t.records.drain()] == [1]
+    finally:
+        controls.stop()
+        thread.join(timeout=2)
+    assert not thread.is_alive()
+
+
+def test_stop_while_paused_returns_promptly() -> None:
+    controls = Controls(paused=True)
+    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=10**9, n_envs=4),
+                controls=controls)
+    thread = t.start_thread()
+    time.sleep(0.1)
+    started = time.monotonic()
+    controls.stop()
+    thread.join(timeout=2)
+    assert not thread.is_alive() and time.monotonic() - started < 1.0
+    assert t.stats.status == "stopped"
+
+
+def test_speed_limit_slows_the_loop() -> None:
+    controls = Controls()
+    while controls.slower() != 10:
+        pass
+    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=10**9, n_envs=4),
+                controls=controls)
+    thread = t.start_thread()
+    time.sleep(0.55)
+    controls.stop()
+    thread.join(timeout=2)
+    assert 3 <= t.iteration <= 8
+
+
+def test_greedy_view_does_not_learn_or_count_env_steps() -> None:
+    controls = Controls()
+    controls.set_greedy(True)
+    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=10**9, n_envs=4),
+                controls=controls)
+    runner = threading.Thread(target=t.run, daemon=True)
+    runner.start()
+    time.sleep(0.2)
+    controls.stop()
+    runner.join(timeout=2)
+    records = t.records.drain()
+    assert records and all(r.greedy for r in records)
+    assert t.env_steps == 0
+
+
+def test_training_error_is_reported_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = make()
+
+    def boom(*a, **k):
+        raise RuntimeError("env exploded")
+
+    monkeypatch.setattr(t.env, "step", boom)
+    thread = t.start_thread()
+    thread.join(timeout=5)
+    assert t.stats.status == "error"
+    assert "env exploded" in t.stats.error and "trainer.py" in t.stats.error
+
+
+def test_bad_device_and_steps_are_user_errors() -> None:
+    with pytest.raises(UserError, match="--device"):
+        make(device="tpu")
+    with pytest.raises(UserError, match="steps"):
+        make(steps=0)
+
+
+def test_bounded_series_keeps_whole_run_in_fixed_memory() -> None:
+    s = BoundedSeries(capacity=100)
+    for i in range(100_000):
+        s.append(i, i)
+    assert len(s.x) < 100
+    assert s.x[0] == 0 and s.x[-1] > 90_000
+
+
+def test_record_queue_drops_oldest() -> None:
+    q = RecordQueue(maxlen=3)
+    for i in range(5):
+        q.put(StepRecord(i, i, 0, 0, (), (), {}, False))
+    assert [r.iteration for r in q.drain()] == [2, 3, 4]
+    assert q.drain() == []
+
+
+def test_oracle_baseline_plays_nash() -> None:
+    t = make("oracle", steps=400)
+    t.run()
+    assert t.kpis["mean_price"] == pytest.approx(100 / 3, rel=1e-5)
+    ev = t.evaluate(episodes=1)
+    assert ev["exploitability"] == pytest.approx(0, abs=1e-3)
