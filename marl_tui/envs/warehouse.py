@@ -1,0 +1,204 @@
+"""Warehouse restocking: N warehouses order stock against seasonal Poisson demand.
+
+Each period every warehouse orders a continuous amount in [0, max_order] and is
+paid r_i = p*sold - c*order - h*leftover - b*lost (see `settle`). The timing
+(arrivals, lead time, what is cut off at the storage cap) is the one written at
+the top of `warehouse_oracle.py`, which solves this model exactly.
+
+Shared truck (truck_capacity K > 0): when the orders together exceed K, they
+are all scaled down by the same factor so that they sum to K. (The oracle's
+heuristic rations greedily instead, and never asks for more than K.)
+
+Each episode starts at season phase t = 0 with on-hand stock drawn uniformly
+from 0..initial_inventory_max, an empty pipeline, and a demand history filled
+with the expected demands of the periods before t = 0. Demand draws come from
+the per-copy counter RNG, so copy b's trajectory depends only on seed + b.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from marl_tui.config import Scenario, WarehouseModel
+from marl_tui.envs import warehouse_oracle as wo
+from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult
+from marl_tui.envs.rng import poisson_from_uniform
+
+
+def settle(stock: torch.Tensor, order: torch.Tensor, demand: torch.Tensor,
+           m: WarehouseModel) -> dict[str, torch.Tensor]:
+    """One period's sales and reward for stock y (after arrivals), order a and demand D."""
+    sold = torch.minimum(stock, demand)
+    lost = demand - sold
+    leftover = stock - sold
+    reward = (m.price * sold - m.order_cost * order - m.holding_cost * leftover
+              - m.shortage_cost * lost)
+    return {"sold": sold, "lost": lost, "leftover": leftover, "reward": reward}
+
+
+class WarehouseEnv(BatchedEnv):
+    """B copies of N warehouses; actions [B, N] are order sizes.
+
+    Observation per warehouse: on-hand / capacity, pipeline / capacity (L entries, the next
+    arrival first), the last `demand_history` demands / (base + amplitude) (newest first),
+    sin and cos of its own season phase 2 pi t/S + 2 pi i/N. State: all observations
+    followed by sin and cos of the season clock 2 pi t/S.
+    """
+
+    def __init__(self, scenario: Scenario, n_envs: int, seed: int,
+                 device: torch.device | str = "cpu") -> None:
+        super().__init__(n_envs, seed, device)
+        m: WarehouseModel = scenario.model
+        self.model, self.n_agents = m, scenario.agents
+        self.lead, self.history_len = m.lead_time, m.demand_history
+        n = self.n_agents
+        obs_dim = 1 + self.lead + self.history_len + 2
+        self.spec = EnvSpec(
+            n_agents=n,
+            agent_names=tuple(f"warehouse {i + 1}" for i in range(n)),
+            obs_dim=obs_dim,
+            state_dim=n * obs_dim + 2,
+            action_space=ActionSpace("continuous", 0.0, float(m.max_order)),
+            episode_length=scenario.episode_length,
+            action_levels=tuple(np.linspace(0.0, m.max_order, m.action_levels).tolist()),
+            reward_scale=m.reward_scale,
+            cooperative=False,
+        )
+        rates = wo.demand_rates(m, n)  # [N, S], the oracle's own rates
+        self.rates = torch.tensor(rates, dtype=torch.float32, device=self.device)
+        self.phase0 = torch.arange(n, device=self.device) * (2 * math.pi / n)
+        self.demand_scale = max(m.base_demand + m.amplitude, 1.0)
+        # Inverse-CDF draws are exact up to here; beyond it lies < 1e-12 of the mass.
+        top = float(rates.max())
+        self.max_k = int(math.ceil(top + 10 * math.sqrt(top) + 10))
+        econ = wo.Economics.of(m)
+        self._solutions = tuple(wo.solve(tuple(r), econ) for r in rates)
+        self.levels = torch.tensor([s.levels for s in self._solutions], device=self.device)
+        self._policy = torch.stack([torch.as_tensor(s.policy).reshape(len(rates[0]), -1)
+                                    for s in self._solutions]).to(self.device)
+        b = n_envs
+        self.on_hand = torch.zeros(b, n, device=self.device)
+        self.pipeline = torch.zeros(b, n, self.lead, device=self.device)
+        self.history = torch.zeros(b, n, self.history_len, device=self.device)
+
+    # --- the model -------------------------------------------------------------------
+    def _season(self, t: int) -> int:
+        return t % self.model.season_length
+
+    def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self._reseed(seed)
+        self.t = 0
+        m, b, n = self.model, self.n_envs, self.n_agents
+        u = self.rng.uniform(n)
+        self.on_hand = torch.floor(u * (m.initial_inventory_max + 1)).clamp_max(
+            m.initial_inventory_max)
+        self.pipeline = torch.zeros(b, n, self.lead, device=self.device)
+        past = torch.tensor([self._season(-k) for k in range(1, self.history_len + 1)],
+                            dtype=torch.long, device=self.device)
+        self.history = self.rates[:, past].expand(b, n, self.history_len).clone()
+        return self._observe()
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        m = self.model
+        order = actions.to(self.device, torch.float32).clamp(0.0, float(m.max_order))
+        # Cut what would not fit under the storage cap; it is not charged.
+        room = m.capacity - self.on_hand - self.pipeline.sum(-1)
+        order = torch.minimum(order, room.clamp_min(0.0))
+        if m.truck_capacity > 0:
+            total = order.sum(-1, keepdim=True)
+            order = order * (m.truck_capacity / total.clamp_min(1e-9)).clamp_max(1.0)
+        on_hand = self.on_hand
+        if self.lead == 0:
+            stock = on_hand + order
+        else:
+            stock = on_hand + self.pipeline[..., 0]
+            self.pipeline = torch.cat([self.pipeline[..., 1:], order[..., None]], -1)
+        season = self._season(self.t)
+        lam = self.rates[:, season].expand(self.n_envs, -1)
+        demand = poisson_from_uniform(self.rng.uniform(self.n_agents), lam, self.max_k)
+        out = settle(stock, order, demand, m)
+        self.on_hand = out["leftover"]
+        if self.history_len:
+            self.history = torch.cat([demand[..., None], self.history[..., :-1]], -1)
+        info = {"on_hand": on_hand, "order": order, "stock": stock, "demand": demand, **out,
+                "order_up_to": self.levels[:, season].expand(self.n_envs, -1).float(),
+                "period": torch.full((self.n_envs,), self.t, device=self.device)}
+        self.t += 1
+        obs, state = self._observe()
+        done = torch.full((self.n_envs,), self.t >= self.spec.episode_length,
+                          device=self.device)
+        return StepResult(obs, state, out["reward"], done, info)
+
+    def _observe(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cap, b = float(self.model.capacity), self.n_envs
+        season = 2 * math.pi * self.t / self.model.season_length
+        phase = (season + self.phase0).expand(b, -1)
+        obs = torch.cat([self.on_hand[..., None] / cap, self.pipeline / cap,
+                         self.history / self.demand_scale,
+                         torch.sin(phase)[..., None], torch.cos(phase)[..., None]], -1)
+        clock = torch.tensor([math.sin(season), math.cos(season)], device=self.device)
+        state = torch.cat([obs.reshape(b, -1), clock.expand(b, 2)], -1)
+        return obs, state
+
+    # --- the oracle ------------------------------------------------------------------
+    def oracle(self) -> Oracle:
+        ref = wo.reference(self.model, self.n_agents)
+        return Oracle(values=ref.values, summary=ref.summary, kpis=ref.stats.kpis(ref.optimum),
+                      team_return=ref.stats.team_reward * self.spec.episode_length,
+                      has_policy=True, extra=ref.extra)
+
+    def _dp_states(self) -> torch.Tensor:
+        """Each warehouse's DP state, rounded to the integer grid: [B, N, dims]."""
+        if self.lead == 0:
+            s = self.on_hand[..., None]
+        else:
+            s = torch.cat([(self.on_hand + self.pipeline[..., 0])[..., None],
+                           self.pipeline[..., 1:]], -1)
+        return s.round().clamp(0, self.model.capacity).long()
+
+    def oracle_actions(self) -> torch.Tensor:
+        """The oracle's orders for the current state: [B, N].
+
+        L = 0: the base-stock order max(level - on-hand, 0). L >= 1: the DP's optimal
+        order for the (rounded) state. Shared truck: the greedy heuristic's rations.
+        """
+        m, season = self.model, self._season(self.t)
+        if m.truck_capacity > 0:
+            orders = wo.truck_orders(self._solutions, season, self._dp_states().cpu().numpy(),
+                                     m.truck_capacity)
+            return torch.as_tensor(orders, dtype=torch.float32, device=self.device)
+        if self.lead == 0:
+            level = self.levels[:, season].float()
+            return (level - self.on_hand).clamp(0.0, float(m.max_order))
+        s = self._dp_states()
+        flat = s[..., 0]
+        for d in range(1, s.shape[-1]):
+            flat = flat * (m.capacity + 1) + s[..., d]
+        table = self._policy[:, season]  # [N, states]
+        return torch.gather(table.expand(self.n_envs, -1, -1), 2, flat[..., None])[..., 0].float()
+
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+        ref = wo.reference(self.model, self.n_agents)
+        team = float(info["reward"].sum(-1).mean())
+        demand = float(info["demand"].sum())
+        return {
+            "team_reward_per_step": team,
+            "fill_rate": float(info["sold"].sum()) / demand if demand > 0 else 1.0,
+            "pct_of_optimal": 100 * team / ref.optimum if ref.optimum > 0 else math.nan,
+            "stockout_rate": float((info["lost"] > 0).float().mean()),
+            "mean_order": float(info["order"].mean()),
+        }
+
+    # --- checkpoints -----------------------------------------------------------------
+    def get_state(self) -> dict[str, torch.Tensor]:
+        return {"on_hand": self.on_hand.clone(), "pipeline": self.pipeline.clone(),
+                "history": self.history.clone(), **self._rng_state()}
+
+    def set_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.on_hand = state["on_hand"].to(self.device).clone()
+        self.pipeline = state["pipeline"].to(self.device).clone()
+        self.history = state["history"].to(self.device).clone()
+        self._load_rng_state(state)
