@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenario_files
@@ -57,17 +58,28 @@ def all_scenarios() -> list[Scenario]:
 
 
 def scenario_table() -> str:
+    """A rich table on a terminal; plain aligned lines, one per scenario, in a pipe or file."""
+    header = ("name", "kind", "agents", "actions", "description", "reference answer")
+    rows = []
+    for sc in all_scenarios():
+        d = scenario_info(sc)
+        rows.append((d["name"], d["kind"], str(d["n_agents"]), d["action_space"], d["description"],
+                     d["oracle_summary"]))
+    if not sys.stdout.isatty():
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]
+            for r in [header, *rows]
+        )
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="marl-tui scenarios", title_justify="left", expand=False)
-    for col in ("name", "kind", "agents", "actions", "description", "reference answer"):
+    table = Table(title="marl-tui scenarios", title_justify="left")
+    for col in header:
         table.add_column(col, overflow="fold")
-    for sc in all_scenarios():
-        d = scenario_info(sc)
-        table.add_row(d["name"], d["kind"], str(d["n_agents"]), d["action_space"],
-                      d["description"], d["oracle_summary"])
-    console = Console(width=max(120, Console().width), record=True, force_terminal=False)
+    for r in rows:
+        table.add_row(*r)
+    console = Console()
     with console.capture() as cap:
         console.print(table)
     return cap.get().rstrip()
