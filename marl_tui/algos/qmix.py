@@ -38,7 +38,7 @@ from marl_tui.envs.base import EnvSpec
 class QMIXHyperparameters:
     steps: int = 300_000  # environment steps, counted over all parallel copies
     gamma: float = 0.99  # discount; episodes end only by time limit, so we always bootstrap
-    lr: float = 5e-4  # Adam, agent networks and mixer together
+    lr: float = 1e-3  # Adam, agent networks and mixer together
     hidden: int = 64  # agent network width
     mixer_hidden: int = 32  # mixer embedding / hypernetwork width
     shared: bool = True  # one Q network for all agents, one-hot agent id appended
@@ -48,7 +48,7 @@ class QMIXHyperparameters:
     updates_per_step: int = 4  # gradient steps per batched environment step
     eps_start: float = 1.0  # epsilon-greedy exploration...
     eps_end: float = 0.05  # ...annealed linearly to this...
-    eps_anneal_steps: int = 100_000  # ...over this many environment steps (over copies)
+    eps_anneal_steps: int = 50_000  # ...over this many environment steps (over copies)
     target_update_interval: int = 100  # hard copy Q^-, M^- every this many updates; 0: soft
     tau: float = 0.01  # soft target step when target_update_interval = 0
     grad_clip: float = 10.0  # max global grad norm
@@ -105,21 +105,27 @@ class QMIX(Algorithm):
                                 centralised_critic=True)
     Hyperparameters = QMIXHyperparameters
     exploration_field = "eps_end"
+    # Targets r_team / (1 - gamma) must be learnt before the greedy policy settles, so gamma
+    # is as low as each scenario allows without changing its optimal policy.
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
-        "pricing": {},
-        "warehouse": {},
-        "fulfillment": {},
+        # Today's profit depends only on today's prices: any gamma gives the same optimum.
+        "pricing": {"steps": 300_000, "gamma": 0.5},
+        # Leftover stock carries over (saving next period's order cost): look ahead.
+        "warehouse": {"steps": 300_000, "gamma": 0.9},
+        # Orders, stock and loads are drawn afresh each step: no action changes the future.
+        "fulfillment": {"steps": 400_000, "gamma": 0.5, "buffer_size": 50_000},
     }
 
     def __init__(self, spec: EnvSpec, hp: QMIXHyperparameters, device: torch.device) -> None:
         super().__init__(spec, hp, device)
         if spec.action_space.kind != "discrete":
             raise ValueError("QMIX needs discrete actions: wrap the scenario in DiscretisedEnv")
-        N, O, S, A = spec.n_agents, spec.obs_dim, spec.state_dim, spec.action_space.n
+        N, S, A = spec.n_agents, spec.state_dim, spec.action_space.n
         self.n_actions = A
         # Feed-forward Q_i(o_i, .): every scenario's observation describes its situation fully
         # (prices, stock and season, the order's costs), so no recurrent history is needed.
-        self.Q = AgentMLP(N, O, A, hp.hidden, shared=hp.shared, activation=nn.ReLU).to(device)
+        self.Q = AgentMLP(N, spec.obs_dim, A, hp.hidden, shared=hp.shared, activation=nn.ReLU)
+        self.Q.to(device)
         self.mixer = QMixer(N, S, hp.mixer_hidden).to(device)
         self.Q_target = copy.deepcopy(self.Q).requires_grad_(False)
         self.mixer_target = copy.deepcopy(self.mixer).requires_grad_(False)
@@ -131,11 +137,11 @@ class QMIX(Algorithm):
         self.buffer = ReplayBuffer(
             hp.buffer_size,
             {
-                "obs": ((N, O), torch.float32),
+                "obs": ((N, spec.obs_dim), torch.float32),
                 "state": ((S,), torch.float32),
                 "actions": ((N,), torch.long),
                 "r_team": ((), torch.float32),
-                "next_obs": ((N, O), torch.float32),
+                "next_obs": ((N, spec.obs_dim), torch.float32),
                 "next_state": ((S,), torch.float32),
                 "terminated": ((), torch.float32),
             },
