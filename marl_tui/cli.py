@@ -45,6 +45,39 @@ ExploreOpt = Annotated[
 ]
 
 
+CheckpointEveryOpt = Annotated[
+    int | None,
+    typer.Option("--checkpoint-every",
+                 help="env steps between checkpoints (0: only at the end, on a stop, on request) "
+                      "[default: 2,000 batched steps]"),
+]
+
+
+# Below this the dashboard cannot show its panels at all (the app folds layouts above it).
+MIN_COLUMNS, MIN_ROWS = 40, 12
+
+
+def _need_terminal(what: str) -> None:
+    """The app needs a terminal on both ends; Textual would start anyway and draw into a pipe."""
+    for name, stream in (("standard input", sys.stdin), ("standard output", sys.stdout)):
+        try:
+            tty = stream is not None and stream.isatty()
+        except (OSError, ValueError, AttributeError):
+            tty = False
+        if not tty:
+            raise UserError(f"{what} needs a terminal, and {name} is not one; to train without a "
+                            "terminal use `marl-tui train SCENARIO` (add --jsonl for machine-readable lines)")
+    try:
+        import os
+
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return
+    if 0 < size.columns < MIN_COLUMNS or 0 < size.lines < MIN_ROWS:
+        raise UserError(f"{what}: the terminal is {size.columns}x{size.lines}; the app needs at least "
+                        f"{MIN_COLUMNS}x{MIN_ROWS} (enlarge the window, or use `marl-tui train SCENARIO`)")
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"marl-tui {__version__}")
@@ -59,6 +92,7 @@ def _root(
     ] = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
+        _need_terminal("the app")
         from marl_tui.tui.launch import launch_app
 
         launch_app()
@@ -118,8 +152,12 @@ def train(
     gamma: GammaOpt = None,
     explore: ExploreOpt = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
+    checkpoint_every: CheckpointEveryOpt = None,
 ) -> None:
-    """Train headless (no terminal needed): progress lines, a run directory, a final evaluation."""
+    """Train headless (no terminal needed): progress, a run directory, a final evaluation.
+
+    Ctrl-C, SIGTERM and SIGHUP save a checkpoint before exiting; `marl-tui resume RUN_DIR`
+    continues exactly where it stopped."""
     from marl_tui.config import load_scenario
     from marl_tui.headless import run_headless
 
@@ -128,16 +166,58 @@ def train(
         raise UserError(f"--envs {envs}: the number of parallel copies must be positive")
     if steps is not None and steps <= 0:
         raise UserError(f"--steps {steps}: the number of steps must be positive")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise UserError(f"--checkpoint-every {checkpoint_every}: give env steps >= 0 (0: only at the end)")
     overrides = _hp_overrides(lr, gamma, explore, algo)
     code = run_headless(sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
-                        out=out, overrides=overrides, jsonl=jsonl)
+                        out=out, overrides=overrides, jsonl=jsonl, checkpoint_every=checkpoint_every)
     raise typer.Exit(code)
 
 
 @app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory to continue (runs/...)")],
+    steps: Annotated[
+        int | None,
+        typer.Option(help="new TOTAL budget in env steps, counted from the run's start (not extra "
+                          "steps) [default: the run's own budget]"),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [default: where it trained]")] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
+) -> None:
+    """Continue a stopped run exactly where its last checkpoint left it (same numbers on CPU).
+
+    metrics.csv rows written after that checkpoint are dropped and written again."""
+    from marl_tui.headless import resume_headless
+
+    if steps is not None and steps <= 0:
+        raise UserError(f"--steps {steps}: the number of steps must be positive")
+    raise typer.Exit(resume_headless(run_dir, steps=steps, device=device, jsonl=jsonl))
+
+
+@app.command(name="eval")
+def eval_(
+    target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
+    episodes: Annotated[int, typer.Option(help="episodes of greedy play (each over every copy)")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print eval.json instead of a table")] = False,
+) -> None:
+    """Greedy evaluation of a trained policy: the scenario's KPIs against the oracle (writes eval.json)."""
+    from marl_tui.headless import evaluate_checkpoint
+
+    raise typer.Exit(evaluate_checkpoint(target, episodes=episodes, as_json=as_json))
+
+
+@app.command()
 def run(
-    scenario: ScenarioArg,
-    algo: AlgoOpt = "mappo",
+    scenario: Annotated[
+        str | None,
+        typer.Argument(help="a bundled scenario name or a .toml path (with --load: optional)"),
+    ] = None,
+    algo: Annotated[
+        str | None,
+        typer.Option("--algo", "-a", help="maddpg | mappo | qmix | random | oracle [default: mappo, "
+                                          "or the checkpoint's]"),
+    ] = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,
     envs: EnvsOpt = None,
@@ -145,15 +225,79 @@ def run(
     lr: LrOpt = None,
     gamma: GammaOpt = None,
     explore: ExploreOpt = None,
+    load: Annotated[
+        Path | None,
+        typer.Option("--load", help="continue from a checkpoint (a .pt file or a run directory)"),
+    ] = None,
 ) -> None:
     """Open the app straight on a scenario and algorithm (skips the picker)."""
     from marl_tui.config import load_scenario
+
+    if envs is not None and envs <= 0:
+        raise UserError(f"--envs {envs}: the number of parallel copies must be positive")
+    if steps is not None and steps <= 0:
+        raise UserError(f"--steps {steps}: the number of steps must be positive")
+    if load is None:
+        if scenario is None:
+            raise UserError("marl-tui run needs a scenario (see `marl-tui scenarios`), or --load CHECKPOINT")
+        sc = load_scenario(scenario)
+        algo = algo or "mappo"
+        from marl_tui.algos.registry import algorithm_class
+
+        algorithm_class(algo)
+        overrides = _hp_overrides(lr, gamma, explore, algo)
+        _need_terminal("marl-tui run")
+        from marl_tui.tui.launch import launch_app
+
+        launch_app(scenario=sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
+                   overrides=overrides)
+        return
+    kwargs = _load_options(load, scenario, algo, steps, seed, envs, lr, gamma, explore)
+    _need_terminal("marl-tui run")
+    import inspect
+
     from marl_tui.tui.launch import launch_app
 
-    sc = load_scenario(scenario)
-    overrides = _hp_overrides(lr, gamma, explore, algo)
-    launch_app(scenario=sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
-               overrides=overrides)
+    if "load" not in inspect.signature(launch_app).parameters:
+        raise UserError("--load: this build's app cannot open a checkpoint yet; continue the run "
+                        f"headless with `marl-tui resume RUN_DIR` or evaluate it with `marl-tui eval {load}`")
+    launch_app(device=device, **kwargs)
+
+
+def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int | None,
+                  seed: int | None, envs: int | None, lr: float | None, gamma: float | None,
+                  explore: float | None) -> dict:
+    """Check a checkpoint for `run --load` and derive the app's options from it."""
+    from marl_tui.config import load_scenario
+    from marl_tui.train.checkpoint import (
+        check_compatible,
+        env_steps_of,
+        find_checkpoint,
+        read_checkpoint,
+        run_config_from,
+    )
+
+    for name, value in (("--lr", lr), ("--gamma", gamma), ("--explore", explore)):
+        if value is not None:
+            raise UserError(f"{name} cannot be combined with --load: a loaded run keeps the "
+                            "hyperparameters it was trained with")
+    ckpt_path, _ = find_checkpoint(load)
+    ckpt = read_checkpoint(ckpt_path)
+    cfg = run_config_from(ckpt, ckpt_path, out_dir=None, device="cpu")
+    algo = algo or cfg.algo
+    sc = load_scenario(scenario) if scenario is not None else cfg.scenario
+    check_compatible(ckpt, ckpt_path, algo, sc, envs)
+    if seed is not None and seed != cfg.seed:
+        raise UserError(f"--seed {seed}: the checkpoint was trained with seed {cfg.seed}; leave --seed out")
+    done = env_steps_of(ckpt)
+    total = int(ckpt["config"]["total_steps"])
+    if steps is None:
+        steps = total if done < total else done + total  # a finished run gets the same again
+    elif steps <= done:
+        raise UserError(f"--steps {steps:,}: the checkpoint is already at step {done:,}; --steps is the "
+                        f"total budget from the run's start, so give more than {done:,}")
+    return {"scenario": sc, "algo": algo, "steps": steps, "seed": cfg.seed, "n_envs": cfg.n_envs,
+            "overrides": cfg.overrides, "load": ckpt_path}
 
 
 def main() -> None:
@@ -172,5 +316,6 @@ def main() -> None:
         typer.echo("marl-tui: aborted", err=True)
         sys.exit(130)
     except KeyboardInterrupt:
+        typer.echo("marl-tui: interrupted", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

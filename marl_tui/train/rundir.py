@@ -5,12 +5,14 @@ Files are written atomically (temp file, fsync, rename) so a crash never leaves 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from marl_tui.errors import UserError
 
@@ -36,13 +38,48 @@ def prepare_new(path: Path) -> Path:
     return path
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable: fsync the folder that holds it (POSIX; a no-op elsewhere)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_path(path: Path) -> Path:
+    """Where a file is written before it is renamed over `path` (ignored by readers)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` so that readers see the old file or the new one, never half of one.
+
+    The data goes to a temp file beside it, is flushed and fsynced, then renamed over
+    `path` (an atomic step on POSIX and Windows). A crash or a second Ctrl-C at any moment
+    leaves at worst a stray temp file, which the next write replaces.
+    """
+    tmp = temp_path(path)
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _json_safe(x: Any) -> Any:
@@ -71,11 +108,53 @@ def _toml_value(v: Any) -> str:
 
 def write_config(path: Path, run: dict[str, Any], hyperparameters: dict[str, Any]) -> None:
     """config.toml: how this run was started, readable and reusable."""
-    lines = ["# How this run was started (marl-tui resume reads it back).", "[run]"]
+    lines = [
+        "# How this run was started. Checkpoints hold the exact state; `marl-tui resume`",
+        "# checks that they match this file.",
+        "[run]",
+    ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in run.items()]
     lines += ["", "[hyperparameters]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in hyperparameters.items()]
     atomic_write_bytes(path / "config.toml", ("\n".join(lines) + "\n").encode())
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while a process trains into it."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)  # closing releases the flock
+            self.fd = None
+
+
+def lock_run_dir(path: Path) -> RunLock:
+    """Refuse (UserError) when another marl-tui process is training into `path`.
+
+    Uses flock on RUN_DIR/.lock, which the kernel releases when the process dies, however
+    it dies: a stale lock never blocks a resume."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        return RunLock(None)
+    try:
+        fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write into this run directory ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise UserError(f"{path}: another marl-tui process (pid {holder}) is training into this run "
+                        "directory; wait for it to end, or stop it first") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return RunLock(fd)
 
 
 def init_run_dir(trainer: Any, run_dir: Path) -> Path:
@@ -84,7 +163,7 @@ def init_run_dir(trainer: Any, run_dir: Path) -> Path:
 
     run = trainer.run_config
     prepare_new(run_dir)
-    (run_dir / "scenario.toml").write_text(run.scenario.text, encoding="utf-8")
+    atomic_write_bytes(run_dir / "scenario.toml", run.scenario.text.encode("utf-8"))
     write_config(
         run_dir,
         {"scenario": run.scenario.name, "algo": run.algo, "seed": trainer.seed,

@@ -4,6 +4,13 @@ Runs in a background thread (the app) or the main thread (headless). It obeys
 Controls (pause, step n, speed, greedy view, stop), publishes StepRecords into a
 bounded queue and a fresh immutable Stats snapshot a few dozen times a second,
 and imports no view.
+
+With a run directory it also keeps checkpoints there (see checkpoint.py): every
+`checkpoint_every` environment steps (counted in env steps, never wall time, so a
+resumed run repeats the uninterrupted one exactly), when a view asks
+(Controls.request_save(), the app's `s`), and when the loop ends (finished or
+stopped). A checkpoint is never written with non-finite parameters: the last good
+one stays.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ from marl_tui.train.metrics import MetricsWriter
 from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
 
 PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
+# Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
+# fixed amount of work per batched step, so this is roughly a minute of training for each.
+CHECKPOINT_ITERATIONS = 2_000
+PARAMETER_CHECK_UPDATES = 50  # look for NaN/inf in the networks every this many updates
 
 
 class TrainingFault(RuntimeError):
@@ -63,6 +74,9 @@ class RunConfig:
     device: str = "cpu"
     overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
     out_dir: Path | None = None  # run directory; None: nothing written
+    # Env steps between checkpoints; None: CHECKPOINT_ITERATIONS batched steps; 0: only at the
+    # end, on a stop, and when asked.
+    checkpoint_every: int | None = None
 
     def resolved_seed(self) -> int:
         return self.scenario.seed if self.seed is None else self.seed
@@ -118,8 +132,21 @@ class Trainer:
         self._eval_obs: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rate = (time.monotonic(), 0)
         self._sps = 0.0
+        self.elapsed = 0.0  # seconds spent in run() before the current call, over every resume
+        self._segment_start: float | None = None
+        every = run.checkpoint_every
+        if every is not None and every < 0:
+            raise UserError(f"--checkpoint-every {every}: give a number of env steps (0: only at the end)")
+        self.checkpoint_every = CHECKPOINT_ITERATIONS * self.env.n_envs if every is None else int(every)
+        self._next_checkpoint = self._checkpoint_after(0)
+        self.last_checkpoint: Path | None = None  # the newest checkpoint this trainer wrote
+        self.last_checkpoint_step: int | None = None
+        self.save_note: str | None = None  # one line about the last save, for views
+        self._saved_at: tuple[int, int] | None = None  # (iteration, env_steps) of that save
         self.metrics_writer = MetricsWriter(
-            run.out_dir / "metrics.csv" if run.out_dir else None, self.csv_columns()
+            run.out_dir / "metrics.csv" if run.out_dir else None, self.csv_columns(),
+            tensorboard_dir=run.out_dir / "tensorboard" if run.out_dir else None,
+            kpi_names=tuple(self.oracle.kpis),
         )
 
     # ------------------------------------------------------------------ building
@@ -135,25 +162,36 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Stats:
-        """Train until the budget is spent or stop() is called. Errors end up in stats.error."""
+        """Train until the budget is spent or stop() is called. Errors end up in stats.error.
+
+        With a run directory, the end of the loop (finished or stopped) saves a checkpoint.
+        """
         self.status = "running"
         self._rate = (time.monotonic(), self.env_steps)
+        self._segment_start = time.monotonic()
         last_publish = 0.0
         try:
             while self.env_steps < self.total_steps:
-                if not self.controls.wait_turn():
+                if not self._wait_turn():
                     self.status = "stopped"
                     break
                 if self.controls.greedy:
                     self._greedy_step()
                 else:
                     self.train_step()
+                    if self.checkpoint_every and self.env_steps >= self._next_checkpoint:
+                        self._next_checkpoint = self._checkpoint_after(self.env_steps)
+                        self._save_if_possible(periodic=True)
+                if self.controls.save_requested:
+                    self._take_save_request()
                 now = time.monotonic()
                 if now - last_publish >= PUBLISH_SECONDS or self.controls.paused:
                     self.publish()
                     last_publish = now
             else:
                 self.status = "finished"
+            if self.run_config.out_dir is not None:
+                self._save_if_possible(periodic=False)
         except Exception as exc:  # noqa: BLE001 - shown to the person, never swallowed
             self.status = "error"
             where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -163,9 +201,125 @@ class Trainer:
             self.publish()
             raise
         finally:
-            self.metrics_writer.flush(final=True)
+            self.elapsed = self.elapsed_seconds()
+            self._segment_start = None
+            # A stopped run keeps rows that wait for the header in its checkpoint: writing
+            # them now with a guessed header would make a resumed metrics.csv differ.
+            self.metrics_writer.flush(final=self.status != "stopped")
+            if self.status == "stopped":
+                self.metrics_writer.close()
         self.publish()
         return self._stats
+
+    def _wait_turn(self) -> bool:
+        """Controls.wait_turn, but a save asked for while paused is done while waiting."""
+        c = self.controls
+        while c.paused and not c.stopped and getattr(c, "_step_budget", 1) == 0:
+            if c.save_requested:
+                self._take_save_request()
+                self.publish()
+            time.sleep(0.05)
+        return c.wait_turn()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_after(self, env_steps: int) -> int:
+        every = self.checkpoint_every
+        return (env_steps // every + 1) * every if every else 0
+
+    def _take_save_request(self) -> None:
+        self.controls.save_requested = False
+        if self.run_config.out_dir is None:
+            self.save_note = "not saved: this run has no run directory"
+            return
+        self._save_if_possible(periodic=False, force=True)
+
+    def _save_if_possible(self, periodic: bool, force: bool = False) -> None:
+        """Save a checkpoint. Non-finite parameters raise TrainingFault (the last good checkpoint
+        stays); a full disk or a missing folder becomes a note, and training goes on."""
+        if not force and self._saved_at == (self.iteration, self.env_steps):
+            return
+        try:
+            self.save_checkpoint()
+        except TrainingFault:
+            raise
+        except (OSError, UserError) as exc:
+            self.save_note = f"checkpoint not saved at step {self.env_steps:,}: {exc}"
+
+    def save_checkpoint(self, run_dir: Path | None = None) -> Path:
+        """Write checkpoints/latest.pt (and a step-numbered copy) now; returns latest.pt.
+
+        Call from the training thread, or from any thread while the loop is not running.
+        Raises TrainingFault when a parameter is NaN/inf (nothing is written then).
+        """
+        from marl_tui.train.checkpoint import save_checkpoint
+
+        path = save_checkpoint(self, run_dir)
+        self.last_checkpoint, self.last_checkpoint_step = path, self.env_steps
+        self._saved_at = (self.iteration, self.env_steps)
+        self.save_note = f"saved checkpoint at step {self.env_steps:,}: {path}"
+        return path
+
+    def loop_state(self) -> dict[str, Any]:
+        """The loop's own state for a checkpoint: counters, accumulators, histories, the
+        current observation. Plain data and tensors only (weights_only-loadable)."""
+        return {
+            "iteration": self.iteration, "env_steps": self.env_steps, "episodes": self.episodes,
+            "updates": self.updates, "metrics": dict(self.metrics), "kpis": dict(self.kpis),
+            "team_return": self.team_return, "agent_returns": list(self.agent_returns),
+            "team_history": self.team_history.state_dict(),
+            "agent_history": [s.state_dict() for s in self.agent_history],
+            "loss_history": {k: s.state_dict() for k, s in self.loss_history.items()},
+            "obs": self._obs, "state": self._state, "ep_return": self._ep_return,
+            "kpi_sums": dict(self._kpi_sums), "kpi_count": self._kpi_count,
+            "elapsed": self.elapsed_seconds(), "status": self.status,
+        }
+
+    def load_loop_state(self, s: dict[str, Any]) -> None:
+        self.iteration, self.env_steps = int(s["iteration"]), int(s["env_steps"])
+        self.episodes, self.updates = int(s["episodes"]), int(s["updates"])
+        self.metrics = {k: float(v) for k, v in s["metrics"].items()}
+        self.kpis = {k: float(v) for k, v in s["kpis"].items()}
+        self.team_return = None if s["team_return"] is None else float(s["team_return"])
+        self.agent_returns = tuple(float(x) for x in s["agent_returns"])
+        self.team_history.load_state_dict(s["team_history"])
+        if len(s["agent_history"]) != len(self.agent_history):
+            raise ValueError(f"{len(s['agent_history'])} agents saved, {len(self.agent_history)} here")
+        for series, saved in zip(self.agent_history, s["agent_history"], strict=True):
+            series.load_state_dict(saved)
+        self.loss_history = {}
+        for k, saved in s["loss_history"].items():
+            self.loss_history[k] = BoundedSeries()
+            self.loss_history[k].load_state_dict(saved)
+        shapes = (self._obs.shape, self._state.shape, self._ep_return.shape)
+        saved_shapes = (s["obs"].shape, s["state"].shape, s["ep_return"].shape)
+        if shapes != saved_shapes:
+            raise ValueError(f"saved observations have shapes {saved_shapes}, this env {shapes}")
+        self._obs = s["obs"].to(self.device)
+        self._state = s["state"].to(self.device)
+        self._ep_return = s["ep_return"].to(self.device)
+        self._kpi_sums = {k: float(v) for k, v in s["kpi_sums"].items()}
+        self._kpi_count = int(s["kpi_count"])
+        self.elapsed = float(s.get("elapsed", 0.0))
+        self._next_checkpoint = self._checkpoint_after(self.env_steps)
+        self._saved_at = (self.iteration, self.env_steps)
+        self.publish()
+
+    def elapsed_seconds(self) -> float:
+        """Wall seconds of training over the whole run (resumes included)."""
+        start = self._segment_start
+        return self.elapsed + (time.monotonic() - start if start is not None else 0.0)
+
+    def non_finite_parameter(self) -> str | None:
+        """The name of the first network parameter holding NaN/inf, or None (one sync)."""
+        params = [(f"{attr}.{name}", p) for attr, module in vars(self.algo).items()
+                  if isinstance(module, torch.nn.Module)
+                  for name, p in module.named_parameters()]
+        if not params:
+            return None
+        ok = torch.stack([torch.isfinite(p).all() for _, p in params])
+        if bool(ok.all()):
+            return None
+        return params[int((~ok).nonzero()[0])][0]
 
     def train_step(self) -> None:
         """One batched step of every copy, learning included."""
@@ -193,6 +347,12 @@ class Trainer:
             metrics = self.algo.update()
             self.updates += 1
             self._check_finite(metrics)
+            if self.updates % PARAMETER_CHECK_UPDATES == 0:
+                bad = self.non_finite_parameter()
+                if bad is not None:
+                    raise TrainingFault(
+                        f"parameter {bad} became NaN/inf at env step {self.env_steps}; {ADVICE}"
+                    )
             self.metrics = metrics
             for k, v in metrics.items():
                 self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
@@ -222,7 +382,11 @@ class Trainer:
         row = {"env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
                "team_return": team, **self.kpis, **self.metrics}
         row.update({f"return_{i + 1}": a for i, a in enumerate(agents)})
-        self.metrics_writer.add(row, list(self.metrics) if self.updates else None)
+        if self.updates:
+            keys: list[str] | None = list(self.metrics)
+        else:  # a baseline never updates: its columns are known now
+            keys = None if _learns(self.algo) else []
+        self.metrics_writer.add(row, keys)
 
     def _greedy_step(self) -> None:
         """The evaluation view: the greedy policy plays a separate copy of the env; no learning."""
@@ -327,6 +491,10 @@ class _ActingOn:
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
             self.algo.env = self.saved  # type: ignore[attr-defined]
+
+
+def _learns(algo: Algorithm) -> bool:
+    return type(algo).update is not Algorithm.update
 
 
 def _as_tuple(x: torch.Tensor) -> tuple[float, ...]:

@@ -1,0 +1,422 @@
+"""Runs that survive: checkpoints, exact resume, faults, evaluation, logs.
+
+In-process and fast: small budgets on pricing with 8 copies. The signal tests (real
+processes) are in test_runs_signals.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from marl_tui.cli import main
+from marl_tui.config import load_scenario
+from marl_tui.errors import UserError
+from marl_tui.train import rundir
+from marl_tui.train.checkpoint import (
+    LATEST,
+    find_checkpoint,
+    load_checkpoint_into,
+    read_checkpoint,
+    save_checkpoint,
+    trainer_from_checkpoint,
+)
+from marl_tui.train.controls import Controls
+from marl_tui.train.metrics import tensorboard_available
+from marl_tui.train.rundir import init_run_dir
+from marl_tui.train.trainer import RunConfig, Trainer, TrainingFault
+
+# Small settings so learners update within a few hundred steps; the replay buffers are
+# small enough to wrap around, which a resume must get right too.
+LEARNERS = {
+    "random": ({}, 1_600),
+    "mappo": ({"rollout_length": 16, "epochs": 2, "minibatches": 2, "hidden": 16}, 1_600),
+    "maddpg": ({"warmup_steps": 160, "batch_size": 32, "buffer_size": 1_000, "updates_per_step": 1,
+                "hidden": 16}, 1_600),
+    "qmix": ({"learning_starts": 160, "batch_size": 32, "buffer_size": 1_000, "updates_per_step": 1,
+              "hidden": 16, "mixer_hidden": 8, "target_update_interval": 10}, 1_600),
+}
+
+
+def make(out: Path | None, algo: str = "random", steps: int | None = None, seed: int = 3,
+         controls: Controls | None = None, checkpoint_every: int | None = None) -> Trainer:
+    overrides, default_steps = LEARNERS[algo]
+    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo=algo, steps=steps or default_steps,
+                          n_envs=8, seed=seed, overrides=dict(overrides), out_dir=out,
+                          checkpoint_every=checkpoint_every), controls=controls)
+    if out is not None:
+        init_run_dir(t, out)
+    return t
+
+
+def run_for(t: Trainer, iterations: int) -> None:
+    """Run the worker thread until exactly `iterations` batched steps are done, then stop
+    (which saves)."""
+    assert t.controls.paused
+    thread = t.start_thread()
+    t.controls.step(iterations - t.iteration)
+    deadline = time.monotonic() + 60
+    while t.iteration < iterations and time.monotonic() < deadline:
+        time.sleep(0.002)
+    t.controls.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert t.iteration == iterations, t.stats.error
+
+
+def resume(run_dir: Path, steps: int | None = None) -> Trainer:
+    t, _ = trainer_from_checkpoint(find_checkpoint(run_dir)[0], out_dir=run_dir, steps=steps,
+                                   keep_rows=True)
+    return t
+
+
+def csv(run_dir: Path) -> bytes:
+    return (run_dir / "metrics.csv").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One uninterrupted run per algorithm."""
+    root = tmp_path_factory.mktemp("reference")
+    out = {}
+    for algo in LEARNERS:
+        t = make(root / algo, algo)
+        t.run()
+        assert t.stats.status == "finished", t.stats.error
+        out[algo] = root / algo
+    return out
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+@pytest.mark.parametrize("algo", list(LEARNERS))
+def test_stop_and_resume_gives_the_same_metrics(algo: str, references: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    """Stopped mid-episode and mid-rollout, then resumed: the same metrics.csv, byte for byte,
+    and the same final networks, optimisers and buffers."""
+    run_dir = tmp_path / algo
+    t = make(run_dir, algo, controls=Controls(paused=True))
+    run_for(t, 77)  # 77 = 3 episodes of 25 + 2 steps; mid-rollout for MAPPO (16)
+    assert t.stats.status == "stopped" and t.last_checkpoint_step == 77 * 8
+    r = resume(run_dir)
+    assert r.env_steps == 77 * 8 and r.episodes == 3
+    r.run()
+    assert r.stats.status == "finished", r.stats.error
+    assert csv(run_dir) == csv(references[algo])
+    ref = read_checkpoint(references[algo] / "checkpoints" / LATEST)
+    got = read_checkpoint(run_dir / "checkpoints" / LATEST)
+    assert_same(got["algorithm"], ref["algorithm"])
+    assert got["trainer"]["team_history"] == ref["trainer"]["team_history"]
+    if algo != "random":
+        assert r.updates > 0 and "," in csv(run_dir).splitlines()[0].decode()
+
+
+def assert_same(a: object, b: object, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype, where
+        same = torch.equal(a, b) or (a.is_floating_point() and torch.allclose(a, b, rtol=0, atol=0,
+                                                                             equal_nan=True))
+        assert same, where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b), where
+    else:
+        assert a == b, where
+
+
+def test_resume_twice_and_extend_the_budget(tmp_path: Path) -> None:
+    """Stop, resume, stop again, resume with a larger total: equals one run of that total."""
+    ref = make(tmp_path / "ref", "mappo", steps=2_400)
+    ref.run()
+    run_dir = tmp_path / "run"
+    t = make(run_dir, "mappo", steps=1_200, controls=Controls(paused=True))
+    run_for(t, 40)
+    r = resume(run_dir)
+    r.controls.pause()
+    run_for(r, 90)
+    r2 = resume(run_dir)
+    r2.run()
+    assert r2.stats.status == "finished" and r2.env_steps == 1_200
+    r3 = resume(run_dir, steps=2_400)  # the budget is a total from the run's start
+    r3.run()
+    assert r3.env_steps == 2_400
+    assert csv(run_dir) == csv(tmp_path / "ref")
+
+
+def test_resume_after_a_kill_drops_rows_written_after_the_checkpoint(
+        references: dict[str, Path], tmp_path: Path) -> None:
+    """A process killed (no save on the way out) after a periodic checkpoint: metrics.csv holds
+    rows past it; resume cuts them and writes them again, identically."""
+    run_dir = tmp_path / "killed"
+    t = make(run_dir, "mappo", controls=Controls(paused=True), checkpoint_every=400)
+    original = t._save_if_possible
+    t._save_if_possible = lambda periodic, force=False: original(periodic, force) if periodic else None
+    run_for(t, 90)  # checkpoints at 400 and 800 env steps (iterations 50, 100): last at 400
+    assert t.last_checkpoint_step == 400
+    rows = csv(run_dir).decode().splitlines()
+    assert int(rows[-1].split(",")[0]) == 600  # a row written after the checkpoint
+    r = resume(run_dir)
+    assert r.env_steps == 400
+    assert csv(run_dir).decode().splitlines()[-1].split(",")[0] == "400"
+    r.run()
+    assert csv(run_dir) == csv(references["mappo"])
+
+
+def test_same_seed_twice_gives_identical_metrics(tmp_path: Path) -> None:
+    for algo in ("random", "mappo"):
+        a, b = make(tmp_path / f"{algo}-a", algo), make(tmp_path / f"{algo}-b", algo)
+        a.run(), b.run()
+        assert csv(tmp_path / f"{algo}-a") == csv(tmp_path / f"{algo}-b")
+        c = make(tmp_path / f"{algo}-c", algo, seed=4)
+        c.run()
+        assert csv(tmp_path / f"{algo}-c") != csv(tmp_path / f"{algo}-a")
+
+
+# --------------------------------------------------------------------------- checkpoint files
+
+
+@pytest.mark.parametrize("algo", list(LEARNERS))
+def test_checkpoints_load_with_weights_only(algo: str, references: dict[str, Path]) -> None:
+    path = references[algo] / "checkpoints" / LATEST
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    assert data["format"] == "marl-tui checkpoint" and data["version"] == 1
+    assert data["config"]["algo"] == algo and data["scenario"]["text"].startswith("#")
+    assert set(data["rng"]) >= {"torch", "numpy", "python"}
+    assert data["trainer"]["env_steps"] == LEARNERS[algo][1]
+
+
+def test_checkpoints_are_periodic_bounded_and_deterministic(tmp_path: Path) -> None:
+    t = make(tmp_path / "run", "random", checkpoint_every=400)
+    t.run()
+    folder = tmp_path / "run" / "checkpoints"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [LATEST, "step-000000001200.pt", "step-000000001600.pt"]
+    assert (folder / LATEST).read_bytes() == (folder / "step-000000001600.pt").read_bytes()
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "run"
+    t = make(run_dir, "random", controls=Controls(paused=True))
+    run_for(t, 20)
+    before = (run_dir / "checkpoints" / LATEST).read_bytes()
+
+    def killed(src: object, dst: object) -> None:
+        # The data was written and fsynced to the temp file; the process dies before the rename.
+        assert Path(str(src)).read_bytes()
+        raise KeyboardInterrupt
+
+    t.iteration += 1  # something new to save
+    t.env_steps += 8
+    monkeypatch.setattr(rundir.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(t)
+    monkeypatch.undo()
+    assert (run_dir / "checkpoints" / LATEST).read_bytes() == before
+    assert read_checkpoint(run_dir / "checkpoints" / LATEST)["trainer"]["env_steps"] == 160
+    # A real kill leaves half-written temp files behind: they are ignored, then replaced.
+    for name in (".latest.pt.tmp", ".step-000000000168.pt.tmp"):
+        (run_dir / "checkpoints" / name).write_bytes(before[: len(before) // 3])
+    r = resume(run_dir)
+    assert r.env_steps == 160
+    r.run()
+    assert r.stats.status == "finished"
+    assert not (run_dir / "checkpoints" / ".latest.pt.tmp").exists()
+    ref = make(tmp_path / "ref", "random")
+    ref.run()
+    assert csv(run_dir) == csv(tmp_path / "ref")
+
+
+def test_save_on_request_also_while_paused(tmp_path: Path) -> None:
+    controls = Controls(paused=True)
+    t = make(tmp_path / "run", "random", controls=controls, checkpoint_every=0)
+    thread = t.start_thread()
+    try:
+        controls.step(10)
+        deadline = time.monotonic() + 20
+        while t.iteration < 10 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        controls.request_save()  # the app's `s`, while paused
+        while t.last_checkpoint_step != 80 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert t.last_checkpoint_step == 80 and "saved checkpoint at step 80" in t.save_note
+        assert read_checkpoint(tmp_path / "run" / "checkpoints" / LATEST)["trainer"]["iteration"] == 10
+    finally:
+        controls.stop()
+        thread.join(timeout=10)
+
+
+def test_save_request_without_a_run_directory_is_a_note_not_a_crash() -> None:
+    controls = Controls(paused=True)
+    t = make(None, "random", controls=controls)
+    controls.request_save()
+    run_for(t, 3)
+    assert t.stats.error is None and "no run directory" in t.save_note
+
+
+def test_load_checkpoint_into_a_new_trainer(references: dict[str, Path], tmp_path: Path) -> None:
+    """The app's --load: a trainer built for the same setup continues from the checkpoint."""
+    src = tmp_path / "src"
+    t = make(src, "qmix", controls=Controls(paused=True))
+    run_for(t, 100)
+    fresh = make(tmp_path / "new", "qmix")
+    config = load_checkpoint_into(fresh, src)
+    assert config["algo"] == "qmix" and fresh.env_steps == 800 and fresh.episodes == 4
+    fresh.run()
+    ref_rows = csv(references["qmix"]).decode().splitlines()
+    new_rows = csv(tmp_path / "new").decode().splitlines()
+    assert new_rows[0] == ref_rows[0]
+    assert new_rows[1:] == [r for r in ref_rows[1:] if int(r.split(",")[0]) > 800]
+    with pytest.raises(UserError, match="a checkpoint of qmix, not mappo"):
+        load_checkpoint_into(make(None, "mappo"), src)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_non_finite_parameters_are_never_saved(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    t = make(run_dir, "mappo", controls=Controls(paused=True))
+    run_for(t, 40)
+    good = (run_dir / "checkpoints" / LATEST).read_bytes()
+    assert t.non_finite_parameter() is None
+    with torch.no_grad():
+        next(t.algo.policy.parameters()).view(-1)[0] = float("nan")
+    bad = t.non_finite_parameter()
+    assert bad is not None and bad.startswith("policy.")
+    t.iteration += 1
+    with pytest.raises(TrainingFault, match="NaN/inf.*last good checkpoint \\(step 320\\) stays"):
+        t.save_checkpoint()
+    assert (run_dir / "checkpoints" / LATEST).read_bytes() == good
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [LATEST, "step-000000000320.pt"]
+
+
+def test_nan_in_training_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    t = make(run_dir, "mappo", controls=Controls(paused=True), checkpoint_every=160)
+    run_for(t, 40)
+    r = resume(run_dir)
+    with torch.no_grad():
+        for p in r.algo.critic.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(TrainingFault):
+        r.run()
+    assert r.stats.status == "error"
+    assert "TrainingFault" in r.stats.error and "Part 7" in r.stats.error
+    ckpt = read_checkpoint(run_dir / "checkpoints" / LATEST)
+    assert ckpt["trainer"]["env_steps"] == 320
+    from marl_tui.train.checkpoint import first_non_finite
+
+    assert first_non_finite(ckpt["algorithm"]) is None
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    def call(*args: object) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["marl-tui", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        return int(exc.value.code or 0), out, err
+
+    return call
+
+
+def test_headless_fault_exits_1_with_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from marl_tui.algos.mappo import MAPPO
+
+    real = MAPPO.update
+    calls = {"n": 0}
+
+    def update(self: MAPPO) -> dict[str, float]:
+        out = real(self)
+        calls["n"] += 1
+        return out | ({"value_loss": float("nan")} if calls["n"] >= 3 else {})
+
+    monkeypatch.setattr(MAPPO, "update", update)
+    out = tmp_path / "run"
+    code, stdout, err = cli("train", "pricing", "--algo", "mappo", "--steps", "3000", "--envs", "8",
+                            "--out", out, "--checkpoint-every", "256")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert "TrainingFault" in lines[0] and "value_loss" in lines[0] and str(out) in lines[0]
+    assert "last good checkpoint at step" in lines[0] and "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "error" and "value_loss" in summary["error"]
+    read_checkpoint(out / "checkpoints" / LATEST)
+
+
+# --------------------------------------------------------------------------- the CLI end to end
+
+
+def test_train_resume_eval_through_the_cli(cli, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stdout, err = cli("train", "pricing", "--algo", "random", "--steps", "2000", "--envs", "8",
+                            "--seed", "2", "--out", out)
+    assert code == 0, err
+    assert "team return per episode" in stdout and "oracle" in stdout  # the chart
+    assert "greedy evaluation" in stdout and "\x1b[" not in stdout  # no colour codes in a pipe
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["checkpoint_step"] == 2000
+    code, stdout, err = cli("resume", out, "--steps", "2400")
+    assert code == 0, err
+    assert "resuming random on pricing at step 2,000 of 2,400" in stdout
+    assert "steps = 2400" in (out / "config.toml").read_text()
+    code, stdout, err = cli("eval", out, "--episodes", "2")
+    assert code == 0, err
+    assert "mean_price" in stdout and "oracle" in stdout
+    result = json.loads((out / "eval.json").read_text())
+    assert result["env_steps"] == 2400 and result["episodes"] == 2 and result["copies"] == 8
+    assert set(result["kpis"]["mean_price"]) == {"learned", "oracle"}
+    code, stdout, err = cli("eval", out / "checkpoints" / "step-000000002000.pt", "--json", "--episodes", "1")
+    assert code == 0 and json.loads(stdout)["env_steps"] == 2000
+
+
+def test_jsonl_output_is_one_object_per_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import marl_tui.headless as headless
+
+    monkeypatch.setattr(headless, "PROGRESS_SECONDS", 0.0)
+    code, stdout, err = cli("train", "pricing", "--algo", "random", "--steps", "800", "--envs", "8",
+                            "--out", tmp_path / "run", "--jsonl")
+    assert code == 0, err
+    objects = [json.loads(line) for line in stdout.splitlines()]
+    assert "summary" in objects[-1] and "kpis" in objects[-1]
+    assert all("env_steps" in o for o in objects[:-1])
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    from marl_tui.headless import run_headless
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    code = run_headless(load_scenario("pricing"), "random", steps=800, seed=None, n_envs=8, device="cpu",
+                        out=tmp_path / "run", overrides={}, stream=stream)
+    text = stream.getvalue()
+    assert code == 0 and "100.0%" in text and "800/800 steps" in text and "oracle" in text
+
+
+def test_tensorboard_event_files_when_installed(tmp_path: Path) -> None:
+    if not tensorboard_available():
+        pytest.skip("tensorboard is not installed (optional extra)")
+    t = make(tmp_path / "run", "random")
+    t.run()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
