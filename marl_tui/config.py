@@ -69,7 +69,7 @@ class PricingModel:
             out.append(("price_min", f"{self.price_min} must be below price_max ({self.price_max})"))
         if self.demand == "linear" and self.b <= (agents - 1) * self.g:
             out.append(
-                ("g", f"{self.g} too large: need b > (agents-1)*g = {(agents - 1) * self.g} "
+                ("g", f"{self.g} is too large: need b > (agents-1)*g = {(agents - 1) * self.g} "
                       "so demand falls with a store's own price overall")
             )
         return out
@@ -146,7 +146,7 @@ class FulfillmentModel:
     def problems(self, agents: int) -> list[tuple[str, str]]:
         out = []
         if len(self.positions) != agents:
-            out.append(("positions", f"has {len(self.positions)} entries but agents = {agents}: "
+            out.append(("positions", f"{len(self.positions)} entries but agents = {agents}: "
                                      "give one [x, y] per store"))
         for k, p in enumerate(self.positions):
             if len(p) != 2 or not all(0 <= v <= self.area for v in p):
@@ -260,6 +260,8 @@ def build_dataclass(cls: type, table: Any, where: str, origin: str) -> Any:
     for name, value in table.items():
         tp = hints[name]
         ok, cv = _coerce(value, tp)
+        if not ok and typing.get_origin(tp) is Literal:
+            raise UserError(f"{origin}: {where}.{name} = {value!r} is not allowed: must be {_type_name(tp)}")
         if not ok:
             raise UserError(
                 f"{origin}: {where}.{name} = {value!r} has the wrong type: expected {_type_name(tp)}"
@@ -320,7 +322,7 @@ def parse_scenario(text: str, origin: str) -> Scenario:
         )
     model = build_dataclass(MODELS[top["kind"]], data.get("model", {}), "model", origin)
     for fname, problem in model.problems(top["agents"]):
-        raise UserError(f"{origin}: model.{fname} = {problem}")
+        raise UserError(f"{origin}: model.{fname}: {problem}")
     train = data.get("train", {})
     if not isinstance(train, dict):
         raise UserError(f"{origin}: [train] must hold tables such as [train.mappo]")

@@ -57,7 +57,7 @@ def test_a_copied_file_with_new_numbers_runs_those_numbers(tmp_path) -> None:
         ('demand = "linear"', 'demand = "cubic"', "model.demand = 'cubic'"),
         ("seed = 0", "", "missing key 'seed'"),
         ("seed = 0", "seed = 0\n[train.sarsa]\nlr = 1", "unknown table [train.sarsa]"),
-        ("g = 0.5", "g = 1.5", "model.g = 1.5 too large"),
+        ("g = 0.5", "g = 1.5", "model.g: 1.5 is too large"),
         ("seed = 0", "seed = 0 0", "not valid TOML"),
     ],
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 # Batched steps per second offered by the app's +/- keys; None means "as fast as it goes".
 SPEEDS: tuple[float | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)
@@ -71,7 +72,9 @@ class Controls:
             self._cond.notify_all()
 
     def request_save(self) -> None:
-        self.save_requested = True
+        with self._cond:
+            self.save_requested = True
+            self._cond.notify_all()
 
     # --- what the loop reads ------------------------------------------------
     @property
@@ -90,10 +93,16 @@ class Controls:
     def speed(self) -> float | None:
         return SPEEDS[self._speed_index]
 
-    def wait_turn(self) -> bool:
-        """Block until the loop may take one batched step. False means: stop now."""
+    def wait_turn(self, on_save: Callable[[], None] | None = None) -> bool:
+        """Block until the loop may take one batched step. False means: stop now.
+
+        A save asked for while paused is done here (on_save), so `s` works on a paused run.
+        """
         with self._cond:
             while self._paused and self._step_budget == 0 and not self._stopped:
+                if self.save_requested and on_save is not None:
+                    on_save()
+                    continue
                 self._cond.wait(timeout=0.25)
             if self._stopped:
                 return False

@@ -212,14 +212,11 @@ class Trainer:
         return self._stats
 
     def _wait_turn(self) -> bool:
-        """Controls.wait_turn, but a save asked for while paused is done while waiting."""
-        c = self.controls
-        while c.paused and not c.stopped and getattr(c, "_step_budget", 1) == 0:
-            if c.save_requested:
-                self._take_save_request()
-                self.publish()
-            time.sleep(0.05)
-        return c.wait_turn()
+        return self.controls.wait_turn(on_save=self._save_while_paused)
+
+    def _save_while_paused(self) -> None:
+        self._take_save_request()
+        self.publish()
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint_after(self, env_steps: int) -> int:
