@@ -10,9 +10,8 @@ from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenar
 
 def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
     """Plain data about one scenario, its spaces and its oracle (builds a one-copy env)."""
-    from marl_tui.envs.base import make_env
-
     from marl_tui.algos.registry import resolve_hparams
+    from marl_tui.envs.base import make_env
 
     sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
     for algo in sc.train:  # [train.ALGO] tables are checked here too, not only when training
