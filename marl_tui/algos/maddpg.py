@@ -1,0 +1,438 @@
+"""MADDPG: deterministic actors mu_i(o_i), centralised critics Q_i(s, a_1..a_n) (guide Part 2).
+
+Read beside the study guide's pseudocode:
+
+    a_i = mu_i(o_i) + eps                                     (act: exploration noise)
+    y_i = r_i + gamma Q_i^-(s', mu_1^-(o_1'), ..., mu_n^-(o_n'))   (critic target)
+    L_i = (Q_i(s, a_1..a_n) - y_i)^2                          (critic loss)
+    grad J_i = E[grad mu_i(o_i) . grad_{a_i} Q_i(s, a)|a_i = mu_i(o_i)]   (actor update)
+    theta^- <- tau theta + (1 - tau) theta^-                  (soft target updates)
+
+Every agent has its own actor and its own critic (one set of weights per agent, all
+evaluated in one batched einsum by networks.AgentMLP). Critics see the global state,
+every agent's observation and every agent's action; actions enter the critics in unit
+scale [-1, 1] (continuous) or as one-hot vectors (discrete).
+
+Continuous actions: mu_i = tanh(net_i(o_i)) mapped to [low, high]; Gaussian exploration
+noise whose std is `noise_std` x the action range, annealed linearly to `noise_final`.
+Discrete actions: straight-through Gumbel-softmax actors (Lowe et al. 2017): the forward
+pass is a hard one-hot action, the gradient is the soft one's; acting samples the
+categorical policy (Gumbel-max), plus a uniformly random action with probability epsilon
+(the same `noise_std` knob). A small regulariser on the pre-tanh outputs / logits keeps
+them from saturating.
+
+Actor update, other agents' actions a_j (j != i): by default the current actors' greedy
+actions mu_j(o_j), not the replay buffer's (classic MADDPG, `other_actions = "buffer"`).
+Agent i should best-respond to what the others do now; the buffer holds their old,
+exploratory actions (for discrete actors: Gumbel samples plus epsilon), so the gradient
+would average over contexts that no longer happen. Where agent i's right action hinges on
+the others' (fulfilment: accept only if no cheaper store does), this decides: 49% vs 18%
+optimal choices after 150k steps in our runs; on pricing both reach Nash. All N actor
+losses are still evaluated in one batched pass.
+
+Critics learn rewards divided by their std, measured once when learning starts
+(`normalise_rewards`); everything reported (Q_i, y_i, dQ/da) is converted back to reward units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from marl_tui.algos.base import (
+    ActOutput,
+    Algorithm,
+    Capabilities,
+    Transition,
+    bounds_to_unit,
+    scaled_to_bounds,
+)
+from marl_tui.algos.buffers import ReplayBuffer
+from marl_tui.algos.networks import AgentMLP, soft_update
+from marl_tui.envs.base import EnvSpec
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    steps: int = 300_000  # training budget: environment steps over all parallel copies
+    gamma: float = 0.95  # discount
+    lr: float = 1e-3  # actor learning rate (alpha_actor)
+    critic_lr: float = 1e-3  # critic learning rate (alpha_crit)
+    hidden: int = 64  # hidden units per layer, actors and critics
+    batch_size: int = 512  # transitions per gradient step
+    buffer_size: int = 200_000  # replay buffer capacity (transitions)
+    tau: float = 0.01  # soft target update rate
+    noise_std: float = 0.1  # continuous: Gaussian std as a fraction of the range; discrete: epsilon
+    noise_final: float = 0.02  # value noise_std anneals to (linearly)
+    noise_decay_steps: int = 200_000  # env steps after warm-up over which it anneals (0: constant)
+    warmup_steps: int = 10_000  # env steps of uniformly random actions before learning
+    updates_per_step: int = 4  # gradient steps per batched environment step
+    grad_clip: float = 0.5  # max gradient norm, per agent's network
+    action_reg: float = 1e-3  # weight of mean(pre-tanh output^2) or mean(logits^2)
+    gumbel_temperature: float = 1.0  # softness of the straight-through gradient (discrete)
+    huber: bool = False  # Huber instead of squared critic loss
+    other_actions: Literal["current", "buffer"] = "current"  # a_j (j != i) in the actor update
+    # Divide rewards by their std, measured once when learning starts: Adam's steps have a fixed
+    # size, so a critic fitting rewards of 0.01 is ten times noisier than one fitting 0.1.
+    normalise_rewards: bool = True
+
+
+def critic_target(
+    r: torch.Tensor, q_next: torch.Tensor, gamma: float, terminated: torch.Tensor
+) -> torch.Tensor:
+    """y_i = r_i + gamma (1 - terminated) Q_i^-(s', mu^-(o')).
+
+    r, q_next: [B, N]; terminated: [B] (or [B, N]). Time-limit ends are not terminations:
+    the trainer passes them as truncations, so they bootstrap.
+    """
+    alive = 1.0 - terminated.to(r.dtype)
+    if alive.dim() < r.dim():
+        alive = alive.unsqueeze(-1)
+    return r + gamma * alive * q_next
+
+
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard Gumbel draws shaped like `like`: argmax(logits + g) samples softmax(logits)."""
+    u = torch.rand(like.shape, generator=generator).to(like.device)
+    e = -torch.log(u.clamp_min(1e-10))  # Exponential(1)
+    return -torch.log(e.clamp_min(1e-10))
+
+
+def gumbel_softmax_st(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Straight-through Gumbel-softmax: a hard one-hot sample forward, the soft gradient back."""
+    soft = F.softmax((logits + gumbel_noise(logits, generator)) / temperature, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+def clip_per_agent_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip each agent's gradient separately (parameters stacked as [N, ...]).
+
+    Returns the pre-clip norm of every agent, [N]. Per agent, because MADDPG gives each
+    agent its own optimiser: one agent's large gradient must not shrink another's step.
+    """
+    sq = torch.stack([p.grad.flatten(1).pow(2).sum(1) for p in params]).sum(0)
+    norms = sq.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for p in params:
+        p.grad.mul_(scale.view(-1, *([1] * (p.dim() - 1))))
+    return norms
+
+
+class MADDPG(Algorithm):
+    """Multi-agent DDPG with per-agent centralised critics (Lowe et al. 2017)."""
+
+    name = "maddpg"
+    title = "MADDPG"
+    capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
+                                centralised_critic=True)
+    exploration_field = "noise_std"
+    Hyperparameters = Hyperparameters
+    defaults_by_kind: dict[str, dict[str, Any]] = {
+        # A repeated static game: today's price does not change tomorrow's demand, so gamma = 0
+        # lets each store's critic be its own profit surface and the actors climb to Nash.
+        "pricing": {"gamma": 0.0, "steps": 200_000},
+        "warehouse": {"gamma": 0.95, "steps": 200_000},
+        # Orders are i.i.d. per step: nothing to bootstrap. More gradient steps: the cost of a
+        # redundant accept (1 against ~4 per order, split over N stores) is a faint signal.
+        "fulfillment": {"gamma": 0.0, "steps": 350_000, "batch_size": 256, "action_reg": 1e-4},
+    }
+
+    def __init__(self, spec: EnvSpec, hp: Hyperparameters, device: torch.device) -> None:
+        super().__init__(spec, hp, device)
+        n, o = spec.n_agents, spec.obs_dim
+        self.discrete = spec.action_space.kind == "discrete"
+        self.d_act = spec.action_space.n if self.discrete else 1  # width of one agent's action
+        # The trainer seeds the global RNG before building us; draw our own streams from it.
+        seed = int(torch.randint(0, 2**31 - 1, (1,)))
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+        # mu_i(o_i): one set of weights per agent; a small output gain starts near mid-range.
+        self.actor = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
+        # Q_i(s, o_1..o_n, a_1..a_n): one critic per agent, all fed the same joint input.
+        d_critic = spec.state_dim + n * o + n * self.d_act
+        self.critic = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
+        self.actor_target = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
+        self.critic_target = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=hp.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=hp.critic_lr)
+
+        act_field = ((n,), torch.long) if self.discrete else ((n,), torch.float32)
+        self.buffer = ReplayBuffer(
+            hp.buffer_size,
+            {
+                "obs": ((n, o), torch.float32),
+                "state": ((spec.state_dim,), torch.float32),
+                "actions": act_field,  # unit scale [-1, 1] or action index
+                "reward": ((n,), torch.float32),
+                "next_obs": ((n, o), torch.float32),
+                "next_state": ((spec.state_dim,), torch.float32),
+                "terminated": ((), torch.float32),
+            },
+            device,
+            seed=seed + 1,
+        )
+        self.env_steps = 0  # transitions observed, over all copies
+        self.updates = 0  # gradient steps taken
+        self.last: dict[str, list[float]] = {}  # per-agent figures of the last update
+        # Critics learn r / reward_std; 0 stands for "measure it when learning starts".
+        self.reward_std = 0.0 if hp.normalise_rewards else 1.0
+
+    # --- helpers -----------------------------------------------------------------
+    def noise(self) -> float:
+        """Current exploration level: noise_std annealed linearly to noise_final after warm-up."""
+        hp = self.hp
+        if hp.noise_decay_steps <= 0:
+            return hp.noise_std
+        frac = min(1.0, max(0, self.env_steps - hp.warmup_steps) / hp.noise_decay_steps)
+        return hp.noise_std + frac * (hp.noise_final - hp.noise_std)
+
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator).to(self.device)
+
+    def _mu(self, net: AgentMLP, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(greedy action in critic units [..., N, d_act], raw output for the regulariser)."""
+        raw = net(obs)
+        if self.discrete:
+            return F.one_hot(raw.argmax(-1), self.d_act).float(), raw
+        return torch.tanh(raw), raw
+
+    def _critic_in(self, state: torch.Tensor, obs: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+        """[B, N, S + N*O + N*d]: critic i's input; joint is [B, N*d] or per critic [B, N, N*d]."""
+        n = self.spec.n_agents
+        ctx = torch.cat([state, obs.flatten(1)], dim=-1)[:, None].expand(-1, n, -1)
+        if joint.dim() == 2:
+            joint = joint[:, None].expand(-1, n, -1)
+        return torch.cat([ctx, joint], dim=-1)
+
+    def _buffer_actions(self, a: torch.Tensor) -> torch.Tensor:
+        """Stored actions in critic units: [B, N, d_act]."""
+        if self.discrete:
+            return F.one_hot(a, self.d_act).float()
+        return a.unsqueeze(-1)
+
+    # --- act ---------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
+        """a_i = mu_i(o_i) (+ noise when exploring); uniformly random during warm-up."""
+        b, n = obs.shape[:2]
+        warm = explore and self.env_steps < self.hp.warmup_steps
+        if self.discrete:
+            if not explore:
+                return ActOutput(self.actor(obs).argmax(-1))
+            uniform = (self._rand(b, n) * self.d_act).long().clamp_max(self.d_act - 1)
+            if warm:
+                return ActOutput(uniform)
+            logits = self.actor(obs)
+            # Gumbel-max samples the categorical policy; epsilon adds uniform actions on top.
+            a = (logits + gumbel_noise(logits, self.generator)).argmax(-1)
+            return ActOutput(torch.where(self._rand(b, n) < self.noise(), uniform, a))
+        space = self.spec.action_space
+        if warm:
+            unit = self._rand(b, n) * 2.0 - 1.0
+        else:
+            unit = torch.tanh(self.actor(obs)).squeeze(-1)
+            if explore:
+                # noise_std is a fraction of the range; the range is 2 in unit scale.
+                eps = torch.randn((b, n), generator=self.generator).to(self.device)
+                unit = (unit + 2.0 * self.noise() * eps).clamp(-1.0, 1.0)
+        return ActOutput(scaled_to_bounds(unit, space.low, space.high))
+
+    # --- observe -----------------------------------------------------------------
+    def observe(self, transition: Transition) -> None:
+        """Store (o, s, a, r, o', s') in B; continuous actions in unit scale."""
+        a = transition.actions
+        if self.discrete:
+            a = a.long()
+        else:
+            space = self.spec.action_space
+            a = bounds_to_unit(a.float(), space.low, space.high)
+        self.buffer.add({
+            "obs": transition.obs,
+            "state": transition.state,
+            "actions": a,
+            "reward": transition.reward,
+            "next_obs": transition.next_obs,
+            "next_state": transition.next_state,
+            "terminated": transition.terminated,
+        })
+        self.env_steps += transition.obs.shape[0]
+
+    def ready(self) -> bool:
+        return self.env_steps >= self.hp.warmup_steps and len(self.buffer) >= self.hp.batch_size
+
+    # --- update ------------------------------------------------------------------
+    def target_values(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y [B, N], Q_i^-(s', mu^-(o')) [B, N]) from the target actors and target critics.
+
+        Both in critic units: rewards divided by reward_std.
+        """
+        with torch.no_grad():
+            a_next, _ = self._mu(self.actor_target, batch["next_obs"])
+            x_next = self._critic_in(batch["next_state"], batch["next_obs"], a_next.flatten(1))
+            q_next = self.critic_target(x_next).squeeze(-1)
+            r = batch["reward"] / self.reward_std
+            y = critic_target(r, q_next, self.hp.gamma, batch["terminated"])
+        return y, q_next
+
+    def update(self) -> dict[str, float]:
+        """`updates_per_step` rounds of: critic step, actor step, soft target updates.
+
+        Losses are in critic units (rewards / reward_std); Q, y and rewards in reward units.
+        """
+        hp = self.hp
+        sums: dict[str, float] = {}
+        for _ in range(hp.updates_per_step):
+            m = self._gradient_step()
+            for k, v in m.items():
+                sums[k] = sums.get(k, 0.0) + v / hp.updates_per_step
+        sums["noise"] = self.noise()
+        sums["updates"] = float(self.updates)
+        return sums
+
+    def _gradient_step(self) -> dict[str, float]:
+        hp, n = self.hp, self.spec.n_agents
+        if not self.reward_std:
+            std = float(self.buffer.data["reward"][: len(self.buffer)].std())
+            self.reward_std = std if std > 1e-8 else 1.0  # nan (one reward) fails this too
+        batch = self.buffer.sample(hp.batch_size)
+        obs, state = batch["obs"], batch["state"]
+        a_buf = self._buffer_actions(batch["actions"])  # [B, N, d]
+
+        # -- critic update: L_i = (Q_i(s, a) - y_i)^2, each critic its own mean --
+        y, q_next = self.target_values(batch)
+        q = self.critic(self._critic_in(state, obs, a_buf.flatten(1))).squeeze(-1)
+        td = F.huber_loss(q, y, reduction="none") if hp.huber else (q - y).pow(2)
+        critic_loss = td.mean(0).sum()
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_norm = clip_per_agent_(list(self.critic.parameters()), hp.grad_clip)
+        self.critic_opt.step()
+
+        # -- actor update: ascend Q_i at a_i = mu_i(o_i); a_j from the current actors or B --
+        raw = self.actor(obs)
+        a_pi = (gumbel_softmax_st(raw, hp.gumbel_temperature, self.generator)
+                if self.discrete else torch.tanh(raw))
+        if hp.other_actions == "buffer":
+            a_other = a_buf
+        elif self.discrete:  # greedy mu_j(o_j): the one-hot argmax, not a Gumbel sample
+            a_other = F.one_hot(raw.detach().argmax(-1), self.d_act).float()
+        else:
+            a_other = a_pi.detach()
+        own = torch.eye(n, dtype=torch.bool, device=self.device)[None, :, :, None]
+        # joint[b, i, j] = a_pi[b, j] if j == i else a_other[b, j]: critic i's input.
+        joint = torch.where(own, a_pi[:, None], a_other[:, None]).flatten(2)
+        q_pi = self.critic(self._critic_in(state, obs, joint)).squeeze(-1)  # [B, N]
+        actor_loss = -q_pi.mean(0).sum() + hp.action_reg * raw.pow(2).mean(0).sum()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()  # also fills critic grads; the next critic step clears them
+        actor_norm = clip_per_agent_(list(self.actor.parameters()), hp.grad_clip)
+        self.actor_opt.step()
+
+        # -- target updates: theta^- <- tau theta + (1 - tau) theta^- --
+        soft_update(self.actor_target, self.actor, hp.tau)
+        soft_update(self.critic_target, self.critic, hp.tau)
+        self.updates += 1
+
+        # Reported in reward units (the trainer's scaled reward), not critic units.
+        sigma = self.reward_std
+        self.last = {
+            "y_i": (y.mean(0) * sigma).tolist(),
+            "r_i": batch["reward"].mean(0).tolist(),
+            "Q_next": (q_next.mean(0) * sigma).tolist(),
+        }
+        return {
+            "critic_loss": float(td.detach().mean()),
+            "actor_loss": float(-q_pi.detach().mean()),
+            "q_mean": float(q.detach().mean()) * sigma,
+            "y_mean": float(y.mean()) * sigma,
+            "q_next_mean": float(q_next.mean()) * sigma,
+            "reward_mean": float(batch["reward"].mean()),
+            "reward_std": sigma,
+            "critic_grad_norm": float(critic_norm.mean()),
+            "actor_grad_norm": float(actor_norm.mean()),
+        }
+
+    def exploration(self) -> tuple[str, float]:
+        return ("epsilon" if self.discrete else "noise", self.noise())
+
+    # --- explain -----------------------------------------------------------------
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
+        """For copy 0 (plain Python data):
+
+        - "actions": per agent, the greedy action mu_i(o_i) in action units (price, order
+          size; the action index for discrete actions).
+        - "Q_i": each critic's value of that state and the greedy joint action.
+        - "dQ_da": each critic's gradient w.r.t. its own agent's action, the direction the
+          actor is pushed: per native action unit (positive: raise the price / order more);
+          for discrete actions, the gradient over the one-hot action (a list per agent).
+        - "y_i", "r_i", "Q_next": per-agent means over the last update's batch of the target
+          y_i = r_i + gamma Q_i^-(s', mu^-(o')), the reward and Q_i^-; "gamma".
+        Values are in the trainer's reward units (reward x reward_scale).
+        """
+        n = self.spec.n_agents
+        o, s = obs[:1].to(self.device), state[:1].to(self.device)
+        with torch.no_grad():
+            a_mu, raw = self._mu(self.actor, o)  # [1, N, d]
+        # One leaf per critic so grad_{a_i} Q_i is read off without mixing agents.
+        a = a_mu[:, None].expand(-1, n, -1, -1).clone().requires_grad_(True)  # [1, N, N, d]
+        q = self.critic(self._critic_in(s, o, a.flatten(2))).squeeze(-1)  # [1, N]
+        (grad,) = torch.autograd.grad(q.sum(), a)
+        sigma = self.reward_std or 1.0  # critic units -> reward units
+        dq = grad[0, torch.arange(n), torch.arange(n)] * sigma  # [N, d]: critic i w.r.t. a_i
+        if self.discrete:
+            actions: list[Any] = raw[0].argmax(-1).tolist()
+            dq_da: list[Any] = dq.tolist()
+        else:
+            space = self.spec.action_space
+            actions = scaled_to_bounds(a_mu[0, :, 0], space.low, space.high).tolist()
+            dq_da = (dq[:, 0] * 2.0 / (space.high - space.low)).tolist()
+        return {
+            "algo": self.name,
+            "actions": actions,
+            "Q_i": (q[0].detach() * sigma).tolist(),
+            "dQ_da": dq_da,
+            "y_i": self.last.get("y_i", []),
+            "r_i": self.last.get("r_i", []),
+            "Q_next": self.last.get("Q_next", []),
+            "gamma": self.hp.gamma,
+        }
+
+    # --- checkpoints ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "generator": self.generator.get_state(),
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "last": self.last,
+            "reward_std": self.reward_std,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.generator.set_state(state["generator"])
+        self.env_steps = int(state["env_steps"])
+        self.updates = int(state["updates"])
+        self.last = {k: list(v) for k, v in state["last"].items()}
+        self.reward_std = float(state["reward_std"])

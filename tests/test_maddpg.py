@@ -1,0 +1,166 @@
+"""MADDPG: critic targets, straight-through Gumbel actions, exact resume, and a learning smoke test."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+import torch
+
+from marl_tui.algos.base import Transition
+from marl_tui.algos.maddpg import MADDPG, Hyperparameters, critic_target, gumbel_softmax_st
+from marl_tui.envs.base import ActionSpace, EnvSpec
+
+N, OBS, S, B = 2, 3, 4, 8
+
+
+def tiny_spec(discrete: bool = False) -> EnvSpec:
+    space = ActionSpace("discrete", n=3) if discrete else ActionSpace("continuous", low=1.0, high=10.0)
+    return EnvSpec(n_agents=N, agent_names=("a", "b"), obs_dim=OBS, state_dim=S,
+                   action_space=space, episode_length=5)
+
+
+def tiny_algo(discrete: bool = False, seed: int = 0, **hp: object) -> MADDPG:
+    torch.manual_seed(seed)
+    base = dict(hidden=16, batch_size=B, buffer_size=64, warmup_steps=0, updates_per_step=1)
+    return MADDPG(tiny_spec(discrete), Hyperparameters(**(base | hp)), torch.device("cpu"))
+
+
+def random_transition(algo: MADDPG, gen: torch.Generator) -> Transition:
+    spec = algo.spec
+    if spec.action_space.kind == "discrete":
+        actions = torch.randint(0, spec.action_space.n, (B, N), generator=gen)
+    else:
+        actions = 1.0 + 9.0 * torch.rand(B, N, generator=gen)
+    return Transition(
+        obs=torch.rand(B, N, OBS, generator=gen), state=torch.rand(B, S, generator=gen),
+        actions=actions, reward=torch.randn(B, N, generator=gen),
+        next_obs=torch.rand(B, N, OBS, generator=gen), next_state=torch.rand(B, S, generator=gen),
+        terminated=torch.zeros(B, dtype=torch.bool), truncated=torch.ones(B, dtype=torch.bool),
+    )
+
+
+def test_critic_target_hand_made_batch() -> None:
+    r = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    q_next = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    terminated = torch.tensor([False, True])
+    y = critic_target(r, q_next, 0.9, terminated)
+    # Copy 0 bootstraps (a time-limit end is no termination); copy 1 terminated: y = r.
+    assert torch.allclose(y, torch.tensor([[10.0, 20.0], [3.0, 4.0]]))
+    assert torch.allclose(critic_target(r, q_next, 0.0, torch.zeros(2)), r)
+
+
+def test_critic_target_through_the_target_networks_and_critic_fits_it() -> None:
+    # tau = 0 freezes the targets; a target critic whose last layer is zero outputs its bias c_i.
+    algo = tiny_algo(gamma=0.5, tau=0.0, critic_lr=1e-2, grad_clip=10.0, normalise_rewards=False)
+    last = algo.critic_target.body[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([[2.0], [-4.0]]))
+    algo.observe(random_transition(algo, torch.Generator().manual_seed(1)))
+    batch = {k: v[:B] for k, v in algo.buffer.data.items()}
+    y, q_next = algo.target_values(batch)
+    assert torch.allclose(q_next, torch.tensor([2.0, -4.0]).expand(B, N))
+    assert torch.allclose(y, batch["reward"] + 0.5 * torch.tensor([2.0, -4.0]))
+    for _ in range(300):
+        algo.update()
+    joint = algo._buffer_actions(batch["actions"]).flatten(1)
+    q = algo.critic(algo._critic_in(batch["state"], batch["obs"], joint)).squeeze(-1)
+    assert (q - y).abs().max() < 0.1
+
+
+def test_gumbel_softmax_straight_through_is_one_hot_and_carries_gradient() -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[2.0, 0.0, -1.0]]).expand(4000, 3).clone().requires_grad_(True)
+    a = gumbel_softmax_st(logits, 1.0, gen)
+    assert set(a.detach().unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(a.detach().sum(-1), torch.ones(4000))
+    # Forward samples follow softmax(logits).
+    freq = a.detach().mean(0)
+    assert torch.allclose(freq, torch.softmax(logits[0].detach(), -1), atol=0.03)
+    (a * torch.tensor([1.0, 0.0, 0.0])).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    # Raising action 0's value pushes its logit up and the others down.
+    assert logits.grad[:, 0].sum() > 0 and logits.grad[:, 1:].sum() < 0
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_state_dict_round_trip_gives_identical_actions_and_next_update(discrete: bool) -> None:
+    gen = torch.Generator().manual_seed(2)
+    a = tiny_algo(discrete, seed=0)
+    for _ in range(3):
+        a.observe(random_transition(a, gen))
+        a.update()
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = tiny_algo(discrete, seed=123)  # different initial weights and streams
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    obs, state = torch.rand(B, N, OBS, generator=gen), torch.rand(B, S, generator=gen)
+    assert torch.equal(a.act(obs, state, explore=False).actions,
+                       b.act(obs, state, explore=False).actions)
+    assert torch.equal(a.act(obs, state, explore=True).actions,
+                       b.act(obs, state, explore=True).actions)
+    assert a.update() == b.update()
+    for pa, pb in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert a.explain(obs, state) == b.explain(obs, state)
+
+
+def test_exploration_noise_anneals_after_warmup() -> None:
+    algo = tiny_algo(noise_std=0.2, noise_final=0.05, noise_decay_steps=16, warmup_steps=8)
+    assert algo.exploration() == ("noise", 0.2)
+    assert not algo.ready()
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(4):  # 32 transitions: 8 warm-up + 16 decay + 8 more
+        algo.observe(random_transition(algo, gen))
+    assert algo.ready()
+    name, value = algo.exploration()
+    assert name == "noise" and value == pytest.approx(0.05)
+    assert tiny_algo(discrete=True).exploration()[0] == "epsilon"
+
+
+def test_learns_pricing_guide_cap_price() -> None:
+    from marl_tui.config import load_scenario
+    from marl_tui.train.trainer import RunConfig, Trainer
+
+    torch.set_num_threads(1)
+    trainer = Trainer(RunConfig(
+        scenario=load_scenario("pricing-guide"), algo="maddpg", steps=12_800, seed=0, n_envs=128,
+        overrides={"warmup_steps": 2_560, "batch_size": 256, "hidden": 32},
+    ))
+    trainer.run()
+    kpis = trainer.evaluate(episodes=1)
+    assert kpis["mean_price"] >= 9.0
+    why = trainer.explain()
+    assert set(why) >= {"algo", "actions", "Q_i", "dQ_da", "y_i", "r_i", "Q_next", "gamma"}
+    assert len(why["actions"]) == len(why["Q_i"]) == len(why["y_i"]) == 3
+    # The best response is the price cap: every critic says "raise the price".
+    assert all(g > 0 for g in why["dQ_da"])
+    assert dataclasses.asdict(trainer.hp)["gamma"] == pytest.approx(0.0)
+
+
+def test_rewards_normalised_by_std_measured_once() -> None:
+    gen = torch.Generator().manual_seed(4)
+    algo = tiny_algo()
+    algo.observe(random_transition(algo, gen))
+    expected = float(algo.buffer.data["reward"][:B].std())
+    algo.update()
+    algo.observe(random_transition(algo, gen))
+    algo.update()
+    assert algo.reward_std == pytest.approx(expected)  # fixed after the first update
+    batch = {k: v[:B] for k, v in algo.buffer.data.items()}
+    y, q_next = algo.target_values(batch)
+    assert torch.allclose(y, batch["reward"] / expected + algo.hp.gamma * q_next)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_greedy_acting_leaves_the_exploration_stream_alone(discrete: bool) -> None:
+    gen = torch.Generator().manual_seed(5)
+    a, b = tiny_algo(discrete), tiny_algo(discrete)
+    obs, state = torch.rand(B, N, OBS, generator=gen), torch.rand(B, S, generator=gen)
+    for _ in range(3):
+        a.act(obs, state, explore=False)  # an evaluation must not change training's samples
+    assert torch.equal(a.act(obs, state, explore=True).actions,
+                       b.act(obs, state, explore=True).actions)
