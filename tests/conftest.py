@@ -1,6 +1,26 @@
 """Tests run single-threaded: small tensors are faster that way on a 2-core machine, and it
 keeps CPU results identical from run to run."""
 
+import sys
+
+import pytest
 import torch
 
+from marl_tui.cli import main
+
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run the real `marl-tui` entry point in-process: returns (exit code, stdout, stderr)."""
+
+    def call(*args: object) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["marl-tui", *map(str, args)])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            main()
+        out, err = capsys.readouterr()
+        return int(exc.value.code or 0), out, err
+
+    return call

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from marl_tui.cli import main
 from marl_tui.config import load_scenario
 from marl_tui.train.checkpoint import read_checkpoint
 from marl_tui.train.rundir import init_run_dir, lock_run_dir
@@ -40,20 +39,6 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, str]]:
             data = p.read_bytes()
             out[str(p)] = (len(data), hashlib.sha256(data).hexdigest())
     return out
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    def call(*args: object) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["marl-tui", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main()
-        out, err = capsys.readouterr()
-        code = exc.value.code
-        return (0 if code is None else int(code)), out, err
-
-    return call
 
 
 def assert_refused(result: tuple[int, str, str], *words: str) -> str:

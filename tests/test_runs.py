@@ -9,14 +9,12 @@ from __future__ import annotations
 import io
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from marl_tui.cli import main
 from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
 from marl_tui.train import rundir
@@ -323,19 +321,6 @@ def test_nan_in_training_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     from marl_tui.train.checkpoint import first_non_finite
 
     assert first_non_finite(ckpt["algorithm"]) is None
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    def call(*args: object) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["marl-tui", *map(str, args)])
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exc:
-            main()
-        out, err = capsys.readouterr()
-        return int(exc.value.code or 0), out, err
-
-    return call
 
 
 def test_headless_fault_exits_1_with_one_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
