@@ -1,0 +1,276 @@
+"""Does the app slow training down, and how fast does the screen answer a key?
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick]
+
+1. Training throughput, same run twice: a Trainer on its own thread (what `marl-tui train`
+   does) and the same Trainer inside the app (headless Textual via App.run_test, the
+   dashboard polling it ten times a second, charts and "why" refreshing). Both start
+   paused, are resumed at t0 and timed until the step budget is spent; the pairs are
+   interleaved and repeated, and the median is reported.
+2. Key-press-to-screen latency inside the app: from sending the key until the status
+   line shows its effect (`n` one step while paused, space pause/resume, `+` speed).
+   Textual paints the updated widget on its next frame (≤ 1/60 s later), not included.
+3. The dashboard's own cost: milliseconds per poll() and per chart redraw while running.
+
+Prints a table and writes benchmarks/results/tui_speed.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from marl_tui.config import load_scenario  # noqa: E402
+from marl_tui.train.controls import Controls  # noqa: E402
+from marl_tui.train.trainer import RunConfig, Trainer  # noqa: E402
+from marl_tui.tui.app import MarlApp  # noqa: E402
+from marl_tui.tui.session import RunRequest, no_run_dir  # noqa: E402
+from marl_tui.tui.widgets.charts import ChartPanel  # noqa: E402
+from marl_tui.tui.widgets.status import StatusLine  # noqa: E402
+
+# (scenario, algorithm, parallel copies, batched steps)
+CONFIGS = [
+    ("pricing", "random", 256, 3000),
+    ("pricing", "mappo", 256, 320),
+    ("fulfillment", "qmix", 128, 120),
+]
+QUICK = [("pricing", "random", 256, 1500), ("pricing", "mappo", 256, 160)]
+
+
+def _cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds a thread has used (Linux); nan where it cannot be read."""
+    try:
+        ident = thread.ident if thread is not None else threading.main_thread().ident
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))  # type: ignore[arg-type]
+    except (AttributeError, OSError, TypeError):
+        return float("nan")
+
+
+def headless(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, float]:
+    cfg = RunConfig(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
+                    steps=n_envs * iters)
+    trainer = Trainer(cfg, controls=Controls(paused=True))
+    thread = trainer.start_thread()
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    c0 = _cpu(thread)
+    c1 = c0
+    trainer.controls.resume()
+    while thread.is_alive():
+        c1 = max(c1, _cpu(thread)) if thread.is_alive() else c1
+        thread.join(timeout=0.02)
+    wall = time.monotonic() - t0
+    return {"wall_s": wall, "env_steps": trainer.stats.env_steps,
+            "env_steps_per_s": trainer.stats.env_steps / wall, "trainer_cpu_s": c1 - c0}
+
+
+async def _until(cond: Any, timeout: float = 120.0) -> None:
+    """Wait on the app's event loop without Pilot.pause (which walks every widget)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError
+
+
+class _Timed:
+    """Wrap a method at class level (timers hold bound methods made at mount)."""
+
+    def __init__(self, cls: type, name: str) -> None:
+        self.cls, self.name, self.ms = cls, name, []
+        self.original = getattr(cls, name)
+
+    def __enter__(self) -> list[float]:
+        original, ms = self.original, self.ms
+
+        def timed(obj: Any, *a: Any, **k: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(obj, *a, **k)
+            finally:
+                ms.append(1000 * (time.perf_counter() - start))
+
+        setattr(self.cls, self.name, timed)
+        return ms
+
+    def __exit__(self, *exc: object) -> None:
+        setattr(self.cls, self.name, self.original)
+
+
+def in_app(scenario: str, algo: str, n_envs: int, iters: int,
+           size: tuple[int, int] = (120, 40)) -> dict[str, float]:
+    from marl_tui.tui.screens.dashboard import DashboardScreen
+
+    request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
+                         steps=n_envs * iters)
+    app = MarlApp(request=request, start_paused=True, run_dir=no_run_dir)
+    out: dict[str, float] = {}
+
+    async def run() -> None:
+        async with app.run_test(size=size) as pilot:
+            screen = app.screen
+            await _until(lambda: screen._started and screen._explained == 0)
+            trainer = screen.session.trainer
+            thread = screen.session.thread
+            await asyncio.sleep(0.2)
+            t0 = time.monotonic()
+            c0, u0 = _cpu(thread), _cpu(None)
+            c1, u1 = c0, u0
+            screen.session.controls.resume()
+            while trainer.stats.status not in ("finished", "error") and time.monotonic() - t0 < 600:
+                if thread.is_alive():
+                    c1, u1 = max(c1, _cpu(thread)), _cpu(None)
+                await asyncio.sleep(0.02)
+            wall = time.monotonic() - t0
+            out.update(wall_s=wall, env_steps=trainer.stats.env_steps,
+                       env_steps_per_s=trainer.stats.env_steps / wall, trainer_cpu_s=c1 - c0,
+                       ui_cpu_s=u1 - u0, ui_cpu_share=(u1 - u0) / wall)
+            await pilot.press("q")
+
+    with _Timed(DashboardScreen, "poll") as poll_ms, _Timed(ChartPanel, "render") as chart_ms:
+        asyncio.run(run())
+    out["poll_ms_median"] = statistics.median(poll_ms) if poll_ms else float("nan")
+    out["poll_ms_p95"] = _p95(poll_ms)
+    out["polls"] = len(poll_ms)
+    drawn = [x for x in chart_ms if x > 1.0]  # plots, not "no data yet" messages
+    out["chart_ms_median"] = statistics.median(drawn) if drawn else float("nan")
+    out["chart_redraws"] = len(drawn)
+    return out
+
+
+def _p95(xs: list[float]) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(0.95 * len(xs)))]
+
+
+def latency(repeats: int) -> dict[str, dict[str, float]]:
+    """Key press -> status line shows it, on a learning run (MAPPO, pricing, 64 copies)."""
+    request = RunRequest(scenario=load_scenario("pricing"), algo="mappo", seed=0, n_envs=64)
+    app = MarlApp(request=request, start_paused=True, run_dir=no_run_dir)
+    res: dict[str, list[float]] = {"n (one step, paused)": [], "space (pause)": [],
+                                   "space (resume)": [], "+ (speed)": []}
+
+    async def run() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            status = screen.query_one(StatusLine)
+            await _until(lambda: screen._started and screen._explained == 0)
+
+            async def measure(key: str, cond: Any, name: str) -> None:
+                t0 = time.perf_counter()
+                app.simulate_key(key)  # as the terminal driver delivers it
+                while not cond():
+                    await asyncio.sleep(0.0005)
+                res[name].append(1000 * (time.perf_counter() - t0))
+
+            for _ in range(repeats):
+                before = status.iteration or 0
+                await measure("n", lambda b=before: status.iteration == b + 1, "n (one step, paused)")
+                await asyncio.sleep(0.1)
+            for _ in range(repeats):
+                await measure("space", lambda: "running" in status.plain, "space (resume)")
+                await asyncio.sleep(0.3)
+                await measure("space", lambda: "paused" in status.plain, "space (pause)")
+                await asyncio.sleep(0.1)
+            for _ in range(9):
+                app.simulate_key("minus")
+            await asyncio.sleep(0.2)
+
+            def speed_shown() -> bool:
+                s = screen.session.controls.speed
+                return f"speed {'max' if s is None else f'{s:g}/s'}" in status.plain
+
+            for _ in range(9):
+                await measure("plus", speed_shown, "+ (speed)")
+                await asyncio.sleep(0.05)
+            await pilot.press("q")
+
+    asyncio.run(run())
+    return {k: {"median_ms": statistics.median(v), "p95_ms": _p95(v), "n": len(v)}
+            for k, v in res.items() if v}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tui_speed.json")
+    args = parser.parse_args()
+    configs = QUICK if args.quick else CONFIGS
+    repeats = 1 if args.quick else args.repeats
+
+    rows = []
+    for scenario, algo, n_envs, iters in configs:
+        h, a = [], []
+        for _ in range(repeats):  # interleaved: the machine's load hits both alike
+            h.append(headless(scenario, algo, n_envs, iters))
+            a.append(in_app(scenario, algo, n_envs, iters))
+        hs = statistics.median(x["env_steps_per_s"] for x in h)
+        as_ = statistics.median(x["env_steps_per_s"] for x in a)
+        rows.append({
+            "scenario": scenario, "algo": algo, "envs": n_envs, "batched_steps": iters,
+            "headless_env_steps_per_s": hs, "app_env_steps_per_s": as_,
+            "app_vs_headless": as_ / hs,
+            "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
+            "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
+            "app_ui_cpu_share": statistics.median(x["ui_cpu_share"] for x in a),
+            "poll_ms_median": statistics.median(x["poll_ms_median"] for x in a),
+            "poll_ms_p95": max(x["poll_ms_p95"] for x in a),
+            "chart_ms_median": statistics.median(x["chart_ms_median"] for x in a),
+            "runs": {"headless": h, "app": a},
+        })
+        print(f"  {scenario}/{algo}: headless {hs:,.0f} env steps/s, app {as_:,.0f} "
+              f"({as_ / hs:.0%})", flush=True)
+    lat = latency(5 if args.quick else 15)
+
+    print()
+    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'ratio':>7}"
+          f"{'train cpu h/app':>17}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
+    for r in rows:
+        cpu = f"{r['headless_trainer_cpu_s']:.2f}/{r['app_trainer_cpu_s']:.2f}s"
+        print(f"{r['scenario'] + '/' + r['algo']:<20}{r['envs']:>5}"
+              f"{r['headless_env_steps_per_s']:>12,.0f}{r['app_env_steps_per_s']:>11,.0f}"
+              f"{r['app_vs_headless']:>7.0%}{cpu:>17}{r['app_ui_cpu_share']:>8.0%}"
+              f"{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
+    print()
+    print(f"{'key press -> status line':<26}{'median ms':>11}{'p95 ms':>9}{'n':>5}")
+    for k, v in lat.items():
+        print(f"{k:<26}{v['median_ms']:>11.1f}{v['p95_ms']:>9.1f}{v['n']:>5}")
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "load_average": load, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                    "threads_at_end": threading.active_count()},
+        "throughput": rows, "latency": lat,
+        "notes": "headless = Trainer on its own thread; app = same run inside MarlApp.run_test "
+                 "(120x40) with the dashboard polling at 10 Hz. train cpu = CPU seconds of the "
+                 "training thread for the same work (equal means the app adds no work to it); "
+                 "UI cpu = the app thread's CPU time / wall time. On a machine shared with other "
+                 "jobs the wall-clock ratio is noisy: read it with the CPU figures. Latency: key "
+                 "sent -> status line updated (the frame is painted at most 1/60 s later).",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The marl-tui Textual app: the picker, then a dashboard per run.
+
+    MarlApp()                      # picker first (`marl-tui`)
+    MarlApp(request=RunRequest())  # straight to the dashboard (`marl-tui run`)
+
+Options used by tests, screenshots and benchmarks: start_paused (Controls(paused=True)),
+run_dir (where runs are written; `no_run_dir` writes nothing) and trainer_factory (a
+Trainer subclass, e.g. one that fails on purpose).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from marl_tui.tui.session import RunDirFactory, RunRequest, RunSession, unique_run_dir
+
+
+class MarlApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "marl-tui"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+    BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
+
+    def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
+                 start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
+                 trainer_factory: Callable[..., Any] | None = None) -> None:
+        super().__init__()
+        self.request = request
+        self.device = device
+        self.start_paused = start_paused
+        self.run_dir_factory = run_dir
+        self.trainer_factory = trainer_factory
+        self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
+
+    def on_mount(self) -> None:
+        if self.request is not None:
+            self.start_run(self.request)
+        else:
+            self.push_screen(self._picker())
+
+    def _picker(self) -> Any:
+        from marl_tui.tui.screens.picker import PickerScreen
+
+        return PickerScreen(device=self.device)
+
+    def new_session(self, request: RunRequest, paused: bool | None = None) -> RunSession:
+        session = RunSession(request, run_dir=self.run_dir_factory,
+                             paused=self.start_paused if paused is None else paused,
+                             trainer_factory=self.trainer_factory)
+        self.all_sessions.append(session)
+        return session
+
+    def start_run(self, request: RunRequest) -> None:
+        from marl_tui.tui.screens.dashboard import DashboardScreen
+
+        self.push_screen(DashboardScreen(self.new_session(request), new_session=self.new_session))
+
+    def open_picker(self) -> None:
+        from marl_tui.tui.screens.picker import PickerScreen
+
+        below = self.screen_stack[-2] if len(self.screen_stack) >= 2 else None
+        if isinstance(below, PickerScreen):
+            self.pop_screen()
+        else:
+            self.switch_screen(self._picker())
+
+    async def action_quit(self) -> None:
+        """Quit from any state in well under a second: stop the loop, wait ≤ 0.5 s, leave."""
+        for session in self.all_sessions:
+            session.controls.stop()  # every loop gets the word at once
+        for session in self.all_sessions:
+            session.stop(timeout=0.5)
+        self.exit()

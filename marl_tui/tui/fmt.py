@@ -1,0 +1,121 @@
+"""Small formatting helpers shared by the panels (no textual import)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+DASH = "—"
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def num(x: Any, digits: int = 4, signed: bool = False) -> str:
+    """Four significant figures, thousands separators for big numbers, a dash for nothing/NaN."""
+    if not finite(x):
+        return DASH
+    x = float(x)
+    sign = "+" if signed and x > 0 else ""
+    if abs(x) >= 10 ** digits:
+        return f"{sign}{x:,.0f}"
+    if x == 0:
+        return "0"
+    out = f"{x:.{digits}g}"
+    if "e" in out:  # tiny numbers: keep them readable
+        out = f"{x:.2e}"
+    return sign + out
+
+
+def pct(x: Any, digits: int = 1) -> str:
+    return f"{100 * float(x):.{digits}f}%" if finite(x) else DASH
+
+
+def mean(xs: Any) -> float | None:
+    """Mean of a number or a (nested) list of numbers; None when there is nothing."""
+    flat = list(flatten(xs))
+    return sum(flat) / len(flat) if flat else None
+
+
+def flatten(xs: Any) -> Any:
+    if finite(xs):
+        yield float(xs)
+    elif isinstance(xs, (list, tuple)):
+        for x in xs:
+            yield from flatten(x)
+
+
+def as_list(xs: Any) -> list[Any]:
+    """A value per agent: lists stay lists, a scalar becomes [scalar], anything else []."""
+    if isinstance(xs, (list, tuple)):
+        return list(xs)
+    if finite(xs):
+        return [xs]
+    return []
+
+
+def scalar(x: Any) -> float | None:
+    """A number from a scalar or a one-element list (the mean of a longer one)."""
+    if finite(x):
+        return float(x)
+    return mean(x)
+
+
+RATE_KPIS = {"optimal_choice_rate", "conflict_rate", "miss_rate", "fill_rate", "stockout_rate"}
+
+
+def kpi_value(key: str, value: Any) -> str:
+    """Rates as percentages, everything else as numbers."""
+    return pct(value) if key in RATE_KPIS else num(value)
+
+
+def humanise(key: str) -> str:
+    return key.replace("_", " ")
+
+
+def downsample(xs: Sequence[float], ys: Sequence[float], n: int) -> tuple[list[float], list[float]]:
+    """At most n points: bucket means (keeps the trend, drops the noise). n >= 2."""
+    size = len(xs)
+    n = max(2, n)
+    if size <= n:
+        return list(xs), list(ys)
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for k in range(n):
+        lo, hi = (k * size) // n, ((k + 1) * size) // n
+        if hi <= lo:
+            continue
+        out_x.append(sum(xs[lo:hi]) / (hi - lo))
+        out_y.append(sum(ys[lo:hi]) / (hi - lo))
+    return out_x, out_y
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int, lo: float | None = None,
+              hi: float | None = None) -> str:
+    """A one-line picture of a vector (bucket means when longer than width); a fixed
+    scale [lo, hi] when given, else the values' own range."""
+    vals = [float(v) for v in values if finite(v)]
+    if not vals or width <= 0:
+        return ""
+    if len(vals) > width:
+        _, vals = downsample(list(range(len(vals))), vals, width)
+    lo = min(vals) if lo is None else lo
+    hi = max(vals) if hi is None else hi
+    vals = [min(max(v, lo), hi) for v in vals]
+    span = hi - lo
+    if span <= 0:
+        return SPARK[3] * len(vals)
+    return "".join(SPARK[min(7, int((v - lo) / span * 8))] for v in vals)
+
+
+def position(value: float, lo: float, hi: float, width: int) -> int:
+    """Column (0..width-1) of value on a scale [lo, hi]."""
+    if width <= 1 or hi <= lo:
+        return 0
+    frac = (value - lo) / (hi - lo)
+    return max(0, min(width - 1, round(frac * (width - 1))))

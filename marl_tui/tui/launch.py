@@ -1,0 +1,79 @@
+"""`marl-tui` (picker) and `marl-tui run` (straight to the dashboard).
+
+The terminal check comes first, before textual is imported: a Textual app happily starts
+with stdout redirected and then writes escape codes into a file, so without a TTY we stop
+with one line that points to the headless command.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from marl_tui.errors import UserError
+
+NO_TTY = (
+    "the app needs an interactive terminal (stdin and stdout must be a TTY); "
+    "to train without one use `marl-tui train SCENARIO --algo ALGO`"
+)
+
+
+def require_terminal() -> None:
+    for stream in (sys.stdin, sys.stdout):
+        try:
+            ok = stream is not None and stream.isatty()
+        except (AttributeError, ValueError):  # closed or replaced streams
+            ok = False
+        if not ok:
+            raise UserError(NO_TTY)
+
+
+def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, device: str,
+             overrides: dict[str, Any]) -> None:
+    """Bad options fail here as one line (exit 2), before the screen is taken over."""
+    from marl_tui.algos.registry import algorithm_class, resolve_hparams
+    from marl_tui.train.trainer import resolve_device
+
+    algorithm_class(algo)
+    if steps is not None and steps <= 0:
+        raise UserError(f"--steps {steps}: the number of steps must be positive")
+    if n_envs is not None and n_envs <= 0:
+        raise UserError(f"--envs {n_envs}: the number of parallel copies must be positive")
+    resolve_device(device)
+    resolve_hparams(algo, scenario, overrides)
+
+
+def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None = None,
+               seed: int | None = None, n_envs: int | None = None, device: str = "cpu",
+               overrides: dict[str, Any] | None = None, fast_exit: bool = True) -> None:
+    """Open the picker (no scenario) or the dashboard for one run.
+
+    fast_exit: once the app has closed and the trainer thread has stopped, leave with
+    os._exit. Tearing down torch at interpreter exit takes a second or two on a busy
+    machine, and `q` should bring the prompt back at once; everything the run writes is
+    already on disk (the trainer flushes metrics when its loop ends).
+    """
+    require_terminal()
+    overrides = dict(overrides or {})
+    request = None
+    if scenario is not None:
+        from marl_tui.tui.session import RunRequest
+
+        algo = algo or "mappo"
+        validate(scenario, algo, steps, n_envs, device, overrides)
+        request = RunRequest(scenario=scenario, algo=algo, steps=steps, seed=seed, n_envs=n_envs,
+                             device=device, overrides=overrides)
+    from marl_tui.tui.app import MarlApp
+
+    app = MarlApp(request=request, device=device)
+    app.run()
+    # The screen is back. A stopped loop writes its final checkpoint; let it finish.
+    stopped = all(session.wait_stopped(timeout=0.3) for session in app.all_sessions)
+    if not stopped:
+        print("marl-tui: writing the final checkpoint…", file=sys.stderr, flush=True)
+        stopped = all(session.wait_stopped(timeout=30.0) for session in app.all_sessions)
+    if fast_exit and stopped:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(app.return_code or 0)

@@ -1,0 +1,382 @@
+"""The live dashboard: status, the scenario panel, "why", and charts for one run.
+
+Threads: the trainer runs in its own daemon thread and never calls the UI. This screen
+polls it ten times a second (set_interval, started in on_mount): it drains the record
+queue, reads the latest Stats snapshot, and updates the panels in one batch. Charts
+redraw at most three times a second and only when their data changed; explain() is
+asked at most twice a second while running, and once per step while paused.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from marl_tui.config import HEADLINE_KPI
+from marl_tui.train.controls import SPEEDS
+from marl_tui.tui.commands import RunCommands
+from marl_tui.tui.session import RunSession
+from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
+from marl_tui.tui.widgets.error import ErrorView
+from marl_tui.tui.widgets.scene import SceneData, scene_panel_for
+from marl_tui.tui.widgets.status import StatusInfo, StatusLine
+from marl_tui.tui.widgets.why import WhyData, WhyPanel
+
+POLL_SECONDS = 0.1  # records and stats
+SCENE_SECONDS = 0.25  # scenario panel redraws while running (every step while paused)
+CHART_SECONDS = 0.5  # chart redraws while running (only when their data changed)
+EXPLAIN_SECONDS = 0.5  # explain() while running
+RECENT = 300  # records kept for the panels' short histories
+TITLES = {"maddpg": "MADDPG", "mappo": "MAPPO", "qmix": "QMIX", "random": "random baseline",
+          "oracle": "oracle baseline"}
+
+
+class DashboardScreen(Screen[None]):
+    COMMANDS = Screen.COMMANDS | {RunCommands}
+    BINDINGS = [
+        Binding("space", "pause", "pause", tooltip="pause training"),
+        Binding("space", "resume", "resume", tooltip="resume training"),
+        Binding("n", "step", "step", tooltip="one batched step while paused"),
+        Binding("plus,equals_sign", "faster", "speed", key_display="+/-", tooltip="faster"),
+        Binding("minus,underscore", "slower", "slower", show=False),
+        Binding("e", "greedy", "greedy", tooltip="greedy evaluation view"),
+        Binding("e", "learn", "learn", tooltip="back to training"),
+        Binding("r", "restart", "restart", tooltip="restart with the same settings"),
+        Binding("s", "save", "save", tooltip="save a checkpoint"),
+        Binding("p", "picker", "picker", show=False),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "quit", "quit", tooltip="stop training and quit"),
+    ]
+
+    def __init__(self, session: RunSession, *, new_session: Any = None) -> None:
+        super().__init__()
+        self.session = session
+        self._new_session = new_session  # callable(request, paused) -> RunSession (restart)
+        self.scene = scene_panel_for(session.request.scenario.kind)
+        self._reset_view_state()
+
+    def _reset_view_state(self) -> None:
+        self.record: Any = None  # the StepRecord on screen
+        self.recent: deque[Any] = deque(maxlen=RECENT)  # records of copy 0, for short histories
+        self.stats: Any = None  # the Stats on screen
+        self._want: int | None = None  # iteration `n` asked for
+        self._fast_until = 0.0
+        self._started = False
+        self._state = ""
+        self._explain_at = 0.0
+        self._explained: int | None = None  # iteration of the last explain() while not running
+        self._exact: dict[int, dict[str, Any]] = {}  # explain() taken while paused, by iteration
+        self._latest_explain: dict[str, Any] | None = None
+        self._explain_after: int | None = None
+        self._charts_at = 0.0
+        self._scene_at = 0.0
+        self._explain_errors = 0
+        self._scene_dirty = False
+        self._save_note: str | None = None
+        self._save_asked = False
+        self.polls = 0
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        yield ErrorView(id="error")
+        with Container(id="body"):
+            yield self.scene
+            yield WhyPanel(id="why", classes="text-panel")
+            yield ReturnChart(id="returns")
+            yield LossChart(id="losses")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.scene.add_class("text-panel")
+        self.scene.border_title = f"{self.scene.TITLE} · {self.session.request.scenario.name}"
+        self._build()
+        self.set_interval(POLL_SECONDS, self.poll)
+        self.poll()
+        self.scene.focus()
+
+    def on_unmount(self) -> None:
+        self.session.stop(timeout=0.5)
+
+    # ------------------------------------------------------------------ run lifecycle
+    def _build(self) -> None:
+        """Build the trainer in a plain daemon thread; poll() starts it once it exists."""
+        threading.Thread(target=self.session.build, name="marl-tui-build", daemon=True).start()
+
+    def state(self) -> str:
+        s = self.session
+        if s.build_error:
+            return "error"
+        if s.trainer is None:
+            return "building"
+        status = s.trainer.stats.status
+        if status in ("error", "finished", "stopped"):
+            return status
+        return "paused" if s.controls.paused else "running"
+
+    # ------------------------------------------------------------------ polling
+    def poll(self) -> None:
+        """Ten times a second: drain records, read stats, update every panel at once."""
+        self.polls += 1
+        s = self.session
+        t = s.trainer
+        if t is not None and not self._started and not s.stopped:
+            self._started = True
+            s.start()
+        state = self.state()
+        if t is None:
+            self._show_status(state, None)
+            if state == "error":
+                self._show_error(s.build_error or "", building=True)
+            self._state_changed(state)
+            return
+        records = t.records.drain()
+        stats = t.stats
+        self.stats = stats
+        if records:
+            self.recent.extend(records)
+            record = records[-1]
+            if self._want is not None:
+                exact = [r for r in records if r.iteration == self._want]
+                if exact:
+                    record = exact[0]
+                if record.iteration >= self._want:
+                    self._want = None
+            self.record = record
+            self._scene_dirty = True
+        self._show_status(state, stats)
+        now = time.monotonic()
+        if state == "running":
+            if now - self._explain_at >= EXPLAIN_SECONDS:
+                self._explain(exact=False)
+        elif self._explained != stats.iteration and state != "error":
+            self._explain(exact=state == "paused" and self._want is None)
+        if self._scene_dirty and (state != "running" or now - self._scene_at >= SCENE_SECONDS):
+            self._scene_dirty = False
+            self._scene_at = now
+            self._show_scene()
+        if state != "running" or now - self._charts_at >= CHART_SECONDS:
+            self._charts_at = now
+            self._show_charts(stats)
+        if state == "error":
+            self._show_error(stats.error or "unknown error")
+        note = getattr(t, "save_note", None)  # the trainer's one line about its last save
+        if note and note != self._save_note:
+            self._save_note = note
+            if self._save_asked:
+                self._save_asked = False
+                self.notify(note, timeout=4, severity="warning" if "not saved" in note else "information")
+        self._state_changed(state)
+
+    def _fast_poll(self) -> None:
+        """After `n`: look every 10 ms until the asked-for step is on screen."""
+        self.poll()
+        if self._want is not None and time.monotonic() < self._fast_until:
+            self.set_timer(0.01, self._fast_poll)
+
+    def _state_changed(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self.refresh_bindings()
+
+    # ------------------------------------------------------------------ panels
+    def _show_status(self, state: str, stats: Any) -> None:
+        s, req = self.session, self.session.request
+        t = s.trainer
+        oracle = getattr(t, "oracle", None)
+        self.query_one(StatusLine).show(StatusInfo(
+            scenario=req.scenario.name, algo=TITLES.get(req.algo, req.algo), state=state,
+            stats=stats, speed=s.controls.speed, headline=HEADLINE_KPI.get(req.scenario.kind, ""),
+            oracle_kpis=dict(oracle.kpis) if oracle else {},
+            oracle_return=oracle.team_return if oracle else None,
+            run_dir=str(s.run_dir) if s.run_dir else None,
+        ))
+
+    def _scene_data(self) -> SceneData:
+        t = self.session.trainer
+        r = self.record
+        explain = None
+        if r is not None and not r.greedy:
+            explain = self._exact.get(r.iteration - 1)
+        stats = self.stats
+        return SceneData(
+            record=r, kpis=dict(stats.kpis) if stats else {},
+            oracle_kpis=dict(t.oracle.kpis), oracle_values=dict(t.oracle.values),
+            model=t.scenario.model, agent_names=tuple(t.env.spec.agent_names),
+            episode_length=t.env.spec.episode_length, n_envs=t.env.n_envs, explain=explain,
+            algo=self.session.request.algo,
+            recent=tuple(x for x in self.recent if r is None or x.iteration <= r.iteration),
+        )
+
+    def _show_scene(self) -> None:
+        if self.session.trainer is not None:
+            self.scene.show(self._scene_data())
+
+    def _explain(self, exact: bool) -> None:
+        """Ask the algorithm why; never more than ~2 times a second while running."""
+        t = self.session.trainer
+        self._explain_at = time.monotonic()
+        before = t.stats.iteration
+        try:
+            ex = t.explain()
+        except Exception as exc:  # noqa: BLE001 - racing a training step; try again later
+            self._explain_errors += 1
+            if self.state() != "running":
+                self._explained = before
+                self._show_why(None, note=f"explain() failed: {type(exc).__name__}: {exc}")
+            return
+        after = t.stats.iteration
+        # Exact only when the loop is idle: it published after its last step while paused
+        # (or has not stepped at all), so explain() saw the observation of step `after` + 1.
+        idle = t.stats.status in ("paused", "starting")
+        if not isinstance(ex, dict):
+            ex = {"value": ex}
+        if self.state() != "running":
+            self._explained = after
+        if exact and idle and before == after:
+            self._exact[after] = ex
+            self._scene_dirty = True
+            for k in sorted(self._exact)[:-4]:
+                del self._exact[k]
+        self._latest_explain = ex
+        self._explain_after = after
+        self._show_why(ex)
+
+    def _show_why(self, ex: dict[str, Any] | None, note: str = "") -> None:
+        t = self.session.trainer
+        req = self.session.request
+        spec = t.env.spec if t is not None else None
+        if self.stats is not None and self.stats.greedy:
+            note = note or "greedy view: the numbers are for the training copy's observation"
+        self.query_one(WhyPanel).show(WhyData(
+            explain=ex, algo=req.algo, agent_names=tuple(spec.agent_names) if spec else (),
+            kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels) if spec else (),
+            after_step=self._explain_after, note=note,
+        ))
+
+    def _show_charts(self, stats: Any) -> None:
+        t = self.session.trainer
+        self.query_one(ReturnChart).set_data(ReturnData(
+            team=stats.team_history, agents=tuple(stats.agent_history),
+            agent_names=tuple(t.env.spec.agent_names), oracle_team=t.oracle.team_return,
+            episode_length=t.env.spec.episode_length, cooperative=t.env.spec.cooperative,
+        ))
+        self.query_one(LossChart).set_data(LossData(series=dict(stats.loss_history),
+                                                    algo=self.session.request.algo))
+
+    def _show_error(self, message: str, building: bool = False) -> None:
+        self.query_one(ErrorView).show(
+            message, str(self.session.run_dir) if self.session.run_dir else None,
+            self.session.request.headless_command(), building=building)
+
+    # ------------------------------------------------------------------ keys
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        state = self.state()
+        live = state in ("running", "paused")
+        greedy = self.session.controls.greedy
+        if action == "pause":
+            return state in ("running", "building") and not self.session.controls.paused
+        if action == "resume":
+            return state == "paused" or (state == "building" and self.session.controls.paused)
+        if action == "step":
+            return state == "paused"
+        if action in ("faster", "slower"):
+            return live or state == "building"
+        if action == "greedy":
+            return live and not greedy
+        if action == "learn":
+            return live and greedy
+        if action == "save":
+            return True if live and self.session.run_dir is not None else (None if live else False)
+        return True
+
+    def action_pause(self) -> None:
+        self.session.controls.pause()
+        self.poll()
+
+    def action_resume(self) -> None:
+        self._want = None
+        self.session.controls.resume()
+        self.poll()
+
+    def action_step(self) -> None:
+        if self.state() != "paused":
+            return
+        shown = self.record.iteration if self.record is not None else 0
+        current = self.stats.iteration if self.stats is not None else 0
+        self._want = max(self._want or 0, shown, current) + 1
+        self.session.controls.step(1)
+        self._fast_until = time.monotonic() + 3.0
+        self.set_timer(0.005, self._fast_poll)
+
+    def action_faster(self) -> None:
+        speed = self.session.controls.faster()
+        self.notify(f"speed: {'max' if speed is None else f'{speed:g} steps/s'}", timeout=1.5)
+        self.poll()
+
+    def action_slower(self) -> None:
+        speed = self.session.controls.slower()
+        self.notify(f"speed: {'max' if speed is None else f'{speed:g} steps/s'}", timeout=1.5)
+        self.poll()
+
+    def action_greedy(self) -> None:
+        self.session.controls.set_greedy(True)
+        self.notify("greedy evaluation view: the policy plays without exploration on its own copy; "
+                    "no learning until you press e again", timeout=4)
+        self.refresh_bindings()
+
+    def action_learn(self) -> None:
+        self.session.controls.set_greedy(False)
+        self.notify("back to training", timeout=1.5)
+        self.refresh_bindings()
+
+    def action_save(self) -> None:
+        s = self.session
+        if s.run_dir is None:
+            self.notify("this run has no run directory: nothing to save into", severity="warning")
+            return
+        s.controls.request_save()
+        self._save_asked = True
+        self.notify(f"saving a checkpoint into {s.run_dir / 'checkpoints'}…", timeout=2)
+
+    def action_restart(self) -> None:
+        old = self.session
+        old.stop(timeout=0.5)
+        if self._new_session is not None:
+            new = self._new_session(old.request, old.controls.paused)
+        else:
+            new = RunSession(old.request, paused=old.controls.paused)
+        for _ in range(len(SPEEDS)):  # same speed limit as before
+            if new.controls.speed == old.controls.speed:
+                break
+            new.controls.slower()
+        self.session = new
+        self._reset_view_state()
+        self.query_one(ErrorView).clear()
+        self.scene.show(SceneData())
+        self.query_one(WhyPanel).message("restarting…")
+        self.query_one(ReturnChart).set_data(ReturnData())
+        self.query_one(LossChart).set_data(LossData(algo=new.request.algo))
+        self._build()
+        self.poll()
+        self.notify("restarted with the same settings", timeout=2)
+
+    def action_picker(self) -> None:
+        self.session.stop(timeout=0.5)
+        self.app.open_picker()  # type: ignore[attr-defined]
+
+    def action_help(self) -> None:
+        from marl_tui.tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        await self.app.action_quit()

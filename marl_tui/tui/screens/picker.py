@@ -1,0 +1,406 @@
+"""The picker: a scenario (with its reference answer), an algorithm, a seed and a few knobs.
+
+It appears at once: scenario files are small TOML and load here, while the oracles (which
+build an environment, and for fulfilment run a Monte Carlo estimate) and the algorithms'
+default hyperparameters are computed in a background thread and filled in as they arrive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, OptionList, RadioButton, RadioSet, Static
+from textual.widgets.option_list import Option
+
+from marl_tui.config import ALGOS, Scenario, bundled_names, load_scenario, local_scenario_files
+from marl_tui.errors import UserError
+from marl_tui.tui.session import RunRequest
+
+ALGO_LABELS = {
+    "maddpg": "MADDPG",
+    "mappo": "MAPPO",
+    "qmix": "QMIX",
+    "random": "random (baseline)",
+    "oracle": "oracle (baseline)",
+}
+ALGO_NOTES = {
+    "maddpg": "deterministic actors μ_i(o_i), one centralised critic Q_i(s, a) per agent",
+    "mappo": "PPO for every agent with one centralised value V(s); clipped updates",
+    "qmix": "per-agent Q_i mixed monotonically into Q_total; picks from discrete levels",
+    "random": "uniform random actions: the floor every learner must beat",
+    "oracle": "plays the scenario's exact answer: the line learners aim for",
+}
+ALGO_ORDER = ("maddpg", "mappo", "qmix", "random", "oracle")
+EXPLORE_LABELS = {"noise_std": "noise σ", "entropy_coef": "entropy bonus", "eps_end": "final ε"}
+DEFAULT_ALGO = "mappo"
+
+
+@dataclass
+class Entry:
+    """One line of the scenario list."""
+
+    key: str
+    scenario: Scenario | None
+    source: str
+    error: str | None = None  # the file did not load
+    info: dict[str, Any] | None = None  # scenario_info(), when computed
+    info_error: str | None = None
+
+
+def load_entries() -> list[Entry]:
+    entries: list[Entry] = []
+    for name in bundled_names():
+        try:
+            entries.append(Entry(name, load_scenario(name), name))
+        except UserError as exc:
+            entries.append(Entry(name, None, name, error=str(exc)))
+    for path in local_scenario_files():
+        try:
+            sc = load_scenario(str(path))
+            entries.append(Entry(f"{sc.name} ({path.name})", sc, str(path)))
+        except UserError as exc:
+            entries.append(Entry(path.name, None, str(path), error=str(exc)))
+    return entries
+
+
+def option_prompt(e: Entry) -> Text:
+    t = Text()
+    if e.scenario is None:
+        t.append(e.key, style="bold")
+        t.append(f"\n  ✗ {e.error}", style="red")
+        return t
+    t.append(e.key, style="bold")
+    t.append(f"  {e.scenario.kind}", style="dim")
+    t.append(f"\n  {e.scenario.description}")
+    if e.info is not None:
+        t.append(f"\n  → {e.info['oracle_summary']}", style="italic green")
+    elif e.info_error:
+        t.append(f"\n  ✗ reference unavailable: {e.info_error}", style="red")
+    else:
+        t.append("\n  → computing the reference answer…", style="dim italic")
+    return t
+
+
+class PickerScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "start", "start", priority=True),
+        Binding("question_mark", "help", "help"),
+        Binding("q", "app.quit", "quit"),
+    ]
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        self.device = device
+        self.entries = load_entries()
+        self.algo = DEFAULT_ALGO
+        self._lock = threading.Lock()
+        self._infos: dict[str, tuple[dict[str, Any] | None, str | None]] = {}
+        self._defaults: dict[tuple[str, str], dict[str, Any]] = {}
+        self._explore_field: dict[str, str | None] = {}
+        self._applied: set[str] = set()
+        self._form_for: tuple[str, str] | None = None
+        self.ready = threading.Event()  # every reference answer computed
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("marl-tui", "bold"), "  pick a scenario and an algorithm, "
+                                   "then press ", ("enter", "bold"), " to watch it learn"),
+                     id="picker-title")
+        with Horizontal(id="picker-body"):
+            options = [Option(option_prompt(e), id=f"sc-{k}") for k, e in enumerate(self.entries)]
+            yield OptionList(*options, id="scenarios", classes="panel")
+            with VerticalScroll(id="form", classes="panel"):
+                yield Static(id="detail")
+                with RadioSet(id="algo", compact=True):
+                    for a in ALGO_ORDER:
+                        yield RadioButton(ALGO_LABELS[a], value=a == DEFAULT_ALGO, id=f"algo-{a}",
+                                          compact=True)
+                for fid, label, kind in (("seed", "seed", "integer"), ("envs", "parallel copies", "integer"),
+                                         ("steps", "env steps", "integer"), ("lr", "learning rate", "number"),
+                                         ("gamma", "discount γ", "number"),
+                                         ("explore", "exploration", "number")):
+                    with Horizontal(classes="field"):
+                        yield Label(label, id=f"label-{fid}")
+                        yield Input(id=fid, type=kind, compact=True)
+                yield Static(id="form-error")
+                yield Button("Start ▶", id="start", variant="primary", compact=True)
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#scenarios", OptionList).border_title = "scenarios"
+        form = self.query_one("#form", VerticalScroll)
+        form.border_title = "run"
+        form.can_focus = False  # tab goes straight from the list to the algorithms
+        for inp in self.query(Input):
+            inp.cursor_blink = not self.app.is_headless
+        threading.Thread(target=self._compute, name="marl-tui-oracles", daemon=True).start()
+        self.set_interval(0.2, self._apply_infos)
+        scenarios = self.query_one("#scenarios", OptionList)
+        scenarios.highlighted = 0
+        scenarios.focus()
+        self._refresh_form()
+
+    # ------------------------------------------------------------------ background work
+    def _compute(self) -> None:
+        """Oracles and default hyperparameters, off the UI thread (torch loads here)."""
+        try:
+            from marl_tui.algos.registry import algorithm_class, resolve_hparams
+            from marl_tui.catalogue import scenario_info
+        except Exception as exc:  # noqa: BLE001
+            with self._lock:
+                for e in self.entries:
+                    self._infos[e.key] = (None, f"{type(exc).__name__}: {exc}")
+            self.ready.set()
+            return
+        for algo in ALGOS:
+            try:
+                field = algorithm_class(algo).exploration_field
+            except Exception:  # noqa: BLE001 - an algorithm being rewritten
+                field = None
+            with self._lock:
+                self._explore_field[algo] = field
+        # The highlighted scenario's defaults first, so the form fills at once.
+        for e in self.entries:
+            if e.scenario is None:
+                continue
+            for algo in ALGOS:
+                try:
+                    hp = asdict(resolve_hparams(algo, e.scenario, {}))
+                except Exception as exc:  # noqa: BLE001
+                    hp = {"_error": str(exc)}
+                with self._lock:
+                    self._defaults[(e.key, algo)] = hp
+        for e in self.entries:
+            if e.scenario is None:
+                continue
+            try:
+                info, err = scenario_info(e.scenario), None
+            except Exception as exc:  # noqa: BLE001 - shown on the entry
+                info, err = None, f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._infos[e.key] = (info, err)
+        self.ready.set()
+
+    def _apply_infos(self) -> None:
+        scenarios = self.query_one("#scenarios", OptionList)
+        with self._lock:
+            new = [(k, v) for k, v in self._infos.items() if k not in self._applied]
+        for key, (info, err) in new:
+            self._applied.add(key)
+            for idx, e in enumerate(self.entries):
+                if e.key == key:
+                    e.info, e.info_error = info, err
+                    scenarios.replace_option_prompt(f"sc-{idx}", option_prompt(e))
+        if new or self._form_for != (self._entry_key(), self.algo):
+            self._refresh_form()
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """For tests and screenshots: block until every reference answer is in."""
+        deadline = time.monotonic() + timeout
+        while not self.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.ready.is_set()
+
+    # ------------------------------------------------------------------ the form
+    def _entry(self) -> Entry | None:
+        idx = self.query_one("#scenarios", OptionList).highlighted
+        return self.entries[idx] if idx is not None and 0 <= idx < len(self.entries) else None
+
+    def _entry_key(self) -> str | None:
+        e = self._entry()
+        return e.key if e else None
+
+    def _refresh_form(self) -> None:
+        e = self._entry()
+        detail = self.query_one("#detail", Static)
+        if e is None:
+            return
+        t = Text()
+        if e.scenario is None:
+            t.append(f"{e.key}\n", style="bold")
+            t.append(f"✗ {e.error}", style="red")
+            detail.update(t)
+            return
+        sc = e.scenario
+        narrow = self.app.size.width < 100  # the list already shows the reference answer
+        t.append(f"{sc.name}", style="bold")
+        t.append(f"  {sc.kind}" + ("" if narrow else f" · {sc.source}"), style="dim")
+        if e.info:
+            t.append(f"\n{e.info['n_agents']} agents · {e.info['action_space']} · "
+                     f"{e.info['episode_length']} steps", style="dim")
+            if not narrow:
+                t.append("\nreference: ", style="bold")
+                t.append(e.info["oracle_summary"], style="green")
+        elif e.info_error:
+            t.append(f"\nreference unavailable: {e.info_error}", style="red")
+        elif not narrow:
+            t.append("\nreference: computing…", style="dim")
+        t.append(f"\n{ALGO_LABELS[self.algo]}: ", style="bold")
+        t.append(ALGO_NOTES[self.algo])
+        detail.update(t)
+        key = (e.key, self.algo)
+        with self._lock:
+            hp = self._defaults.get(key)
+            field = self._explore_field.get(self.algo)
+        if self._form_for == key and hp is not None:
+            return
+        if self._form_for is None or self._form_for[0] != e.key:
+            self._set("seed", str(sc.seed))
+            self._set("envs", str(sc.parallel_envs))
+        if hp is None:
+            for fid in ("steps", "lr", "gamma", "explore"):
+                self._set(fid, "", placeholder="…", disabled=True)
+            self._form_for = (e.key, "")
+            return
+        self._form_for = key
+        self._set("steps", str(hp.get("steps", "")), disabled="steps" not in hp)
+        learner = self.algo not in ("random", "oracle")
+        self._set("lr", _num(hp.get("lr")), disabled=not learner or "lr" not in hp,
+                  placeholder="—")
+        self._set("gamma", _num(hp.get("gamma")), disabled=not learner, placeholder="—")
+        label = EXPLORE_LABELS.get(field or "", field or "exploration")
+        self.query_one("#label-explore", Label).update(label)
+        self._set("explore", _num(hp.get(field)) if field else "",
+                  disabled=not learner or not field, placeholder="—")
+
+    def on_resize(self) -> None:
+        if self.is_mounted:
+            self._refresh_form()
+
+    def _set(self, fid: str, value: str, disabled: bool = False, placeholder: str = "") -> None:
+        inp = self.query_one(f"#{fid}", Input)
+        inp.value = value
+        inp.placeholder = placeholder
+        inp.disabled = disabled
+
+    @on(OptionList.OptionHighlighted, "#scenarios")
+    def _highlighted(self) -> None:
+        self.query_one("#form-error", Static).update("")
+        self._refresh_form()
+
+    def on_descendant_focus(self, event: Any) -> None:
+        radio = self.query_one("#algo", RadioSet)
+        if event.widget is radio:
+            radio._selected = ALGO_ORDER.index(self.algo)  # the cursor starts on the chosen one
+
+    @on(RadioSet.Changed, "#algo")
+    def _algo_changed(self, event: RadioSet.Changed) -> None:
+        self.algo = (event.pressed.id or "algo-mappo").removeprefix("algo-")
+        self.query_one("#form-error", Static).update("")
+        self._refresh_form()
+
+    @on(Button.Pressed, "#start")
+    def _pressed(self) -> None:
+        self.action_start()
+
+    def select_algo(self, algo: str) -> None:
+        self.query_one(f"#algo-{algo}", RadioButton).value = True
+
+    # ------------------------------------------------------------------ start
+    def request(self) -> RunRequest:
+        """The run the form describes; UserError names the field to fix."""
+        e = self._entry()
+        if e is None or e.scenario is None:
+            raise UserError("this scenario file does not load: fix it or pick another")
+        sc = e.scenario
+        with self._lock:
+            hp = self._defaults.get((e.key, self.algo))
+            field = self._explore_field.get(self.algo)
+        seed = _int(self._value("seed"), "seed", lo=0)
+        envs = _int(self._value("envs"), "parallel copies", lo=1)
+        steps = _int(self._value("steps"), "env steps", lo=1) if self._value("steps") else None
+        overrides: dict[str, float] = {}
+        learner = self.algo not in ("random", "oracle")
+        if learner and self._enabled("lr") and self._value("lr") and (hp is None or "lr" in hp):
+            lr = _float(self._value("lr"), "learning rate")
+            if not 0 < lr < 1:
+                raise UserError(f"learning rate {lr:g}: must be in (0, 1), e.g. 3e-4")
+            if hp is None or lr != hp.get("lr"):
+                overrides["lr"] = lr
+        if learner and self._enabled("gamma") and self._value("gamma"):
+            gamma = _float(self._value("gamma"), "discount γ")
+            if not 0 <= gamma < 1:
+                raise UserError(f"discount γ {gamma:g}: must be in [0, 1), e.g. 0.99")
+            if hp is None or gamma != hp.get("gamma"):
+                overrides["gamma"] = gamma
+        if learner and field and self._enabled("explore") and self._value("explore"):
+            x = _float(self._value("explore"), EXPLORE_LABELS.get(field, field))
+            if x < 0:
+                raise UserError(f"{EXPLORE_LABELS.get(field, field)} {x:g}: must be ≥ 0")
+            if hp is None or x != hp.get(field):
+                overrides[field] = x
+        if hp is not None and steps == hp.get("steps"):
+            steps = None
+        req = RunRequest(scenario=sc, algo=self.algo, steps=steps, seed=seed,
+                         n_envs=None if envs == sc.parallel_envs else envs, device=self.device,
+                         overrides=overrides)
+        if overrides:
+            from marl_tui.algos.registry import resolve_hparams
+
+            resolve_hparams(self.algo, sc, overrides)  # range checks name the field
+        return req
+
+    def _value(self, fid: str) -> str:
+        return self.query_one(f"#{fid}", Input).value.strip()
+
+    def _enabled(self, fid: str) -> bool:
+        return not self.query_one(f"#{fid}", Input).disabled
+
+    def action_start(self) -> None:
+        """Enter, from anywhere on the picker: on the algorithm list it also picks the
+        highlighted algorithm (space picks without starting)."""
+        radio = self.query_one("#algo", RadioSet)
+        if self.focused is radio:
+            index = getattr(radio, "_selected", None)
+            buttons = list(radio.query(RadioButton))
+            if index is not None and 0 <= index < len(buttons):
+                buttons[index].value = True
+                algo = (buttons[index].id or "algo-mappo").removeprefix("algo-")
+                if algo != self.algo:
+                    self.algo = algo
+                    self._refresh_form()
+        elif isinstance(self.focused, Button) and self.focused.id != "start":
+            return
+        try:
+            req = self.request()
+        except UserError as exc:
+            self.query_one("#form-error", Static).update(Text(f"✗ {exc}", style="bold red"))
+            return
+        self.app.start_run(req)  # type: ignore[attr-defined]
+
+    def action_help(self) -> None:
+        from marl_tui.tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen())
+
+
+def _num(x: Any) -> str:
+    if x is None:
+        return ""
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _int(text: str, name: str, lo: int) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise UserError(f"{name} {text!r}: enter a whole number") from None
+    if v < lo:
+        raise UserError(f"{name} {v}: must be at least {lo}")
+    return v
+
+
+def _float(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{name} {text!r}: enter a number such as 0.001 or 1e-3") from None

@@ -1,0 +1,167 @@
+"""Plotext charts: episode return per agent and team (with the oracle's line), and losses.
+
+Histories arrive downsampled by the trainer (bounded); here they are cut again to about
+twice the plot's width, and a chart only redraws when its data or size changed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.text import Text
+from textual_plotext import PlotextPlot
+
+from marl_tui.tui.fmt import downsample, num
+
+Series = tuple[tuple[float, ...], tuple[float, ...]]
+AGENT_COLORS = ("cyan", "magenta", "yellow", "blue", "white", "orange")
+
+
+@dataclass
+class ReturnData:
+    team: Series = ((), ())
+    agents: tuple[Series, ...] = ()
+    agent_names: tuple[str, ...] = ()
+    oracle_team: float | None = None
+    episode_length: int = 0
+    cooperative: bool = False  # every agent is paid the same share: per-agent lines add nothing
+
+
+@dataclass
+class LossData:
+    series: dict[str, Series] = field(default_factory=dict)
+    algo: str = ""
+
+
+def loss_keys(series: dict[str, Series], limit: int = 4) -> list[str]:
+    """The metrics a person calls losses; others (entropy, grad norms) only if there are none."""
+    keys = [k for k in series if "loss" in k.lower() or k.startswith("L_")]
+    return (keys or list(series))[:limit]
+
+
+def _finite(xs: Any, ys: Any) -> tuple[list[float], list[float]]:
+    out_x, out_y = [], []
+    for x, y in zip(xs, ys, strict=False):
+        if math.isfinite(y):
+            out_x.append(x)
+            out_y.append(y)
+    return out_x, out_y
+
+
+class ChartPanel(PlotextPlot):
+    can_focus = True
+    TITLE = ""
+    HINT = ""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, classes="panel chart")
+        self.border_title = self.TITLE
+        self._data: Any = None
+        self._signature: Any = None
+        self.redraws = 0
+
+    def set_data(self, data: Any) -> bool:
+        """Store new data; repaint only if it differs from what is drawn. True if repainted."""
+        sig = self.signature(data)
+        if sig == self._signature:
+            return False
+        self._signature = sig
+        self._data = data
+        self.refresh()
+        return True
+
+    def signature(self, data: Any) -> Any:
+        raise NotImplementedError
+
+    def points(self) -> int:
+        return max(8, 2 * max(self.size.width - 10, 4))
+
+    def render(self) -> Any:
+        self.redraws += 1
+        message = self.empty_message()
+        if message:
+            return Text(message, style="dim", justify="center")
+        plt = self.plt
+        plt.clear_figure()
+        try:
+            self.plot(plt)
+        except Exception as exc:  # noqa: BLE001 - a chart must never take the app down
+            return Text(f"cannot draw the chart: {exc}", style="red")
+        return super().render()
+
+    def empty_message(self) -> str:
+        return ""
+
+    def plot(self, plt: Any) -> None:
+        raise NotImplementedError
+
+
+class ReturnChart(ChartPanel):
+    TITLE = "episode return"
+    HINT = "return of each finished episode per agent and for the team; ─ the oracle's team return"
+
+    def signature(self, d: ReturnData) -> Any:
+        xs = d.team[0]
+        return (len(xs), xs[-1] if xs else None, d.oracle_team, len(d.agents))
+
+    def empty_message(self) -> str:
+        d: ReturnData | None = self._data
+        if d is None or not d.team[0]:
+            length = f" ({d.episode_length} steps)" if d and d.episode_length else ""
+            return f"\n\nno finished episode yet{length}\nthe return of each episode is plotted here"
+        return ""
+
+    def plot(self, plt: Any) -> None:
+        d: ReturnData = self._data
+        n = self.points()
+        x, y = downsample(*_finite(*d.team), n)
+        # The oracle first: the learning curves are drawn over it where they meet it.
+        if d.oracle_team is not None and math.isfinite(d.oracle_team) and x:
+            lo, hi = (x[0], x[-1]) if x[-1] > x[0] else (x[0] - 1, x[0] + 1)
+            plt.plot([lo, hi], [d.oracle_team] * 2, label="oracle (team)", color="red", marker="-")
+        if not d.cooperative:  # per agent on the right axis: a share of the team's scale
+            for i, (xs, ys) in enumerate(d.agents[:6]):
+                ax, ay = downsample(*_finite(xs, ys), n)
+                if ax:
+                    name = d.agent_names[i] if i < len(d.agent_names) else f"agent {i + 1}"
+                    plt.plot(ax, ay, label=f"{name} (right)", color=AGENT_COLORS[i % len(AGENT_COLORS)],
+                             marker="braille", yside="right")
+        plt.plot(x, y, label="team", color="green", marker="braille")
+        last = d.team[1][-1] if d.team[1] else None
+        share = " · every agent gets team/N" if d.cooperative else ""
+        plt.title(f"team {num(last)} · oracle {num(d.oracle_team)}{share}")
+        plt.xlabel("env steps")
+
+
+class LossChart(ChartPanel):
+    TITLE = "losses"
+    HINT = "the learner's losses after each update (critic/value and actor/policy, TD)"
+
+    def signature(self, d: LossData) -> Any:
+        keys = loss_keys(d.series)
+        return tuple((k, len(d.series[k][0]), d.series[k][0][-1] if d.series[k][0] else None)
+                     for k in keys) or d.algo
+
+    def empty_message(self) -> str:
+        d: LossData | None = self._data
+        if d is None:
+            return "\n\nno update yet"
+        if d.algo in ("random", "oracle"):
+            return f"\n\nthe {d.algo} baseline does not learn:\nno losses to plot"
+        if not any(d.series[k][0] for k in loss_keys(d.series)):
+            return "\n\nno update yet: losses appear after the first learning step"
+        return ""
+
+    def plot(self, plt: Any) -> None:
+        d: LossData = self._data
+        n = self.points()
+        last = []
+        for i, k in enumerate(loss_keys(d.series)):
+            x, y = downsample(*_finite(*d.series[k]), n)
+            if x:
+                plt.plot(x, y, label=k, color=AGENT_COLORS[i % len(AGENT_COLORS)], marker="braille")
+                last.append(f"{k} {num(y[-1], 3)}")
+        plt.title(" · ".join(last))
+        plt.xlabel("env steps")

@@ -1,0 +1,198 @@
+"""Fulfillment: a map of the stores with the order, who took it and who should have, and a table."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+from rich.text import Text
+
+from marl_tui.tui.fmt import as_list, finite, num, pct
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
+
+LABELS = string.ascii_uppercase
+INFEASIBLE = 1e5  # the env marks "cannot ship" with a huge cost
+
+
+def label(i: int) -> str:
+    return LABELS[i] if i < len(LABELS) else "*"
+
+
+def _index(x: Any) -> int:
+    return int(x) if finite(x) else -1
+
+
+def accept_value(explain: dict[str, Any] | None, i: int) -> tuple[str, float | None]:
+    """(column header, number) saying how much agent i wants to accept, from explain()."""
+    if not explain:
+        return "", None
+    q = explain.get("Q_i")
+    if isinstance(q, (list, tuple)) and i < len(q) and isinstance(q[i], (list, tuple)) and len(q[i]) >= 2:
+        return "Q a−d", float(q[i][1]) - float(q[i][0])
+    probs = explain.get("probs")
+    if isinstance(probs, (list, tuple)) and i < len(probs) and isinstance(probs[i], (list, tuple)) \
+            and len(probs[i]) >= 2:
+        return "P(acc)", float(probs[i][1])
+    g = explain.get("dQ_da")
+    if isinstance(g, (list, tuple)) and i < len(g) and isinstance(g[i], (list, tuple)) and len(g[i]) >= 2:
+        return "∂Q a−d", float(g[i][1]) - float(g[i][0])
+    return "", None
+
+
+def store_map(positions: list[Any], area: float, order: list[float], accept: list[Any],
+              served: int, best: int, feasible: list[Any], rows: int) -> Text:
+    cols = 2 * rows + 1
+    grid = [[(" ", "")] * cols for _ in range(rows)]
+
+    def cell(x: float, y: float) -> tuple[int, int]:
+        c = round(min(max(x / area, 0.0), 1.0) * (cols - 1))
+        r = round((1.0 - min(max(y / area, 0.0), 1.0)) * (rows - 1))
+        return r, c
+
+    taken = set()
+    for i, p in enumerate(positions):
+        r, c = cell(float(p[0]), float(p[1]))
+        style = ""
+        if i < len(feasible) and finite(feasible[i]) and not feasible[i]:
+            style = "dim"
+        if i < len(accept) and finite(accept[i]) and accept[i]:
+            style = "bold cyan"
+        if i == best:
+            style = "bold yellow underline"
+        if i == served:
+            style = "bold reverse green" if served == best else "bold reverse"
+        grid[r][c] = (label(i), style)
+        taken.add((r, c))
+    if len(order) >= 2:
+        r, c = cell(order[0], order[1])
+        if (r, c) in taken:  # next to the store rather than on it
+            c = c + 1 if c + 1 < cols and (r, c + 1) not in taken else max(c - 1, 0)
+        grid[r][c] = ("X", "bold red")
+    t = Text()
+    t.append("┌" + "─" * cols + "┐\n", style="dim")
+    for row in grid:
+        t.append("│", style="dim")
+        for ch, st in row:
+            t.append(ch, style=st)
+        t.append("│\n", style="dim")
+    t.append("└" + "─" * cols + "┘", style="dim")
+    return t
+
+
+class FulfillmentPanel(ScenePanel):
+    TITLE = "fulfillment"
+    HINT = "X the order; reversed: the store that ships; underlined ★: the oracle's cheapest store"
+
+    def lines(self, data: SceneData, width: int) -> Text:
+        r, m = data.record, data.model
+        info = r.info
+        positions = list(getattr(m, "positions", []) or [])
+        area = float(getattr(m, "area", 10.0) or 10.0)
+        order = [float(x) for x in as_list(info.get("order_xy"))]
+        accept = as_list(info.get("accept", r.actions))
+        feasible = as_list(info.get("feasible"))
+        dist, inv = as_list(info.get("distance")), as_list(info.get("inventory"))
+        load, cost = as_list(info.get("load")), as_list(info.get("cost"))
+        served, best = _index(info.get("served_by")), _index(info.get("oracle_store"))
+        n = max(len(positions), len(accept))
+
+        rows = 10 if width >= 60 else 9
+        the_map = store_map(positions, area, order, accept, served, best, feasible, rows)
+
+        header, _ = accept_value(data.explain, 0)
+        table: list[Text] = []  # plain fixed-width rows: cheaper to draw than a rich Table
+        head_row = f"  {'km':>4} {'stk':>3} {'ld':>2} {'cost':>5} " + (f"{header:>6} " if header else "")
+        table.append(Text(head_row + "decision", style="bold"))
+        table.append(Text("─" * (len(head_row) + 9), style="dim"))
+        for i in range(n):
+            c = cost[i] if i < len(cost) else None
+            ok = not (i < len(feasible) and finite(feasible[i]) and not feasible[i])
+            acc = i < len(accept) and finite(accept[i]) and bool(accept[i])
+            row = Text()
+            row.append(label(i), style="bold reverse" if i == served else "bold")
+            row.append(f" {num(dist[i] if i < len(dist) else None, 2):>4}"
+                       f" {num(inv[i] if i < len(inv) else None):>3}"
+                       f" {num(load[i] if i < len(load) else None):>2}"
+                       f" {num(c, 3) if ok and finite(c) and c < INFEASIBLE else '—':>5} ")
+            if header:
+                v = accept_value(data.explain, i)[1]
+                row.append(f"{pct(v, 0) if header == 'P(acc)' else num(v, 2, signed=True):>6} ")
+            if i == served:
+                row.append("ships ✓", style="bold green")
+            elif acc:
+                row.append("extra" if ok else "accepts ✗", style="cyan")
+            else:
+                row.append("declines" if ok else "—", style="dim")
+            if i == best:
+                row.append(" ★", style="bold yellow")
+            table.append(row)
+
+        summary = Text()
+        if len(order) >= 2:
+            summary.append("X", style="bold red")
+            summary.append(f" order at ({order[0]:.1f}, {order[1]:.1f}) km · ")
+        team, ref = info.get("team_cost"), info.get("oracle_cost")
+        if served >= 0:
+            summary.append(f"shipped by {label(served)} · ")
+        else:
+            summary.append("nobody shipped (miss) · ", style="bold red")
+        summary.append("best: ")
+        summary.append(f"{label(best)}" if best >= 0 else "nobody", style="bold yellow")
+        summary.append(f" · team cost {num(team, 3)} vs best {num(ref, 3)}")
+        if finite(team) and finite(ref):
+            if abs(team - ref) < 1e-6:
+                summary.append(" ✓ optimal", style="bold green")
+            else:
+                summary.append(f" (regret {num(team - ref, 3, signed=True)})", style="bold red")
+
+        map_w = 2 * rows + 3
+        head = step_header(data, "order")
+        map_lines = the_map.split("\n")
+        body = Text()
+        if width >= map_w + 2 + 38:  # side by side
+            for k in range(max(len(map_lines), len(table))):
+                if k:
+                    body.append("\n")
+                left = map_lines[k] if k < len(map_lines) else Text(" " * map_w)
+                body.append(left)
+                body.append(" " * (map_w - left.cell_len + 2))
+                if k < len(table):
+                    body.append(table[k])
+        else:
+            body = Text("\n").join([*map_lines, *table])
+        note = Text()
+        if data.explain is None and data.algo not in ("random", "oracle"):
+            note = Text("(the learner's view of this order shows when paused: press space, then n)",
+                        style="dim")
+        wd, wl, wi = (getattr(m, k, None) for k in ("distance_weight", "load_weight",
+                                                    "inventory_weight"))
+        legend = Text(f"cost = {num(wd)}·km + {num(wl)}·ld + {num(wi)}/stk (— can't ship) · "
+                      "extra: accepted, not needed · ✗ accepted, can't ship · ★ the oracle's choice",
+                      style="dim")
+        parts = [head, body, summary, note, kpi_lines(data, width), legend, self.history(data)]
+        return Text("\n").join(p for p in parts if p.plain)
+
+    @staticmethod
+    def history(data: SceneData) -> Text:
+        """How the last orders went (copy 1): optimal choices, conflicts, misses, regret."""
+        recent = [r for r in data.recent if r.greedy == data.record.greedy][-200:]
+        t = Text()
+        if len(recent) < 2:
+            return t
+        optimal = conflict = miss = 0
+        regret = 0.0
+        for r in recent:
+            acc = [bool(x) for x in as_list(r.info.get("accept", r.actions)) if finite(x)]
+            best = _index(r.info.get("oracle_store"))
+            wanted = [i == best for i in range(len(acc))]
+            optimal += acc == wanted
+            conflict += sum(acc) > 1
+            miss += _index(r.info.get("served_by")) < 0
+            team, ref = r.info.get("team_cost"), r.info.get("oracle_cost")
+            if finite(team) and finite(ref):
+                regret += team - ref
+        n = len(recent)
+        t.append(f"\nlast {n} orders: ", style="bold")
+        t.append(f"optimal {optimal / n:.0%} · conflicts {conflict / n:.0%} · misses {miss / n:.0%}"
+                 f" · mean regret {num(regret / n, 3)}")
+        return t

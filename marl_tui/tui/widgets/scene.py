@@ -1,0 +1,118 @@
+"""What every scenario panel is given, and the pieces they share (KPI table, step header)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.text import Text
+
+from marl_tui.tui.fmt import humanise, kpi_value
+from marl_tui.tui.widgets.panel import Panel
+
+
+@dataclass
+class SceneData:
+    """Plain data for a scenario panel."""
+
+    record: Any = None  # StepRecord of copy 0, or None before the first step
+    kpis: dict[str, float] = field(default_factory=dict)  # last finished episode
+    oracle_kpis: dict[str, float] = field(default_factory=dict)
+    oracle_values: dict[str, Any] = field(default_factory=dict)
+    model: Any = None  # the scenario's [model] dataclass
+    agent_names: tuple[str, ...] = ()
+    episode_length: int = 0
+    n_envs: int = 1
+    explain: dict[str, Any] | None = None  # explain() for the observation this record acted on
+    algo: str = ""
+    recent: tuple[Any, ...] = ()  # the last few hundred records of copy 0, oldest first
+
+
+def kpi_lines(data: SceneData, width: int) -> Text:
+    """'last episode (oracle)' for every KPI, packed into as few lines as fit."""
+    t = Text()
+    head = "KPIs, last episode (oracle): "
+    t.append(head, style="bold")
+    if not data.kpis:
+        t.append("none yet — the first episode is still running", style="dim")
+        return t
+    col, first = len(head), True
+    for k, v in data.kpis.items():
+        item = f"{humanise(k)} {kpi_value(k, v)} ({kpi_value(k, data.oracle_kpis.get(k))})"
+        if not first and col + len(item) + 3 > width:
+            t.append("\n")
+            col = 0
+        elif not first:
+            t.append(" · ", style="dim")
+            col += 3
+        t.append(item)
+        col += len(item)
+        first = False
+    return t
+
+
+def step_header(data: SceneData, what: str) -> Text:
+    r = data.record
+    t = Text()
+    if r is None:
+        return t
+    t.append(f"{what} {r.t}/{data.episode_length}", style="bold")
+    t.append(f" · episode {r.episode + 1} · step {r.iteration:,} · copy 1 of {data.n_envs}",
+             style="dim")
+    if r.greedy:
+        t.append("  ")
+        t.append(" greedy policy, not learning ", style="reverse")
+    return t
+
+
+class ScenePanel(Panel):
+    """Base class: subclasses implement lines(data, width) -> renderable."""
+
+    TITLE = "scenario"
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.data: SceneData | None = None
+
+    def on_mount(self) -> None:
+        self.message("waiting for the first step…")
+
+    def show(self, data: SceneData) -> None:
+        self.data = data
+        if data.record is None:
+            self.message("waiting for the first step…  (paused? press n to take one step)")
+            return
+        self.draw(lambda width: self.safe_lines(data, width))
+
+    def safe_lines(self, data: SceneData, width: int) -> Any:
+        try:
+            return self.lines(data, width)
+        except Exception as exc:  # noqa: BLE001 - a drawing bug must not take the app down
+            return Text(f"cannot draw this step: {type(exc).__name__}: {exc}", style="red")
+
+    def lines(self, data: SceneData, width: int) -> Any:
+        raise NotImplementedError
+
+
+def scene_panel_for(kind: str) -> ScenePanel:
+    from marl_tui.tui.widgets.fulfillment import FulfillmentPanel
+    from marl_tui.tui.widgets.pricing import PricingPanel
+    from marl_tui.tui.widgets.warehouse import WarehousePanel
+
+    cls = {"pricing": PricingPanel, "warehouse": WarehousePanel,
+           "fulfillment": FulfillmentPanel}.get(kind, GenericPanel)
+    return cls(id="scene")
+
+
+class GenericPanel(ScenePanel):
+    """Any other kind: the record's numbers as they are."""
+
+    TITLE = "scenario"
+
+    def lines(self, data: SceneData, width: int) -> Any:
+        t = step_header(data, "t")
+        for k, v in data.record.info.items():
+            t.append(f"\n{k}: {v}")
+        t.append("\n")
+        t.append(kpi_lines(data, width))
+        return t

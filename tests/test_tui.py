@@ -1,0 +1,397 @@
+"""The app as a person uses it: picker, dashboard, keys, errors, layouts (pilot + snapshots).
+
+Runs are small (a few parallel copies, the random baseline where learning does not
+matter) and deterministic: snapshots start paused (Controls(paused=True)), take a known
+number of steps, and show no wall-clock figures while paused.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from marl_tui.config import bundled_names, load_scenario
+from marl_tui.train.trainer import Trainer
+from marl_tui.tui.app import MarlApp
+from marl_tui.tui.screens.dashboard import DashboardScreen
+from marl_tui.tui.screens.picker import PickerScreen
+from marl_tui.tui.session import RunRequest, no_run_dir
+from marl_tui.tui.widgets.error import ErrorView
+from marl_tui.tui.widgets.fulfillment import FulfillmentPanel
+from marl_tui.tui.widgets.pricing import PricingPanel
+from marl_tui.tui.widgets.status import StatusLine
+from marl_tui.tui.widgets.warehouse import WarehousePanel
+from marl_tui.tui.widgets.why import WhyData, why_text
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def until(pilot: Any, cond: Any, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what or cond}")
+
+
+def dashboard_app(scenario: str = "pricing", algo: str = "random", paused: bool = True,
+                  n_envs: int = 4, **kw: Any) -> MarlApp:
+    request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
+                         steps=kw.pop("steps", None))
+    return MarlApp(request=request, start_paused=paused, run_dir=kw.pop("run_dir", no_run_dir), **kw)
+
+
+async def started(pilot: Any) -> DashboardScreen:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen._started,
+                what="the trainer to start")
+    return app.screen
+
+
+def shown_step(screen: DashboardScreen) -> int | None:
+    return screen.query_one(StatusLine).iteration
+
+
+# ---------------------------------------------------------------------------- picker
+
+
+async def test_picker_lists_the_bundled_scenarios_and_starts_a_run(tmp_path: Path,
+                                                                   monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)  # runs/ lands here; no ./scenarios to pick up
+    app = MarlApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        picker = app.screen
+        assert [e.key for e in picker.entries] == bundled_names()
+        options = picker.query_one("#scenarios")
+        assert options.option_count == len(bundled_names())
+        # pick pricing with the random baseline, then enter
+        options.highlighted = [e.key for e in picker.entries].index("pricing")
+        picker.select_algo("random")
+        await pilot.pause()
+        await until(pilot, lambda: picker._form_for == ("pricing", "random"), what="defaults")
+        await pilot.press("enter")
+        screen = await started(pilot)
+        assert isinstance(screen.scene, PricingPanel)
+        assert screen.session.request.algo == "random"
+        await until(pilot, lambda: screen.record is not None, what="a first step")
+        # an app-started run writes a run directory like a headless one, and shows it
+        run_dir = screen.session.run_dir
+        assert run_dir is not None and (tmp_path / run_dir / "config.toml").is_file()
+        assert str(run_dir) in screen.query_one(StatusLine).plain
+        await pilot.press("q")
+
+
+def test_picker_lists_local_scenarios_and_marks_broken_ones(tmp_path: Path, monkeypatch: Any) -> None:
+    from marl_tui.config import bundled_dir
+    from marl_tui.tui.screens.picker import load_entries
+
+    local = tmp_path / "scenarios"
+    local.mkdir()
+    text = (bundled_dir() / "pricing.toml").read_text().replace('name = "pricing"', 'name = "mine"')
+    (local / "mine.toml").write_text(text)
+    (local / "broken.toml").write_text("name = 3\n")
+    monkeypatch.chdir(tmp_path)
+    entries = {e.source.rsplit("/", 1)[-1]: e for e in load_entries()}
+    assert entries["mine.toml"].scenario is not None and entries["mine.toml"].scenario.name == "mine"
+    assert entries["broken.toml"].scenario is None and entries["broken.toml"].error
+    assert set(bundled_names()) <= set(entries)
+
+
+async def test_picker_rejects_a_bad_field_with_one_line() -> None:
+    app = MarlApp(run_dir=no_run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        picker = app.screen
+        await until(pilot, lambda: picker._form_for is not None and picker._form_for[1] == "mappo",
+                    what="defaults")
+        picker.query_one("#gamma").value = "1.5"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, PickerScreen)
+        assert "γ" in str(picker.query_one("#form-error").content)
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+@pytest.mark.parametrize(("scenario", "panel"), [("pricing", PricingPanel),
+                                                 ("warehouse", WarehousePanel),
+                                                 ("fulfillment", FulfillmentPanel)])
+async def test_each_scenario_kind_gets_its_panel(scenario: str, panel: type) -> None:
+    app = dashboard_app(scenario)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: screen.record is not None and screen.record.iteration == 1)
+        assert isinstance(screen.scene, panel)
+        assert screen.scene.data is not None and screen.scene.data.record.iteration == 1
+        await pilot.press("q")
+
+
+async def test_space_freezes_the_counter_and_n_steps_exactly_one() -> None:
+    app = dashboard_app("pricing", "random", paused=False, n_envs=2)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await started(pilot)
+        await until(pilot, lambda: (shown_step(screen) or 0) > 5, what="training to run")
+        await pilot.press("space")
+        await until(pilot, lambda: screen.state() == "paused")
+        await pilot.pause(0.3)  # the step in flight lands
+        frozen = shown_step(screen)
+        polls = screen.polls
+        for _ in range(4):
+            await pilot.pause(0.15)
+            assert shown_step(screen) == frozen
+        assert screen.polls >= polls + 3  # it kept polling: frozen, not stuck
+        assert "—" in screen.query_one(StatusLine).plain  # no steps/s while paused
+        await pilot.press("n")
+        await until(pilot, lambda: shown_step(screen) == frozen + 1, what="one step")
+        assert screen.record.iteration == frozen + 1  # the panels show exactly that step
+        await pilot.pause(0.4)
+        assert shown_step(screen) == frozen + 1
+        # the footer follows the state: resume + step while paused, pause while running
+        keys = {b.binding.action for b in screen.active_bindings.values()}
+        assert {"resume", "step"} <= keys and "pause" not in keys
+        await pilot.press("space")
+        await until(pilot, lambda: (shown_step(screen) or 0) > frozen + 3, what="resume")
+        keys = {b.binding.action for b in screen.active_bindings.values()}
+        assert "pause" in keys and "step" not in keys
+        await pilot.press("q")
+
+
+@pytest.mark.parametrize("paused", [True, False])
+async def test_q_quits_promptly(paused: bool) -> None:
+    app = dashboard_app("pricing", "mappo", paused=paused, n_envs=8)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await started(pilot)
+        if not paused:
+            await until(pilot, lambda: (shown_step(screen) or 0) > 2, what="training to run")
+        session = screen.session
+        t0 = time.monotonic()
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, timeout=2.0, what="the app to exit")
+        assert time.monotonic() - t0 < 1.0
+    assert not session.thread.is_alive()
+
+
+async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
+    made = iter(range(100))
+    app = dashboard_app("pricing", "random", paused=True,
+                        run_dir=lambda r: tmp_path / f"run-{next(made)}")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        controls = screen.session.controls
+        await pilot.press("minus", "minus")  # max -> 1000 -> 500 steps/s
+        assert controls.speed == 500
+        await pilot.press("plus")
+        assert controls.speed == 1000
+        await pilot.press("e")
+        assert controls.greedy
+        await pilot.press("n")
+        await until(pilot, lambda: screen.record is not None and screen.record.greedy)
+        await pilot.press("e")
+        assert not controls.greedy
+        await pilot.press("s")  # the trainer saves (and clears the request) while paused
+        run_dir = screen.session.run_dir
+        await until(pilot, lambda: (run_dir / "checkpoints" / "latest.pt").is_file()
+                    or getattr(screen.session.trainer, "save_note", None) is not None
+                    or controls.save_requested, what="the save request")
+        old = screen.session
+        await pilot.press("r")
+        await until(pilot, lambda: screen.session is not old and screen._started, what="restart")
+        assert not old.thread.is_alive() and screen.session.controls.speed == 1000
+        assert screen.session.run_dir == tmp_path / "run-1" and screen.state() == "paused"
+        await pilot.press("q")
+
+
+async def test_palette_offers_what_the_state_allows() -> None:
+    from marl_tui.tui.commands import RunCommands
+
+    app = dashboard_app("pricing", "random", paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        titles = {t for t, _, _ in RunCommands(screen)._commands()}
+        assert {"Resume training", "Step once", "Quit"} <= titles
+        assert "Pause training" not in titles
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        assert app.screen.has_class("--textual-command-palette")
+        await pilot.press("escape")
+        await pilot.press("q")
+
+
+async def test_tab_moves_between_panels() -> None:
+    app = dashboard_app("warehouse", "random")
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await started(pilot)
+        seen = [screen.focused.id]
+        for _ in range(3):
+            await pilot.press("tab")
+            seen.append(screen.focused.id)
+        assert seen == ["scene", "why", "returns", "losses"]
+        # folded layout: the focused panel is scrolled into view
+        assert screen.query_one("#body").scroll_y > 0
+        await pilot.press("q")
+
+
+async def test_help_screen_opens_and_q_still_quits() -> None:
+    app = dashboard_app("pricing", "random")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, timeout=2.0)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+class ExplodingTrainer(Trainer):
+    """Fails on the third step, as a broken environment or algorithm would."""
+
+    def train_step(self) -> None:
+        if self.iteration >= 2:
+            raise RuntimeError("the reward exploded (injected by the test)")
+        super().train_step()
+
+
+async def test_a_training_error_is_shown_not_hung() -> None:
+    app = dashboard_app("pricing", "random", paused=False, trainer_factory=ExplodingTrainer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        await until(pilot, lambda: screen.state() == "error", what="the error")
+        await pilot.pause(0.2)
+        view = screen.query_one(ErrorView)
+        assert view.has_class("-shown")
+        text = view.text.plain
+        assert "the reward exploded" in text and "marl-tui train pricing" in text
+        assert "Training stopped" in text
+        await pilot.press("question_mark")  # still responsive
+        await pilot.pause()
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape", "q")
+        await until(pilot, lambda: not app.is_running, timeout=2.0)
+
+
+async def test_a_run_that_cannot_start_is_shown() -> None:
+    request = RunRequest(scenario=load_scenario("pricing"), algo="mappo", n_envs=2,
+                         overrides={"no_such_knob": 1.0})
+    app = MarlApp(request=request, run_dir=no_run_dir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: isinstance(screen, DashboardScreen) and screen.state() == "error")
+        await pilot.pause(0.2)
+        text = screen.query_one(ErrorView).text.plain
+        assert "Could not start" in text and "no_such_knob" in text
+        await pilot.press("q")
+
+
+# ---------------------------------------------------------------------------- why panel
+
+
+EXPLAINS = {
+    "maddpg": {"algo": "maddpg", "actions": [33.1, 40.2], "Q_i": [1.2, 1.1], "dQ_da": [0.01, -0.02],
+               "y_i": [0.5, 0.4], "r_i": [0.45, 0.35], "Q_next": [0.05, 0.05], "gamma": 0.95},
+    "mappo": {"algo": "mappo", "mean": [33.0, 34.0], "std": [4.0, 4.1], "V": [1.0, 1.0],
+              "ratio": 0.8, "clipped_ratio": 0.8, "A_hat": -300.0, "L_clip": 240.0, "eps": 0.2,
+              "clip_fraction": 0.1, "approx_kl": 0.01, "entropy": 1.3},
+    "qmix": {"algo": "qmix", "Q_i": [[0.1, 0.3], [0.2, 0.1]], "greedy": [1, 0],
+             "greedy_value": [1.0, 0.0], "Q_total": 0.7, "mixer_w1": [[0.1, 0.2], [0.3, 0.0]],
+             "mixer_w2": [0.5, 0.1], "mixer_bias": 0.2, "y": 0.6, "epsilon": 0.3, "gamma": 0.99},
+}
+
+
+@pytest.mark.parametrize("algo", sorted(EXPLAINS))
+def test_why_fills_the_guides_equations(algo: str) -> None:
+    text = why_text(WhyData(EXPLAINS[algo], algo, ("store 1", "store 2"), "pricing"), 60).plain
+    expected = {"maddpg": ["y_i = r_i + γ", "0.5 = 0.45 + 0.95 × 0.05", "raise", "lower"],
+                "mappo": ["clip(0.8, 0.80, 1.20) = 0.8", "L = −min(-240, -240) = 240"],
+                "qmix": ["Q_total", "≥ 0 ✓", "ε = 0.3"]}[algo]
+    for piece in expected:
+        assert piece in text, (piece, text)
+
+
+@pytest.mark.parametrize("explain", [None, {}, {"algo": "mappo"}, {"algo": "qmix", "Q_i": "odd"},
+                                     {"algo": "maddpg", "y_i": [None, "x"], "dQ_da": [[1, 2]]},
+                                     {"algo": "mystery", "thing": 3, "vec": [1, 2]}])
+def test_why_survives_partial_or_odd_explain(explain: Any) -> None:
+    algo = (explain or {}).get("algo", "mappo")
+    assert why_text(WhyData(explain, algo, ("a", "b"), "fulfillment"), 50).plain is not None
+
+
+# ---------------------------------------------------------------------------- no terminal
+
+
+def test_without_a_terminal_the_app_does_not_start() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for args in ([], ["run", "pricing", "--algo", "random"]):
+        proc = subprocess.run([sys.executable, "-m", "marl_tui", *args], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "marl-tui train" in lines[0], proc.stderr
+        assert proc.stdout == ""
+
+
+def test_the_terminal_check_comes_before_textual_is_imported() -> None:
+    code = ("import sys\nfrom marl_tui.tui.launch import launch_app\nfrom marl_tui.errors import UserError\n"
+            "try:\n    launch_app()\nexcept UserError:\n    pass\n"
+            "assert 'textual' not in sys.modules, 'textual imported before the TTY check'\n")
+    proc = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+SNAP_STEPS = {"pricing": 55, "warehouse": 100, "fulfillment": 45}  # two finished episodes
+
+
+def snapshot_app(scenario: str) -> MarlApp:
+    return dashboard_app(scenario, "random", paused=True, n_envs=4,
+                         run_dir=lambda r: Path("runs") / f"{r.scenario.name}-{r.algo}-snapshot")
+
+
+async def step_to(pilot: Any, steps: int) -> None:
+    screen = await started(pilot)
+    screen.session.controls.step(steps)
+    await until(pilot, lambda: screen.record is not None and screen.record.iteration == steps
+                and screen._explained == steps, what=f"{steps} steps")
+    await pilot.pause(0.3)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("scenario", ["pricing", "warehouse", "fulfillment"])
+def test_dashboard_snapshot(scenario: str, size: tuple[int, int], snap_compare: Any,
+                            tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def run_before(pilot: Any) -> None:
+        await step_to(pilot, SNAP_STEPS[scenario])
+
+    assert snap_compare(snapshot_app(scenario), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_picker_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Path,
+                         monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def run_before(pilot: Any) -> None:
+        app = pilot.app
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen))
+        await until(pilot, app.screen.ready.is_set, timeout=60, what="the oracles")
+        # The random baseline's few settings: the learners' defaults are still being tuned.
+        app.screen.select_algo("random")
+        await pilot.pause(0.5)
+
+    assert snap_compare(MarlApp(run_dir=no_run_dir), terminal_size=size, run_before=run_before)
