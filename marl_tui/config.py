@@ -32,10 +32,11 @@ ALGOS = ("maddpg", "mappo", "qmix", "random", "oracle")
 
 
 def rule(
-    help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+    help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+    hi_open: bool = False,
 ) -> dict[str, Any]:
     """Field metadata: a range check and the help text shown in errors."""
-    return {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open}
+    return {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
 
 
 # --------------------------------------------------------------------------- models
@@ -242,10 +243,13 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return isinstance(value, tp), value
 
 
-def build_dataclass(cls: type, table: Any, where: str, origin: str) -> Any:
+def build_dataclass(
+    cls: type, table: Any, where: str, origin: str, rules: dict[str, dict[str, Any]] | None = None
+) -> Any:
     """Check a TOML table against a dataclass: unknown keys, types, ranges.
 
-    Used for scenario models and for algorithm hyperparameters alike.
+    Ranges come from each field's metadata, else from `rules` by field name. Used for
+    scenario models and for algorithm hyperparameters alike.
     """
     if not isinstance(table, dict):
         raise UserError(f"{origin}: [{where}] must be a table of key = value lines")
@@ -266,17 +270,17 @@ def build_dataclass(cls: type, table: Any, where: str, origin: str) -> Any:
             raise UserError(
                 f"{origin}: {where}.{name} = {value!r} has the wrong type: expected {_type_name(tp)}"
             )
-        meta = fields[name].metadata
+        meta = fields[name].metadata or (rules or {}).get(name, {})
         lo, hi = meta.get("lo"), meta.get("hi")
         if isinstance(cv, (int, float)) and not isinstance(cv, bool):
             too_low = lo is not None and (cv <= lo if meta.get("lo_open") else cv < lo)
-            too_high = hi is not None and cv > hi
+            too_high = hi is not None and (cv >= hi if meta.get("hi_open") else cv > hi)
             if too_low or too_high:
                 bound = []
                 if lo is not None:
                     bound.append(f"{'>' if meta.get('lo_open') else '>='} {lo:g}")
                 if hi is not None:
-                    bound.append(f"<= {hi:g}")
+                    bound.append(f"{'<' if meta.get('hi_open') else '<='} {hi:g}")
                 raise UserError(
                     f"{origin}: {where}.{name} = {value!r} is out of range: must be "
                     f"{' and '.join(bound)} ({meta.get('help', '')})"

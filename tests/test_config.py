@@ -73,3 +73,31 @@ def test_unknown_scenario_name_lists_the_bundled_ones() -> None:
         load_scenario("pricingg")
     with pytest.raises(UserError, match="does not exist"):
         load_scenario("nowhere/mine.toml")
+
+
+def test_every_numeric_hyperparameter_has_a_range() -> None:
+    import typing
+
+    from marl_tui.algos.registry import HPARAM_RULES, algorithm_class
+    from marl_tui.config import ALGOS
+
+    unbounded = {"init_log_std"}  # a log: any real number is meaningful
+    for algo in ALGOS:
+        hp = algorithm_class(algo).Hyperparameters
+        for name, tp in typing.get_type_hints(hp).items():
+            if tp in (int, float) and name not in unbounded:
+                assert name in HPARAM_RULES, (algo, name)
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("gamma", 1.0, "train.mappo.gamma = 1.0 is out of range: must be >= 0 and < 1"),
+    ("lr", 0.0, "train.mappo.lr = 0.0 is out of range: must be > 0"),
+    ("epochs", 0, "train.mappo.epochs = 0 is out of range: must be >= 1"),
+])
+def test_hyperparameters_out_of_range_are_refused(key: str, value: float, needle: str) -> None:
+    from marl_tui.algos.registry import resolve_hparams
+
+    sc = parse_scenario(PRICING + f"\n[train.mappo]\n{key} = {value}\n", "mine.toml")
+    with pytest.raises(UserError) as err:
+        resolve_hparams("mappo", sc)
+    assert needle in str(err.value)

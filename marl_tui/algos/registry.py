@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from marl_tui.algos.base import Algorithm
-from marl_tui.config import ALGOS, Scenario, build_dataclass
+from marl_tui.config import ALGOS, Scenario, build_dataclass, rule
 from marl_tui.envs.base import BatchedEnv
 from marl_tui.errors import UserError
 
@@ -26,6 +26,31 @@ _WHERE = {
     "oracle": "marl_tui.algos.baselines:OraclePolicy",
 }
 assert set(_WHERE) == set(ALGOS)
+
+
+# Ranges for hyperparameters, by name, shared by every algorithm that has them.
+_COUNT = rule("a count", lo=1)
+_STEPS = rule("env steps (0: none)", lo=0)
+_WEIGHT = rule("a weight or scale", lo=0)
+HPARAM_RULES: dict[str, dict[str, Any]] = {
+    "steps": rule("training budget in environment steps", lo=1),
+    "gamma": rule("discount factor", lo=0, hi=1, hi_open=True),
+    "lr": rule("learning rate", lo=0, lo_open=True, hi=1),
+    "critic_lr": rule("critic learning rate", lo=0, lo_open=True, hi=1),
+    "hidden": rule("hidden units", lo=1, hi=4096),
+    "mixer_hidden": rule("mixer hidden units", lo=1, hi=4096),
+    "tau": rule("soft target update rate", lo=0, lo_open=True, hi=1),
+    "gae_lambda": rule("GAE lambda", lo=0, hi=1),
+    "clip_eps": rule("PPO clip range", lo=0, lo_open=True, hi=1),
+    "eps_start": rule("epsilon", lo=0, hi=1),
+    "eps_end": rule("epsilon", lo=0, hi=1),
+    **dict.fromkeys(("batch_size", "buffer_size", "rollout_length", "epochs", "minibatches",
+                     "updates_per_step"), _COUNT),
+    **dict.fromkeys(("warmup_steps", "learning_starts", "eps_anneal_steps", "noise_decay_steps",
+                     "target_update_interval"), _STEPS),
+    **dict.fromkeys(("entropy_coef", "value_coef", "noise_std", "noise_final", "action_reg", "grad_clip",
+                     "max_grad_norm", "huber_delta", "gumbel_temperature"), _WEIGHT),
+}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
@@ -41,7 +66,7 @@ def resolve_hparams(name: str, scenario: Scenario, overrides: dict[str, Any] | N
     table.update(scenario.train.get(name, {}))
     table.update({k: v for k, v in (overrides or {}).items() if v is not None})
     hp_cls = cls.Hyperparameters  # type: ignore[attr-defined]
-    return build_dataclass(hp_cls, table, f"train.{name}", scenario.source)
+    return build_dataclass(hp_cls, table, f"train.{name}", scenario.source, HPARAM_RULES)
 
 
 def hparams_dict(hp: Any) -> dict[str, Any]:

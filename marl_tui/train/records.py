@@ -80,6 +80,7 @@ class Stats:
     )
     greedy: bool = False
     error: str | None = None
+    save_note: str | None = None  # one line about the last checkpoint save
 
 
 class RecordQueue:

@@ -168,7 +168,7 @@ class DashboardScreen(Screen[None]):
             self._show_charts(stats)
         if state == "error":
             self._show_error(stats.error or "unknown error")
-        note = getattr(t, "save_note", None)  # the trainer's one line about its last save
+        note = stats.save_note
         if note and note != self._save_note:
             self._save_note = note
             if self._save_asked:
