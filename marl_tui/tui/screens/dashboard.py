@@ -32,8 +32,8 @@ from marl_tui.tui.widgets.why import WhyData, WhyPanel
 
 POLL_SECONDS = 0.1  # records and stats
 SCENE_SECONDS = 0.25  # scenario panel redraws while running (every step while paused)
-CHART_SECONDS = 0.5  # chart redraws while running (only when their data changed)
-EXPLAIN_SECONDS = 0.5  # explain() while running
+CHART_SECONDS = 1.0  # chart redraws while running (only when their data changed); plotext is the costly part
+EXPLAIN_SECONDS = 1.0  # explain() while running
 RECENT = 300  # records kept for the panels' short histories
 TITLES = {"maddpg": "MADDPG", "mappo": "MAPPO", "qmix": "QMIX", "random": "random baseline",
           "oracle": "oracle baseline"}
