@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import types
 import typing
@@ -114,6 +115,12 @@ class WarehouseModel:
         if self.initial_inventory_max > self.capacity:
             out.append(("initial_inventory_max", f"{self.initial_inventory_max} exceeds capacity "
                                                  f"{self.capacity}"))
+        # The oracle is an exact DP: refuse sizes it cannot hold (numpy only; no torch import).
+        from marl_tui.envs.warehouse_oracle import DP_CELL_LIMIT, dp_cells, size_problem
+
+        cells = dp_cells(self, agents)
+        if cells > DP_CELL_LIMIT:
+            out.append(("capacity", size_problem(cells)))
         return out
 
 
@@ -314,6 +321,11 @@ def parse_scenario(text: str, origin: str) -> Scenario:
         if lo is not None and not lo <= value <= hi:
             raise UserError(f"{origin}: '{key}' = {value} is out of range: must be {lo}..{hi}")
         top[key] = value
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", top["name"]):
+        raise UserError(
+            f"{origin}: 'name' = {top['name']!r}: use letters, digits, '.', '_' and '-' only "
+            "(it names run directories)"
+        )
     if top["kind"] not in MODELS:
         raise UserError(
             f"{origin}: unknown kind {top['kind']!r}; kinds are: {', '.join(KINDS)}"

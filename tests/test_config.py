@@ -59,6 +59,7 @@ def test_a_copied_file_with_new_numbers_runs_those_numbers(tmp_path) -> None:
         ("seed = 0", "seed = 0\n[train.sarsa]\nlr = 1", "unknown table [train.sarsa]"),
         ("g = 0.5", "g = 1.5", "model.g: 1.5 is too large"),
         ("seed = 0", "seed = 0 0", "not valid TOML"),
+        ('name = "pricing"', 'name = "../escape"', "use letters, digits"),
     ],
 )
 def test_bad_edits_get_one_line_naming_file_and_field(old: str, new: str, needle: str) -> None:

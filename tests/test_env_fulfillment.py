@@ -9,15 +9,8 @@ import pytest
 import torch
 
 from marl_tui.config import load_scenario
-from marl_tui.envs.fulfillment import (
-    FulfillmentEnv,
-    _costs,
-    _Draw,
-    _given_orders,
-    _Offsets,
-    _Params,
-    _values,
-)
+from marl_tui.envs.fulfillment import FulfillmentEnv, _costs, _Draw
+from marl_tui.envs.fulfillment_oracle import Offsets, Params, given_orders, reference_values
 
 
 def make(name: str = "fulfillment", n_envs: int = 8, seed: int = 3, **model) -> FulfillmentEnv:
@@ -56,6 +49,7 @@ def test_oracle_matches_reference_numbers():
     assert o.values["random_cost"] == pytest.approx(7.18, abs=0.01)
     assert o.extra["quadrature_error"] < 2e-4
     assert o.extra["oracle_miss_rate"] == pytest.approx((1 / 3) ** 10)  # nobody able
+    assert set(o.extra) == {"oracle_miss_rate", "quadrature_error", "grid"}  # no timings
     assert o.has_policy
     assert o.team_return == pytest.approx(-o.values["oracle_cost"] * 20)
     assert o.kpis["optimal_choice_rate"] == 1.0 and o.kpis["regret"] == 0.0
@@ -67,9 +61,9 @@ def test_exact_given_the_order_location():
     three stores (30^3 equally likely states), with a miss cheap enough to be declined."""
     model = dataclasses.replace(load_scenario("fulfillment").model,
                                 positions=[[1.0, 2.0], [4.0, 1.0], [2.0, 5.0]], miss_penalty=6.0)
-    p = _Params.of(model)
+    p = Params.of(model)
     points = np.array([[0.5, 0.5], [3.0, 2.5], [2.2, 4.1], [9.5, 9.5]])
-    exact = _given_orders(p, _Offsets.of(p), points)
+    exact = given_orders(p, Offsets.of(p), points)
     grids = torch.meshgrid(*[torch.arange(6.0), torch.arange(5.0)] * 3, indexing="ij")
     inventory = torch.stack(grids[0::2], -1).reshape(-1, 3).double()
     load = torch.stack(grids[1::2], -1).reshape(-1, 3).double()
@@ -86,7 +80,7 @@ def test_exact_given_the_order_location():
                    "random_cost": random.mean(),
                    "nearest_optimal_rate": (c.oracle_store == near).double().mean(),
                    "oracle_miss_rate": (c.oracle_store < 0).double().mean()}
-        got = _values(p, _Offsets.of(p), exact[:, k])
+        got = reference_values(p, Offsets.of(p), exact[:, k])
         assert got == pytest.approx({key: v.item() for key, v in counted.items()}, abs=1e-12)
     assert got["oracle_cost"] == 6.0 and got["nearest_optimal_rate"] == 0.0  # far corner
 

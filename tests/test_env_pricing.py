@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from marl_tui.config import Scenario, load_scenario, parse_scenario
+from marl_tui.envs import pricing, pricing_oracle
 from marl_tui.envs.base import make_env
-from marl_tui.envs.pricing import (
-    PricingEnv,
+from marl_tui.envs.pricing import PricingEnv
+from marl_tui.envs.pricing_oracle import (
     best_response,
     demands,
     deviation_profits,
@@ -176,7 +177,7 @@ def test_kpis_at_nash_and_at_collusion():
 def test_spec():
     spec = PricingEnv(scenario("pricing"), n_envs=2, seed=0).spec
     assert spec.agent_names == ("store 1", "store 2", "store 3")
-    assert (spec.obs_dim, spec.state_dim, spec.episode_length) == (4, 4, 25)
+    assert (spec.obs_dim, spec.state_dim, spec.episode_length) == (4, 3, 25)
     assert spec.action_space.kind == "continuous"
     assert (spec.action_space.low, spec.action_space.high) == (1.0, 60.0)
     assert spec.action_levels == tuple(float(p) for p in range(1, 61))
@@ -193,13 +194,14 @@ def test_make_env_builds_pricing():
 def test_shapes_observation_and_done():
     env = PricingEnv(scenario("pricing", episode_length=4), n_envs=5, seed=0)
     obs, state = env.reset()
-    assert obs.shape == (5, 3, 4) and state.shape == (5, 4)
+    assert obs.shape == (5, 3, 4) and state.shape == (5, 3)
     assert obs.dtype == state.dtype == torch.float32
-    assert ((state[:, :3] >= 0) & (state[:, :3] < 1)).all() and (state[:, 3] == 0).all()
+    assert ((state >= 0) & (state < 1)).all()
+    assert torch.equal(state, obs[:, 0, :3])  # store 1 sees the prices in store order
     actions = torch.tensor([[0.0, 30.0, 99.0]]).expand(5, 3)  # out of range: clamped
     for t in range(1, 5):
         r = env.step(actions)
-        assert r.obs.shape == (5, 3, 4) and r.state.shape == (5, 4)
+        assert r.obs.shape == (5, 3, 4) and r.state.shape == (5, 3)
         assert r.reward.shape == (5, 3) and r.done.shape == (5,) and r.done.dtype == torch.bool
         assert {k: v.shape for k, v in r.info.items()} == {
             "price": (5, 3),
@@ -213,7 +215,16 @@ def test_shapes_observation_and_done():
     scaled = (torch.tensor([1.0, 30.0, 60.0]) - 1) / 59
     assert torch.allclose(r.obs[0, 1, :3], scaled[[1, 2, 0]])
     assert r.obs[0, 2, 3].item() == pytest.approx(r.reward[0, 2].item() * 0.001)
-    assert r.state[0, 3].item() == 1.0
+    # The state is the scaled prices only: no time feature that would reach 1 at the
+    # truncation learners bootstrap from (the same prices give the same state on any day).
+    assert torch.allclose(r.state[0], scaled)
+
+
+def test_pricing_reexports_the_oracle():
+    """Code importing the formulas or the solver from marl_tui.envs.pricing keeps working."""
+    for name in ("PricingSolution", "best_response", "demands", "deviation_profits",
+                 "exploitability", "profits", "solve"):
+        assert getattr(pricing, name) is getattr(pricing_oracle, name)
 
 
 def random_actions(steps: int, b: int, n: int) -> torch.Tensor:

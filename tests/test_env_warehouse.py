@@ -68,6 +68,7 @@ def test_lead_time_one() -> None:
 
 def test_reference_points() -> None:
     extra = reference().extra
+    assert not any("seconds" in k for k in extra)  # deterministic: no wall-clock timings
     assert extra["perfect_foresight_team"] == pytest.approx(150.0, abs=1e-6)
     assert extra["critical_fractile"] == pytest.approx(0.9)
     # REFERENCE.md: 119.35 and -119.93, which look like simulation estimates; exact values here.
@@ -80,8 +81,23 @@ def test_policy_stats_agree_with_the_dp() -> None:
     for lead in (0, 1):
         ref = reference(lead_time=lead)
         assert ref.stats.team_reward == pytest.approx(ref.values["optimal_reward_team"], abs=1e-6)
-        assert ref.stats.demand == pytest.approx(30.0)
-        assert 0.9 < ref.stats.sold / ref.stats.demand < 1.0
+        assert len(ref.stats.demand) == len(ref.stats.sold) == 12
+        assert ref.stats.demand == pytest.approx([30.0] * 12)  # the three seasons sum to 30
+        assert all(0.85 < s / 30.0 < 1.0 for s in ref.stats.sold)
+
+
+def test_oracle_fill_rate_is_the_mean_of_per_period_fill_rates() -> None:
+    """As the trainer averages the env's per-step fill rates; with the default's constant team
+    demand it is also total sold / total demand."""
+    stats = reference().stats
+    per_period = [s / d for s, d in zip(stats.sold, stats.demand, strict=True)]
+    assert stats.fill_rate == pytest.approx(sum(per_period) / 12, rel=1e-12)
+    assert stats.fill_rate == pytest.approx(sum(stats.sold) / sum(stats.demand), rel=1e-12)
+    assert stats.kpis(1.0)["fill_rate"] == stats.fill_rate
+    # Uneven demand: one period with ten times the demand of the other, at fill rates 1 and 0.5.
+    uneven = wo.PolicyStats(0.0, (10.0, 50.0), (10.0, 100.0), 0.0, 0.0)
+    assert uneven.fill_rate == pytest.approx(0.75)  # not 60 / 110
+    assert wo.PolicyStats(0.0, (0.0,), (0.0,), 0.0, 0.0).fill_rate == 1.0  # nothing demanded
 
 
 def test_shared_truck_bounds() -> None:
@@ -90,6 +106,7 @@ def test_shared_truck_bounds() -> None:
     assert ref.values["heuristic_reward_team"] == pytest.approx(116.914, abs=1e-3)
     assert ref.values["upper_bound_team"] == pytest.approx(118.43, abs=5e-3)
     assert ref.extra["heuristic_evaluation"] == "exact"
+    assert not any("seconds" in k for k in ref.extra)
     assert ref.extra["lagrange_multiplier"] == pytest.approx(7.6, abs=0.01)
     assert ref.values["order_up_to"][0] == DEFAULT_LEVELS  # asks before rationing
     assert ref.stats.kpis(ref.optimum)["pct_of_optimal"] == pytest.approx(98.72, abs=0.01)
@@ -108,6 +125,22 @@ def test_rationing_fills_the_truck_by_marginal_value() -> None:
     q = np.array([[[0.0, 10.0, 15.0, 17.0], [0.0, 8.0, 14.0, 16.0]]])
     assert wo.ration(q, np.array([[3, 3]]), 4).tolist() == [[2, 2]]
     assert wo.ration(q, np.array([[1, 2]]), 4).tolist() == [[1, 2]]  # fits: unchanged
+
+
+def test_dp_size_is_counted_and_refused_above_the_limit() -> None:
+    m = load_scenario("warehouse").model
+    assert wo.dp_cells(m) == 12 * 46 * 46  # season x stock levels x order sizes
+    assert wo.dp_cells(m, 3) == 3 * 12 * 46 * 46
+    assert wo.dp_cells(dataclasses.replace(m, lead_time=2), 3) == 3 * 12 * 46**3
+    huge = dataclasses.replace(m, capacity=200, max_order=200, lead_time=2, season_length=365)
+    assert wo.dp_cells(huge, 3) == 3 * 365 * 201**3 > wo.DP_CELL_LIMIT
+    with pytest.raises(ValueError, match=r"exact DP would need 8,892,058,095 cells"):
+        wo.reference(huge, 3)
+    with pytest.raises(ValueError, match="lower capacity, lead_time, season_length or agents"):
+        wo.solve(tuple([10.0] * 365), wo.Economics.of(huge))
+    sc = scenario(capacity=200, max_order=200, lead_time=2, season_length=365)
+    with pytest.raises(ValueError, match="exact DP would need"):
+        WarehouseEnv(sc, n_envs=1, seed=0)
 
 
 def test_guide_preset_never_orders() -> None:
@@ -211,8 +244,22 @@ def test_oracle_actions_are_base_stock() -> None:
 def test_env_under_the_oracle_earns_the_dp_value(name: str, changes: dict, value: float) -> None:
     env = WarehouseEnv(scenario(name, episode_length=240, **changes), n_envs=64, seed=3)
     env.reset()
-    rewards = torch.stack([r.reward.sum(-1) for r in run(env, 240)])[24:]  # skip the start
+    results = run(env, 240)[24:]  # skip the start
+    rewards = torch.stack([r.reward.sum(-1) for r in results])
     assert float(rewards.mean()) == pytest.approx(value, abs=1.5)
+    # The trainer's KPI (mean of per-step fill rates) estimates the oracle's fill rate.
+    fill = np.mean([env.kpis(r.info)["fill_rate"] for r in results])
+    assert fill == pytest.approx(env.oracle().kpis["fill_rate"], abs=0.004)
+
+
+def test_env_and_oracle_share_the_kpi_formulas() -> None:
+    """The same figures give the same KPIs whether a step or the oracle's averages report them."""
+    env = WarehouseEnv(scenario(), n_envs=1, seed=0)
+    info = {"reward": torch.tensor([[40.0, 50.0, 42.0]]), "demand": torch.tensor([[10.0, 10.0, 0.0]]),
+            "sold": torch.tensor([[10.0, 8.0, 0.0]]), "lost": torch.tensor([[0.0, 2.0, 0.0]]),
+            "order": torch.tensor([[9.0, 9.0, 0.0]])}
+    stats = wo.PolicyStats(132.0, (18.0,), (20.0,), 1 / 3, 6.0)
+    assert env.kpis(info) == pytest.approx(stats.kpis(reference().optimum))
 
 
 def test_kpis() -> None:

@@ -11,7 +11,6 @@ bootstrap from the final observation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -78,7 +77,6 @@ class BatchedEnv(ABC):
     def __init__(self, n_envs: int, seed: int, device: torch.device | str = "cpu") -> None:
         self.n_envs = n_envs
         self.device = torch.device(device)
-        self.seed = seed
         self.rng = CounterRNG(torch.arange(n_envs, device=self.device) + seed)
         self.t = 0  # step within the episode
 
@@ -98,6 +96,10 @@ class BatchedEnv(ABC):
         """The oracle policy's actions for the current state, or None if it has no policy."""
         return None
 
+    def to_native(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions in the scenario's own units (a discretised view maps indices to values)."""
+        return actions
+
     @abstractmethod
     def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
         """The scenario's business figures for one step, averaged over the copies."""
@@ -112,7 +114,6 @@ class BatchedEnv(ABC):
 
     def _reseed(self, seed: int | None) -> None:
         if seed is not None:
-            self.seed = seed
             self.rng = CounterRNG(torch.arange(self.n_envs, device=self.device) + seed)
 
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -128,7 +129,7 @@ class BatchedEnv(ABC):
 class DiscretisedEnv(BatchedEnv):
     """A continuous scenario seen through its action levels (for QMIX and friends)."""
 
-    def __init__(self, inner: BatchedEnv) -> None:  # noqa: D107 - no super().__init__: wraps
+    def __init__(self, inner: BatchedEnv) -> None:  # no super().__init__: it wraps `inner`
         self.inner = inner
         if inner.spec.action_space.kind != "continuous" or not inner.spec.action_levels:
             raise ValueError("DiscretisedEnv needs a continuous scenario with action_levels")
@@ -178,8 +179,6 @@ class DiscretisedEnv(BatchedEnv):
     def t(self) -> int:  # type: ignore[override]
         return self.inner.t
 
-
-EnvFactory = Callable[..., BatchedEnv]
 
 _ENV_CLASSES = {
     "pricing": "marl_tui.envs.pricing:PricingEnv",

@@ -204,7 +204,7 @@ class PettingZooBatched(BatchedEnv):
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if seed is not None:
-            self.seed = self._next_seed = seed
+            self._next_seed = seed
         for b, env in enumerate(self.envs):
             s = None if self._next_seed is None else self._next_seed + b
             obs, _ = env.reset(seed=s)

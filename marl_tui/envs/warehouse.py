@@ -53,6 +53,7 @@ class WarehouseEnv(BatchedEnv):
         super().__init__(n_envs, seed, device)
         m: WarehouseModel = scenario.model
         self.model, self.n_agents = m, scenario.agents
+        wo.check_size(m, scenario.agents)  # a clear error before the DP runs out of memory
         self.lead, self.history_len = m.lead_time, m.demand_history
         n = self.n_agents
         obs_dim = 1 + self.lead + self.history_len + 2
@@ -181,16 +182,27 @@ class WarehouseEnv(BatchedEnv):
         return torch.gather(table.expand(self.n_envs, -1, -1), 2, flat[..., None])[..., 0].float()
 
     def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One step's figures, averaged over the copies (the trainer then averages the steps).
+
+        team_reward_per_step: the warehouses' summed reward, mean over copies.
+        fill_rate: this step's units sold / units demanded, summed over all warehouses and
+        copies (1 when nothing was demanded); averaged over the steps of an episode it is a
+        mean of per-step ratios, not total sold / total demand. The oracle's fill_rate is
+        defined the same way: the mean over the season's periods of E[sold_t] / E[demand_t]
+        (an episode of whole seasons weights the periods alike, as the bundled ones do).
+        pct_of_optimal: 100 x team_reward_per_step / the optimal (or the truck's upper
+        bound) team reward per period; nan when that is <= 0.
+        stockout_rate: share of warehouses (over copies) that lost sales this step.
+        mean_order: mean order per warehouse after the capacity cut and truck scaling.
+        """
         ref = wo.reference(self.model, self.n_agents)
-        team = float(info["reward"].sum(-1).mean())
-        demand = float(info["demand"].sum())
-        return {
-            "team_reward_per_step": team,
-            "fill_rate": float(info["sold"].sum()) / demand if demand > 0 else 1.0,
-            "pct_of_optimal": 100 * team / ref.optimum if ref.optimum > 0 else math.nan,
-            "stockout_rate": float((info["lost"] > 0).float().mean()),
-            "mean_order": float(info["order"].mean()),
-        }
+        return wo.kpis(
+            team_reward=float(info["reward"].sum(-1).mean()),
+            fill_rate=wo.fill_ratio(float(info["sold"].sum()), float(info["demand"].sum())),
+            stockout_rate=float((info["lost"] > 0).float().mean()),
+            mean_order=float(info["order"].mean()),
+            optimum=ref.optimum,
+        )
 
     # --- checkpoints -----------------------------------------------------------------
     def get_state(self) -> dict[str, torch.Tensor]:

@@ -46,24 +46,39 @@ critical-fractile quantile of the mean demand over L + 1 periods (14 for the
 default, exact value 119.45); never ordering sells out and
 then loses all demand: -b * mean demand (-120 for the default). REFERENCE.md's
 119.35 and -119.93 for these two look like simulation estimates.
+
+Size. Each warehouse keeps a Q table of season_length x (capacity + 1)^max(L, 1)
+x (max_order + 1) float64 values, and evaluating its policy indexes as many
+transitions per period; `dp_cells` counts them over all warehouses and the oracle
+refuses models above DP_CELL_LIMIT (160 MB of float64 in all) with a ValueError.
+
+KPIs (`kpis`, shared with WarehouseEnv.kpis). The trainer averages per-step
+figures over an episode, so every KPI is a per-period figure: the team reward,
+the fill rate of the period (units sold / units demanded, over all warehouses),
+the share of warehouses that lose sales, the mean order. The oracle reports
+their long-run averages over the periods of the season; its fill rate is the mean
+over periods of E[sold_t] / E[demand_t], not total sold / total demand.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from marl_tui.config import WarehouseModel
+if TYPE_CHECKING:  # config may import this module to check a model's size
+    from marl_tui.config import WarehouseModel
 
 _TOL = 1e-9  # span of the per-period value change at which value iteration stops
 _MAX_SEASONS = 20_000
 _EXACT_JOINT_STATES = 250_000  # larger truck problems are evaluated by Monte Carlo
+# Largest DP the oracle builds, in table cells over all warehouses (see dp_cells): 8 bytes
+# each, so 160 MB of Q values (the default needs 76k, lead time 2 3.5M).
+DP_CELL_LIMIT = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -91,6 +106,34 @@ class Economics:
     def critical_fractile(self) -> float:
         under = self.price - self.order_cost + self.shortage_cost  # value of one more unit sold
         return under / (under + self.holding_cost) if under > 0 else 0.0
+
+    def table_cells(self, season_length: int) -> int:
+        """One warehouse's largest table: the Q values (season x states x order sizes) and
+        the policy evaluation's transitions (season x states x leftover stocks)."""
+        states = (self.capacity + 1) ** self.state_dims
+        return season_length * states * (max(self.capacity, self.max_order) + 1)
+
+
+def dp_cells(m: WarehouseModel, n_agents: int = 1) -> int:
+    """Table cells the exact oracle needs for n_agents warehouses (each solves its own DP).
+
+    Compare with DP_CELL_LIMIT: capacity 200, lead time 2 and a 365-period season need
+    ~3e9 cells a warehouse (24 GB).
+    """
+    return n_agents * Economics.of(m).table_cells(m.season_length)
+
+
+def size_problem(cells: int) -> str:
+    """Why a model is refused, for config checks and errors."""
+    return (f"the exact DP would need {cells:,} cells (limit {DP_CELL_LIMIT:,}); "
+            "lower capacity, lead_time, season_length or agents")
+
+
+def check_size(m: WarehouseModel, n_agents: int) -> None:
+    """Raise ValueError when the exact oracle for this model would be too large to build."""
+    cells = dp_cells(m, n_agents)
+    if cells > DP_CELL_LIMIT:
+        raise ValueError(size_problem(cells))
 
 
 def demand_rates(m: WarehouseModel, n_agents: int) -> np.ndarray:
@@ -147,7 +190,6 @@ class Solution:
     q: np.ndarray  # [S, *state, max_order+1]: value of each order size, -inf if not allowed
     policy: np.ndarray  # [S, *state]: optimal order
     seasons: int  # value-iteration sweeps until convergence
-    seconds: float
 
 
 def _grid_position(e: Economics) -> np.ndarray:
@@ -178,7 +220,9 @@ def _backup(v_next: np.ndarray, per: Period, e: Economics,
 
 def _dp(rates: tuple[float, ...], e: Economics) -> Solution:
     """Average-reward DP for one warehouse with these per-period demand rates."""
-    start = time.perf_counter()
+    cells = e.table_cells(len(rates))
+    if cells > DP_CELL_LIMIT:
+        raise ValueError(size_problem(cells))
     periods = [period(r, e) for r in rates]
     position = _grid_position(e)
     feasible = position[..., None] + np.arange(e.max_order + 1) <= e.capacity
@@ -196,8 +240,7 @@ def _dp(rates: tuple[float, ...], e: Economics) -> Solution:
         if sweep > 1 and change.max() - change.min() < _TOL:
             break
     q = np.stack(qs)
-    return Solution(float(change.mean()), tuple(levels), q, q.argmax(-1), sweep,
-                    time.perf_counter() - start)
+    return Solution(float(change.mean()), tuple(levels), q, q.argmax(-1), sweep)
 
 
 # Solutions hold Q tables (megabytes for L = 2): keep only the few a session uses.
@@ -223,30 +266,50 @@ def _advance(e: Economics, s: np.ndarray, a: np.ndarray, leftover: np.ndarray) -
 # --------------------------------------------------------------------------- evaluating policies
 
 
+def fill_ratio(sold: float, demand: float) -> float:
+    """Units sold / units demanded; 1 when nothing was demanded."""
+    return sold / demand if demand > 0 else 1.0
+
+
+def kpis(team_reward: float, fill_rate: float, stockout_rate: float, mean_order: float,
+         optimum: float) -> dict[str, float]:
+    """The scenario's KPIs from one period's figures (WarehouseEnv) or their long-run
+    averages (PolicyStats); see the module docstring for what each figure is."""
+    return {
+        "team_reward_per_step": team_reward,
+        "fill_rate": fill_rate,
+        "pct_of_optimal": 100 * team_reward / optimum if optimum > 0 else math.nan,
+        "stockout_rate": stockout_rate,
+        "mean_order": mean_order,
+    }
+
+
 @dataclass(frozen=True)
 class PolicyStats:
     """Long-run averages of a policy, per period."""
 
     team_reward: float
-    sold: float  # team units sold
-    demand: float  # team units demanded
+    sold: tuple[float, ...]  # team units sold, by period of the season
+    demand: tuple[float, ...]  # team units demanded, by period of the season
     stockout: float  # chance that a warehouse loses sales in a period
     order: float  # mean order per warehouse
 
+    @property
+    def fill_rate(self) -> float:
+        """The period's fill rate averaged over the season's periods, as the trainer averages
+        the env's per-step fill rates (not total sold / total demand)."""
+        return sum(fill_ratio(s, d) for s, d in zip(self.sold, self.demand, strict=True)) / len(self.sold)
+
     def kpis(self, optimum: float) -> dict[str, float]:
-        return {
-            "team_reward_per_step": self.team_reward,
-            "fill_rate": self.sold / self.demand if self.demand > 0 else 1.0,
-            "pct_of_optimal": 100 * self.team_reward / optimum if optimum > 0 else math.nan,
-            "stockout_rate": self.stockout,
-            "mean_order": self.order,
-        }
+        return kpis(self.team_reward, self.fill_rate, self.stockout, self.order, optimum)
 
 
 def _sum_stats(parts: list[PolicyStats]) -> PolicyStats:
     k = len(parts)
-    return PolicyStats(sum(p.team_reward for p in parts), sum(p.sold for p in parts),
-                       sum(p.demand for p in parts), sum(p.stockout for p in parts) / k,
+    by_period = zip(*(p.sold for p in parts), strict=True)
+    demand_by_period = zip(*(p.demand for p in parts), strict=True)
+    return PolicyStats(sum(p.team_reward for p in parts), tuple(sum(v) for v in by_period),
+                       tuple(sum(v) for v in demand_by_period), sum(p.stockout for p in parts) / k,
                        sum(p.order for p in parts) / k)
 
 
@@ -266,16 +329,17 @@ def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics)
     mu = np.zeros(len(coords))
     mu[0] = 1.0
     for _ in range(_MAX_SEASONS):
-        mu_start, acc = mu, np.zeros(5)
+        mu_start, acc, sold = mu, np.zeros(3), []
         for t, (a, y, idx) in enumerate(steps):
             per = period(rates[t], e)
-            acc += [mu @ (per.reward[y] - e.order_cost * a), mu @ per.sold[y], per.rate,
-                    mu @ per.short[y], mu @ a]
+            acc += [mu @ (per.reward[y] - e.order_cost * a), mu @ per.short[y], mu @ a]
+            sold.append(float(mu @ per.sold[y]))
             mass = mu[:, None] * per.move[y]
             mu = np.bincount(idx.reshape(-1), mass.reshape(-1), minlength=len(mu))
         if np.abs(mu - mu_start).sum() < _TOL:
             break
-    return PolicyStats(*(float(v) for v in acc / len(steps)))
+    reward, short, order = (float(v) for v in acc / len(steps))
+    return PolicyStats(reward, tuple(sold), tuple(float(r) for r in rates), short, order)
 
 
 def ration(q: np.ndarray, want: np.ndarray, truck: int) -> np.ndarray:
@@ -318,23 +382,24 @@ def _truck_exact(sols: tuple[Solution, ...], rates: np.ndarray, e: Economics,
     mu.flat[0] = 1.0
     plans = [truck_orders(sols, t, x[..., None], truck) for t in range(rates.shape[1])]
     for _ in range(_MAX_SEASONS):
-        mu_start, acc = mu, np.zeros(5)
+        mu_start, acc, sold = mu, np.zeros(3), []
         for t, a in enumerate(plans):
             pers = [period(rates[i, t], e) for i in range(n_agents)]
             y = x + a
             w = mu.reshape(-1)
             acc += [w @ sum(p.reward[y[:, i]] - e.order_cost * a[:, i] for i, p in enumerate(pers)),
-                    w @ sum(p.sold[y[:, i]] for i, p in enumerate(pers)),
-                    sum(p.rate for p in pers),
                     w @ sum(p.short[y[:, i]] for i, p in enumerate(pers)) / n_agents,
                     w @ a.sum(1) / n_agents]
+            sold.append(float(w @ sum(p.sold[y[:, i]] for i, p in enumerate(pers))))
             mu = np.bincount(np.ravel_multi_index(tuple(y.T), shape), w,
                              minlength=w.size).reshape(shape)
             for i, p in enumerate(pers):  # demand is independent across warehouses
                 mu = np.moveaxis(np.tensordot(mu, p.move[:top, :top], axes=([i], [0])), -1, i)
         if np.abs(mu - mu_start).sum() < _TOL:
             break
-    return PolicyStats(*(float(v) for v in acc / rates.shape[1]))
+    reward, short, order = (float(v) for v in acc / rates.shape[1])
+    demand = tuple(float(v) for v in rates.sum(0))
+    return PolicyStats(reward, tuple(sold), demand, short, order)
 
 
 def _truck_monte_carlo(sols: tuple[Solution, ...], rates: np.ndarray, e: Economics,
@@ -343,7 +408,8 @@ def _truck_monte_carlo(sols: tuple[Solution, ...], rates: np.ndarray, e: Economi
     rng = np.random.default_rng(0)
     n_agents, season = rates.shape
     s = np.zeros((copies, n_agents, e.state_dims), dtype=np.int64)
-    acc, count = np.zeros(5), 0
+    acc, count = np.zeros(3), 0
+    sold_t, demand_t = np.zeros(season), np.zeros(season)  # team units by period of the season
     for step in range((seasons + 2) * season):
         t = step % season
         a = truck_orders(sols, t, s, truck)
@@ -354,10 +420,13 @@ def _truck_monte_carlo(sols: tuple[Solution, ...], rates: np.ndarray, e: Economi
                   - e.shortage_cost * (demand - sold))
         s = _advance(e, s, a, y - sold)
         if step >= 2 * season:
-            acc += [reward.sum(1).mean(), sold.sum(1).mean(), demand.sum(1).mean(),
-                    (demand > y).mean(), a.mean()]
+            acc += [reward.sum(1).mean(), (demand > y).mean(), a.mean()]
+            sold_t[t] += sold.sum(1).mean()
+            demand_t[t] += demand.sum(1).mean()
             count += 1
-    return PolicyStats(*(float(v) for v in acc / count))
+    reward, short, order = (float(v) for v in acc / count)
+    return PolicyStats(reward, tuple((sold_t * season / count).tolist()),
+                       tuple((demand_t * season / count).tolist()), short, order)
 
 
 def _rotation_key(r: np.ndarray) -> tuple[float, ...]:
@@ -435,7 +504,11 @@ class Reference:
 
 @lru_cache(maxsize=8)
 def reference(m: WarehouseModel, n_agents: int) -> Reference:
-    """The oracle for a scenario's model (cached: the model is a frozen dataclass)."""
+    """The oracle for a scenario's model (cached: the model is a frozen dataclass).
+
+    Raises ValueError when the DP would exceed DP_CELL_LIMIT (see dp_cells).
+    """
+    check_size(m, n_agents)
     e = Economics.of(m)
     rates = demand_rates(m, n_agents)
     sols = tuple(solve(tuple(r), e) for r in rates)
@@ -446,7 +519,6 @@ def reference(m: WarehouseModel, n_agents: int) -> Reference:
         "perfect_foresight_team": perfect_foresight(rates, e),
         "never_order_team": 0.0 - m.shortage_cost * float(rates.mean(1).sum()),
         "critical_fractile": e.critical_fractile(),
-        "dp_seconds": sum(s.seconds for s in sols),
     }
     if m.truck_capacity == 0:
         extra["seasonless_level"], extra["seasonless_team"] = seasonless(rates, e)
@@ -460,15 +532,11 @@ def reference(m: WarehouseModel, n_agents: int) -> Reference:
         extra["optimal_reward_by_agent"] = [s.gain for s in sols]
         return Reference(sols, stats, optimal, values, summary, extra)
 
-    start = time.perf_counter()
     bound, lam = lagrangian_bound(rates, e, m.truck_capacity)
-    extra["bound_seconds"] = time.perf_counter() - start
     exact = m.lead_time == 0 and (hi + 1) ** n_agents <= _EXACT_JOINT_STATES
-    start = time.perf_counter()
     evaluate = _truck_exact if exact else _truck_monte_carlo
     stats = evaluate(sols, rates, e, m.truck_capacity)
-    extra |= {"heuristic_seconds": time.perf_counter() - start,
-              "heuristic_evaluation": "exact" if exact else "monte carlo",
+    extra |= {"heuristic_evaluation": "exact" if exact else "monte carlo",
               "lagrange_multiplier": lam, "optimal_without_truck_team": optimal}
     values = {"heuristic_reward_team": stats.team_reward, "upper_bound_team": bound,
               "order_up_to": levels}
