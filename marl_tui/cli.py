@@ -6,6 +6,7 @@ torch and textual are imported inside the commands that need them, so `--help`,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -127,10 +128,12 @@ def _hp_overrides(lr: float | None, gamma: float | None, explore: float | None,
     if lr is not None and not 0 < lr < 1:
         raise UserError(f"--lr {lr}: the learning rate must be in (0, 1), e.g. 3e-4")
     out: dict[str, float] = {}
-    if lr is not None:
-        out["lr"] = lr
-    if gamma is not None:
-        out["gamma"] = gamma
+    fields = {f.name for f in dataclasses.fields(algorithm_class(algo).Hyperparameters)}
+    for flag, key, value in (("--lr", "lr", lr), ("--gamma", "gamma", gamma)):
+        if value is not None:
+            if key not in fields:
+                raise UserError(f"{flag}: {algo} does not learn, so it has no {key}; leave it out")
+            out[key] = value
     if explore is not None:
         field = algorithm_class(algo).exploration_field
         if field is None:
@@ -200,11 +203,12 @@ def eval_(
     target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
     episodes: Annotated[int, typer.Option(help="episodes of greedy play (each over every copy)")] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="print eval.json instead of a table")] = False,
+    device: DeviceOpt = "cpu",
 ) -> None:
     """Greedy evaluation of a trained policy: the scenario's KPIs against the oracle (writes eval.json)."""
     from marl_tui.headless import evaluate_checkpoint
 
-    raise typer.Exit(evaluate_checkpoint(target, episodes=episodes, as_json=as_json))
+    raise typer.Exit(evaluate_checkpoint(target, episodes=episodes, as_json=as_json, device=device))
 
 
 @app.command()
@@ -252,30 +256,24 @@ def run(
         launch_app(scenario=sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
                    overrides=overrides)
         return
-    kwargs = _load_options(load, scenario, algo, steps, seed, envs, lr, gamma, explore)
+    options, ckpt_path = _load_options(load, scenario, algo, steps, seed, envs, lr, gamma, explore)
     _need_terminal("marl-tui run")
-    import inspect
-
+    from marl_tui.train.resume import loaded_trainer_factory
     from marl_tui.tui.launch import launch_app
 
-    if "load" not in inspect.signature(launch_app).parameters:
-        raise UserError("--load: this build's app cannot open a checkpoint yet; continue the run "
-                        f"headless with `marl-tui resume RUN_DIR` or evaluate it with `marl-tui eval {load}`")
-    launch_app(device=device, **kwargs)
+    launch_app(device=device, trainer_factory=loaded_trainer_factory(ckpt_path, options["scenario"]),
+               **options)
 
 
 def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int | None,
                   seed: int | None, envs: int | None, lr: float | None, gamma: float | None,
-                  explore: float | None) -> dict:
-    """Check a checkpoint for `run --load` and derive the app's options from it."""
+                  explore: float | None) -> tuple[dict, Path]:
+    """Check a checkpoint for `run --load` and derive the run's options from it.
+
+    Returns (the options of the app's RunRequest, the checkpoint file)."""
     from marl_tui.config import load_scenario
-    from marl_tui.train.checkpoint import (
-        check_compatible,
-        env_steps_of,
-        find_checkpoint,
-        read_checkpoint,
-        run_config_from,
-    )
+    from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
+    from marl_tui.train.resume import check_compatible, run_config_from
 
     for name, value in (("--lr", lr), ("--gamma", gamma), ("--explore", explore)):
         if value is not None:
@@ -296,8 +294,8 @@ def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int
     elif steps <= done:
         raise UserError(f"--steps {steps:,}: the checkpoint is already at step {done:,}; --steps is the "
                         f"total budget from the run's start, so give more than {done:,}")
-    return {"scenario": sc, "algo": algo, "steps": steps, "seed": cfg.seed, "n_envs": cfg.n_envs,
-            "overrides": cfg.overrides, "load": ckpt_path}
+    return ({"scenario": sc, "algo": algo, "steps": steps, "seed": cfg.seed, "n_envs": cfg.n_envs,
+             "overrides": cfg.overrides}, ckpt_path)
 
 
 def main() -> None:

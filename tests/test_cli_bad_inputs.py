@@ -183,6 +183,21 @@ def test_out_is_a_file(cli, workdir: Path) -> None:
     assert f.read_text() == "keep me"
 
 
+def test_out_cannot_be_written(cli, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Disk full (or a read-only folder) while the run directory is made: one line, no traceback."""
+    import errno
+
+    from marl_tui.train import rundir
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(rundir, "atomic_write_bytes", full)
+    out = workdir / "out"
+    assert_refused(cli("train", "pricing", "--algo", "random", "--steps", "100", "--out", out),
+                   f"--out {out}: cannot write", os.strerror(errno.ENOSPC), "choose another --out")
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -309,6 +324,15 @@ def test_folder_that_is_not_a_run(cli, workdir: Path, tmp_path: Path) -> None:
     empty.mkdir()
     assert_refused(cli("resume", empty), str(empty), "not a marl-tui run directory")
     assert list(empty.iterdir()) == []
+
+
+def test_eval_device(cli, workdir: Path, finished_run: Path) -> None:
+    """eval takes --device like every command whose messages suggest it."""
+    before = snapshot(finished_run)
+    assert_refused(cli("eval", finished_run, "--device", "tpu"), "--device 'tpu'", "auto, cpu or cuda")
+    assert snapshot(finished_run) == before
+    code, out, err = cli("eval", finished_run, "--device", "cpu", "--episodes", "1")
+    assert code == 0 and "mean_price" in out, err
 
 
 def test_finished_run_needs_a_larger_budget(cli, workdir: Path, finished_run: Path) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 
 import pytest
 import torch
 
 from marl_tui.algos.base import Transition
-from marl_tui.algos.maddpg import MADDPG, Hyperparameters, critic_target, gumbel_softmax_st
+from marl_tui.algos.maddpg import MADDPG, MADDPGHyperparameters, gumbel_softmax_st, td_target
 from marl_tui.envs.base import ActionSpace, EnvSpec
 
 N, OBS, S, B = 2, 3, 4, 8
@@ -23,8 +24,8 @@ def tiny_spec(discrete: bool = False) -> EnvSpec:
 
 def tiny_algo(discrete: bool = False, seed: int = 0, **hp: object) -> MADDPG:
     torch.manual_seed(seed)
-    base = dict(hidden=16, batch_size=B, buffer_size=64, warmup_steps=0, updates_per_step=1)
-    return MADDPG(tiny_spec(discrete), Hyperparameters(**(base | hp)), torch.device("cpu"))
+    base = dict(hidden=16, batch_size=B, buffer_size=64, learning_starts=0, updates_per_step=1)
+    return MADDPG(tiny_spec(discrete), MADDPGHyperparameters(**(base | hp)), torch.device("cpu"))
 
 
 def random_transition(algo: MADDPG, gen: torch.Generator) -> Transition:
@@ -41,33 +42,33 @@ def random_transition(algo: MADDPG, gen: torch.Generator) -> Transition:
     )
 
 
-def test_critic_target_hand_made_batch() -> None:
+def test_td_target_hand_made_batch() -> None:
     r = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    q_next = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
+    Q_next = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
     terminated = torch.tensor([False, True])
-    y = critic_target(r, q_next, 0.9, terminated)
+    y = td_target(r, Q_next, 0.9, terminated)
     # Copy 0 bootstraps (a time-limit end is no termination); copy 1 terminated: y = r.
     assert torch.allclose(y, torch.tensor([[10.0, 20.0], [3.0, 4.0]]))
-    assert torch.allclose(critic_target(r, q_next, 0.0, torch.zeros(2)), r)
+    assert torch.allclose(td_target(r, Q_next, 0.0, torch.zeros(2)), r)
 
 
-def test_critic_target_through_the_target_networks_and_critic_fits_it() -> None:
+def test_td_target_through_the_target_networks_and_critic_fits_it() -> None:
     # tau = 0 freezes the targets; a target critic whose last layer is zero outputs its bias c_i.
     algo = tiny_algo(gamma=0.5, tau=0.0, critic_lr=1e-2, grad_clip=10.0, normalise_rewards=False)
-    last = algo.critic_target.body[-1]
+    last = algo.Q_target.body[-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.copy_(torch.tensor([[2.0], [-4.0]]))
     algo.observe(random_transition(algo, torch.Generator().manual_seed(1)))
     batch = {k: v[:B] for k, v in algo.buffer.data.items()}
-    y, q_next = algo.target_values(batch)
-    assert torch.allclose(q_next, torch.tensor([2.0, -4.0]).expand(B, N))
-    assert torch.allclose(y, batch["reward"] + 0.5 * torch.tensor([2.0, -4.0]))
+    y_i, Q_next = algo.target_values(batch)
+    assert torch.allclose(Q_next, torch.tensor([2.0, -4.0]).expand(B, N))
+    assert torch.allclose(y_i, batch["reward"] + 0.5 * torch.tensor([2.0, -4.0]))
     for _ in range(300):
         algo.update()
     joint = algo._buffer_actions(batch["actions"]).flatten(1)
-    q = algo.critic(algo._critic_in(batch["state"], batch["obs"], joint)).squeeze(-1)
-    assert (q - y).abs().max() < 0.1
+    Q_i = algo.Q(algo._critic_in(batch["state"], batch["obs"], joint)).squeeze(-1)
+    assert (Q_i - y_i).abs().max() < 0.1
 
 
 def test_gumbel_softmax_straight_through_is_one_hot_and_carries_gradient() -> None:
@@ -103,13 +104,13 @@ def test_state_dict_round_trip_gives_identical_actions_and_next_update(discrete:
     assert torch.equal(a.act(obs, state, explore=True).actions,
                        b.act(obs, state, explore=True).actions)
     assert a.update() == b.update()
-    for pa, pb in zip(a.actor.parameters(), b.actor.parameters(), strict=True):
+    for pa, pb in zip(a.mu.parameters(), b.mu.parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert a.explain(obs, state) == b.explain(obs, state)
 
 
 def test_exploration_noise_anneals_after_warmup() -> None:
-    algo = tiny_algo(noise_std=0.2, noise_final=0.05, noise_decay_steps=16, warmup_steps=8)
+    algo = tiny_algo(noise_std=0.2, noise_final=0.05, noise_decay_steps=16, learning_starts=8)
     assert algo.exploration() == ("noise", 0.2)
     assert not algo.ready()
     gen = torch.Generator().manual_seed(3)
@@ -128,7 +129,7 @@ def test_learns_pricing_guide_cap_price() -> None:
     torch.set_num_threads(1)
     trainer = Trainer(RunConfig(
         scenario=load_scenario("pricing-guide"), algo="maddpg", steps=12_800, seed=0, n_envs=128,
-        overrides={"warmup_steps": 2_560, "batch_size": 256, "hidden": 32},
+        overrides={"learning_starts": 2_560, "batch_size": 256, "hidden": 32},
     ))
     trainer.run()
     kpis = trainer.evaluate(episodes=1)
@@ -151,8 +152,8 @@ def test_rewards_normalised_by_std_measured_once() -> None:
     algo.update()
     assert algo.reward_std == pytest.approx(expected)  # fixed after the first update
     batch = {k: v[:B] for k, v in algo.buffer.data.items()}
-    y, q_next = algo.target_values(batch)
-    assert torch.allclose(y, batch["reward"] / expected + algo.hp.gamma * q_next)
+    y_i, Q_next = algo.target_values(batch)
+    assert torch.allclose(y_i, batch["reward"] / expected + algo.hp.gamma * Q_next)
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -164,3 +165,48 @@ def test_greedy_acting_leaves_the_exploration_stream_alone(discrete: bool) -> No
         a.act(obs, state, explore=False)  # an evaluation must not change training's samples
     assert torch.equal(a.act(obs, state, explore=True).actions,
                        b.act(obs, state, explore=True).actions)
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_metric_names_leave_the_trainers_columns_alone(discrete: bool) -> None:
+    algo = tiny_algo(discrete)
+    algo.observe(random_transition(algo, torch.Generator().manual_seed(6)))
+    metrics = algo.update()
+    assert metrics["gradient_steps"] == 1.0
+    assert not set(metrics) & {"env_steps", "episodes", "updates", "team_return"}
+    assert not any(re.fullmatch(r"return_\d+", k) for k in metrics)  # return_i
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_actor_step_equals_a_full_backward_and_adds_no_critic_grads(
+    discrete: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The actor step differentiates w.r.t. mu only: the same step loss.backward() gives."""
+    gen = torch.Generator().manual_seed(7)
+    a, b = tiny_algo(discrete), tiny_algo(discrete)
+    t = random_transition(a, gen)
+    a.observe(t)
+    b.observe(t)
+    after_critic_step: list[torch.Tensor] = []
+    critic_step = a.Q_opt.step
+
+    def step_and_record(*args: object, **kw: object) -> object:
+        out = critic_step(*args, **kw)
+        after_critic_step[:] = [p.grad.clone() for p in a.Q.parameters()]
+        return out
+
+    a.Q_opt.step = step_and_record  # type: ignore[method-assign]
+    a.update()
+    for g, p in zip(after_critic_step, a.Q.parameters(), strict=True):
+        assert torch.equal(g, p.grad)  # the actor step left the critic's gradients alone
+
+    def grad_by_backward(loss: torch.Tensor, params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        for p in params:
+            p.grad = None
+        loss.backward()  # the old way: fills Q's weight gradients as well
+        return tuple(p.grad for p in params)
+
+    monkeypatch.setattr(torch.autograd, "grad", grad_by_backward)
+    b.update()
+    for pa, pb in zip(a.mu.parameters(), b.mu.parameters(), strict=True):
+        assert torch.equal(pa, pb)

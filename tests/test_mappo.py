@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -205,6 +206,21 @@ def test_state_dict_round_trip_gives_identical_actions_and_update(discrete: bool
     for (name, p), q in zip(a.state_dict()["policy"].items(), b.state_dict()["policy"].values(),
                             strict=True):
         assert torch.equal(p, q), name
+
+
+def test_generator_is_on_the_cpu_so_checkpoints_load_anywhere() -> None:
+    algo = tiny_algo()
+    assert algo.generator.device.type == "cpu"
+    state = algo.state_dict()["generator"]
+    assert state.device.type == "cpu" and state.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_metric_names_leave_the_trainers_columns_alone(discrete: bool) -> None:
+    metrics = [m for m in play(tiny_algo(discrete=discrete), torch.Generator().manual_seed(4), 4)
+               if isinstance(m, dict)][-1]
+    assert not set(metrics) & {"env_steps", "episodes", "updates", "team_return"}
+    assert not any(re.fullmatch(r"return_\d+", k) for k in metrics)  # return_i
 
 
 def test_hyperparameters_and_capabilities() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 
 import pytest
 import torch
@@ -205,6 +206,9 @@ def test_update_reports_the_td_quantities() -> None:
     for key in ("td_loss", "q_total_mean", "y_mean", "grad_norm", "epsilon", "q_i_mean"):
         assert isinstance(m[key], float)
     assert m["td_loss"] >= 0 and 0 < m["epsilon"] <= 1
+    # Never a name the trainer's metrics.csv already has.
+    assert not set(m) & {"env_steps", "episodes", "updates", "team_return"}
+    assert not any(re.fullmatch(r"return_\d+", k) for k in m)  # return_i
 
 
 def test_state_dict_round_trip_resumes_exactly() -> None:

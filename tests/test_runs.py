@@ -18,16 +18,10 @@ import torch
 from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
 from marl_tui.train import rundir
-from marl_tui.train.checkpoint import (
-    LATEST,
-    find_checkpoint,
-    load_checkpoint_into,
-    read_checkpoint,
-    save_checkpoint,
-    trainer_from_checkpoint,
-)
+from marl_tui.train.checkpoint import LATEST, find_checkpoint, read_checkpoint, save_checkpoint
 from marl_tui.train.controls import Controls
 from marl_tui.train.metrics import tensorboard_available
+from marl_tui.train.resume import load_checkpoint_into, trainer_from_checkpoint
 from marl_tui.train.rundir import init_run_dir
 from marl_tui.train.trainer import RunConfig, Trainer, TrainingFault
 
@@ -36,7 +30,7 @@ from marl_tui.train.trainer import RunConfig, Trainer, TrainingFault
 LEARNERS = {
     "random": ({}, 1_600),
     "mappo": ({"rollout_length": 16, "epochs": 2, "minibatches": 2, "hidden": 16}, 1_600),
-    "maddpg": ({"warmup_steps": 160, "batch_size": 32, "buffer_size": 1_000, "updates_per_step": 1,
+    "maddpg": ({"learning_starts": 160, "batch_size": 32, "buffer_size": 1_000, "updates_per_step": 1,
                 "hidden": 16}, 1_600),
     "qmix": ({"learning_starts": 160, "batch_size": 32, "buffer_size": 1_000, "updates_per_step": 1,
               "hidden": 16, "mixer_hidden": 8, "target_update_interval": 10}, 1_600),
@@ -284,6 +278,55 @@ def test_load_checkpoint_into_a_new_trainer(references: dict[str, Path], tmp_pat
         load_checkpoint_into(make(None, "mappo"), src)
 
 
+def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`marl-tui run --load`: the app's run builds its trainer from the checkpoint, in a new run
+    directory, and continues exactly; a run started later from the picker starts fresh; the
+    checkpoint's own run directory is not written."""
+    import typer
+
+    from marl_tui import cli as cli_module
+    from marl_tui.tui import app as app_module
+    from marl_tui.tui import launch
+    from marl_tui.tui.session import RunRequest, RunSession, no_run_dir
+
+    src = tmp_path / "src"
+    t = make(src, "qmix", controls=Controls(paused=True))
+    run_for(t, 100)
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    built: dict[str, RunSession] = {}
+
+    class App:  # MarlApp as far as `run --load` uses it: build the sessions it would build
+        def __init__(self, request: RunRequest, device: str, trainer_factory) -> None:
+            self.request, self.factory = request, trainer_factory
+
+        def run(self) -> None:
+            loaded = RunSession(self.request, run_dir=lambda r: tmp_path / "new",
+                                trainer_factory=self.factory)
+            picked = RunSession(RunRequest(scenario=load_scenario("pricing"), algo="qmix", n_envs=8),
+                                run_dir=no_run_dir, paused=True, trainer_factory=self.factory)
+            for session in (loaded, picked):
+                session.build()
+                assert session.build_error is None, session.build_error
+            built.update(loaded=loaded, picked=picked)
+            raise typer.Exit(0)  # before launch's os._exit
+
+    monkeypatch.setattr(cli_module, "_need_terminal", lambda what: None)
+    monkeypatch.setattr(launch, "require_terminal", lambda: None)
+    monkeypatch.setattr(app_module, "MarlApp", App)
+    code, _, err = cli("run", "--load", src)
+    assert code == 0, err
+    loaded, picked = built["loaded"].trainer, built["picked"].trainer
+    assert loaded.env_steps == 800 and loaded.episodes == 4 and loaded.total_steps == 1_600
+    assert picked.env_steps == 0
+    assert (tmp_path / "new" / "config.toml").is_file()
+    loaded.run()
+    ref_rows = csv(references["qmix"]).decode().splitlines()
+    assert csv(tmp_path / "new").decode().splitlines() == [ref_rows[0]] + [
+        r for r in ref_rows[1:] if int(r.split(",")[0]) > 800]
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+
+
 # --------------------------------------------------------------------------- faults
 
 
@@ -310,7 +353,7 @@ def test_nan_in_training_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     run_for(t, 40)
     r = resume(run_dir)
     with torch.no_grad():
-        for p in r.algo.critic.parameters():
+        for p in r.algo.V.parameters():
             p.fill_(float("nan"))
     with pytest.raises(TrainingFault):
         r.run()
@@ -374,9 +417,9 @@ def test_train_resume_eval_through_the_cli(cli, tmp_path: Path) -> None:
 
 
 def test_jsonl_output_is_one_object_per_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import marl_tui.headless as headless
+    from marl_tui.headless import output
 
-    monkeypatch.setattr(headless, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(output, "PROGRESS_SECONDS", 0.0)
     code, stdout, err = cli("train", "pricing", "--algo", "random", "--steps", "800", "--envs", "8",
                             "--out", tmp_path / "run", "--jsonl")
     assert code == 0, err

@@ -10,6 +10,7 @@ and `algo.explain(obs, state)` when a view asks "why?".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,8 +54,15 @@ class Algorithm(ABC):
     name: ClassVar[str]
     title: ClassVar[str]  # shown in the app, e.g. "MAPPO"
     capabilities: ClassVar[Capabilities]
+    # The frozen dataclass of this algorithm's hyperparameters (field defaults = its defaults).
+    Hyperparameters: ClassVar[type]
+    # Defaults per scenario kind ("pricing", ...), over the dataclass's, under the scenario file's.
+    defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {}
     # Which hyperparameter the app's "exploration" knob sets (None: the algorithm has none).
     exploration_field: ClassVar[str | None] = None
+    # True for a baseline that reads the env's true state (the oracle): it is built as
+    # cls(spec, hp, device, env=env), and acts on whichever env `algo.env` points to.
+    needs_env: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, hp: Any, device: torch.device) -> None:
         self.spec = spec
@@ -88,6 +96,34 @@ class Algorithm(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - nothing to restore
         """Restore everything state_dict() saved."""
+
+
+def child_seed(high: int = 2**62) -> int:
+    """A seed in [0, high) drawn from the global RNG, which the trainer seeded from the run's seed.
+
+    Every learner draws its own streams' seeds this way at construction, so the same run seed
+    gives the same run. `high` differs between algorithms for historical reasons (MADDPG and the
+    baselines use 2**31 - 1); it stays, because changing it changes every run's numbers.
+    """
+    return int(torch.randint(0, high, (1,)))
+
+
+def child_generator(high: int = 2**62) -> torch.Generator:
+    """A CPU generator seeded with child_seed(high) (its seed: generator.initial_seed()).
+
+    CPU, whatever the training device: draw on the CPU and move the result (.to(device)), so
+    a checkpoint's generator state loads on any machine and CPU runs repeat exactly.
+    """
+    return torch.Generator(device="cpu").manual_seed(child_seed(high))
+
+
+def mean_metrics(n: int, step: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Call step() n times (n gradient steps) and average each metric over the calls."""
+    sums: dict[str, float] = {}
+    for _ in range(n):
+        for k, v in step().items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / n for k, v in sums.items()}
 
 
 def scaled_to_bounds(x: torch.Tensor, low: float, high: float) -> torch.Tensor:

@@ -6,15 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
-from marl_tui.algos.base import ActOutput, Algorithm, Capabilities
+from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, child_generator
 from marl_tui.envs.base import BatchedEnv, EnvSpec
 from marl_tui.errors import UserError
 
 
 @dataclass(frozen=True)
 class BaselineHyperparameters:
-    steps: int = 20_000  # environment steps to play
-    gamma: float = 0.99  # unused by baselines; kept so every algorithm reports one
+    steps: int = 20_000  # environment steps to play (baselines learn nothing: no gamma, no lr)
 
 
 class RandomPolicy(Algorithm):
@@ -29,23 +28,30 @@ class RandomPolicy(Algorithm):
     def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device) -> None:
         super().__init__(spec, hp, device)
         # Seeded from the global RNG, which the trainer seeds from the run's seed.
-        seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.generator = child_generator(high=2**31 - 1)
+        # Greedy play (explore=False: the app's greedy view, evaluations) draws from its own
+        # stream, so watching or evaluating a run does not change the run itself.
+        self.eval_generator = torch.Generator(device="cpu").manual_seed(
+            self.generator.initial_seed() + 1
+        )
 
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
+        generator = self.generator if explore else self.eval_generator
         shape = obs.shape[:2]
         space = self.spec.action_space
         if space.kind == "discrete":
-            a = torch.randint(0, space.n, shape, generator=self.generator)
+            a = torch.randint(0, space.n, shape, generator=generator)
         else:
-            a = space.low + (space.high - space.low) * torch.rand(shape, generator=self.generator)
+            a = space.low + (space.high - space.low) * torch.rand(shape, generator=generator)
         return ActOutput(a.to(self.device))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(),
+                "eval_generator": self.eval_generator.get_state()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.generator.set_state(state["generator"])
+        self.eval_generator.set_state(state["eval_generator"])
 
 
 class OraclePolicy(Algorithm):
@@ -60,6 +66,7 @@ class OraclePolicy(Algorithm):
     capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
                                 centralised_critic=False)
     Hyperparameters = BaselineHyperparameters
+    needs_env = True  # built with env=..., see Algorithm.needs_env
 
     def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device,
                  env: BatchedEnv) -> None:

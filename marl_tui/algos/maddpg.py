@@ -1,9 +1,9 @@
 """MADDPG: deterministic actors mu_i(o_i), centralised critics Q_i(s, a_1..a_n) (guide Part 2).
 
-Read beside the study guide's pseudocode:
+Read beside the study guide's pseudocode (attributes: mu, mu_target, Q, Q_target):
 
     a_i = mu_i(o_i) + eps                                     (act: exploration noise)
-    y_i = r_i + gamma Q_i^-(s', mu_1^-(o_1'), ..., mu_n^-(o_n'))   (critic target)
+    y_i = r_i + gamma Q_i^-(s', mu_1^-(o_1'), ..., mu_n^-(o_n'))   (td_target, target_values)
     L_i = (Q_i(s, a_1..a_n) - y_i)^2                          (critic loss)
     grad J_i = E[grad mu_i(o_i) . grad_{a_i} Q_i(s, a)|a_i = mu_i(o_i)]   (actor update)
     theta^- <- tau theta + (1 - tau) theta^-                  (soft target updates)
@@ -21,10 +21,10 @@ categorical policy (Gumbel-max), plus a uniformly random action with probability
 (the same `noise_std` knob). A small regulariser on the pre-tanh outputs / logits keeps
 them from saturating.
 
-Actor update, other agents' actions a_j (j != i): by default the current actors' greedy
-actions mu_j(o_j), not the replay buffer's (classic MADDPG, `other_actions = "buffer"`).
-Agent i should best-respond to what the others do now; the buffer holds their old,
-exploratory actions (for discrete actors: Gumbel samples plus epsilon), so the gradient
+Other agents' actions a_j (j != i) in agent i's actor update: classic MADDPG uses the
+buffer's a_j (other_actions="buffer"); we default to the current mu_j(o_j) because agent i
+should best-respond to what the others do now, while the buffer holds their old,
+exploratory actions (for discrete actors: Gumbel samples plus epsilon), so its gradient
 would average over contexts that no longer happen. Where agent i's right action hinges on
 the others' (fulfilment: accept only if no cheaper store does), this decides: 49% vs 18%
 optimal choices after 150k steps in our runs; on pricing both reach Nash. All N actor
@@ -37,7 +37,7 @@ Critics learn rewards divided by their std, measured once when learning starts
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -49,15 +49,17 @@ from marl_tui.algos.base import (
     Capabilities,
     Transition,
     bounds_to_unit,
+    child_generator,
+    mean_metrics,
     scaled_to_bounds,
 )
 from marl_tui.algos.buffers import ReplayBuffer
-from marl_tui.algos.networks import AgentMLP, soft_update
+from marl_tui.algos.networks import AgentMLP, gumbel_noise, soft_update
 from marl_tui.envs.base import EnvSpec
 
 
 @dataclass(frozen=True)
-class Hyperparameters:
+class MADDPGHyperparameters:
     steps: int = 300_000  # training budget: environment steps over all parallel copies
     gamma: float = 0.95  # discount
     lr: float = 1e-3  # actor learning rate (alpha_actor)
@@ -69,37 +71,33 @@ class Hyperparameters:
     noise_std: float = 0.1  # continuous: Gaussian std as a fraction of the range; discrete: epsilon
     noise_final: float = 0.02  # value noise_std anneals to (linearly)
     noise_decay_steps: int = 200_000  # env steps after warm-up over which it anneals (0: constant)
-    warmup_steps: int = 10_000  # env steps of uniformly random actions before learning
+    # Warm-up: env steps (over all copies) before the first update, acting uniformly at random.
+    learning_starts: int = 10_000
     updates_per_step: int = 4  # gradient steps per batched environment step
-    grad_clip: float = 0.5  # max gradient norm, per agent's network
+    grad_clip: float = 0.5  # max gradient norm, per agent's network (actor and critic each)
     action_reg: float = 1e-3  # weight of mean(pre-tanh output^2) or mean(logits^2)
     gumbel_temperature: float = 1.0  # softness of the straight-through gradient (discrete)
-    huber: bool = False  # Huber instead of squared critic loss
+    # Huber (delta 1, in critic units) instead of the squared critic loss: a switch, as in QMIX;
+    # MAPPO's huber_delta is a different knob (the threshold of a value loss always Huber).
+    huber: bool = False
     other_actions: Literal["current", "buffer"] = "current"  # a_j (j != i) in the actor update
     # Divide rewards by their std, measured once when learning starts: Adam's steps have a fixed
     # size, so a critic fitting rewards of 0.01 is ten times noisier than one fitting 0.1.
     normalise_rewards: bool = True
 
 
-def critic_target(
-    r: torch.Tensor, q_next: torch.Tensor, gamma: float, terminated: torch.Tensor
+def td_target(
+    r: torch.Tensor, Q_next: torch.Tensor, gamma: float, terminated: torch.Tensor
 ) -> torch.Tensor:
-    """y_i = r_i + gamma (1 - terminated) Q_i^-(s', mu^-(o')).
+    """y_i = r_i + gamma (1 - terminated) Q_i^-(s', mu^-(o')), with Q_next = Q_i^-(s', mu^-(o')).
 
-    r, q_next: [B, N]; terminated: [B] (or [B, N]). Time-limit ends are not terminations:
+    r, Q_next: [B, N]; terminated: [B] (or [B, N]). Time-limit ends are not terminations:
     the trainer passes them as truncations, so they bootstrap.
     """
     alive = 1.0 - terminated.to(r.dtype)
     if alive.dim() < r.dim():
         alive = alive.unsqueeze(-1)
-    return r + gamma * alive * q_next
-
-
-def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard Gumbel draws shaped like `like`: argmax(logits + g) samples softmax(logits)."""
-    u = torch.rand(like.shape, generator=generator).to(like.device)
-    e = -torch.log(u.clamp_min(1e-10))  # Exponential(1)
-    return -torch.log(e.clamp_min(1e-10))
+    return r + gamma * alive * Q_next
 
 
 def gumbel_softmax_st(
@@ -133,8 +131,8 @@ class MADDPG(Algorithm):
     capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
                                 centralised_critic=True)
     exploration_field = "noise_std"
-    Hyperparameters = Hyperparameters
-    defaults_by_kind: dict[str, dict[str, Any]] = {
+    Hyperparameters = MADDPGHyperparameters
+    defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
         # A repeated static game: today's price does not change tomorrow's demand, so gamma = 0
         # lets each store's critic be its own profit surface and the actors climb to Nash.
         "pricing": {"gamma": 0.0, "steps": 200_000},
@@ -144,26 +142,25 @@ class MADDPG(Algorithm):
         "fulfillment": {"gamma": 0.0, "steps": 350_000, "batch_size": 256, "action_reg": 1e-4},
     }
 
-    def __init__(self, spec: EnvSpec, hp: Hyperparameters, device: torch.device) -> None:
+    def __init__(self, spec: EnvSpec, hp: MADDPGHyperparameters, device: torch.device) -> None:
         super().__init__(spec, hp, device)
         n, o = spec.n_agents, spec.obs_dim
         self.discrete = spec.action_space.kind == "discrete"
         self.d_act = spec.action_space.n if self.discrete else 1  # width of one agent's action
         # The trainer seeds the global RNG before building us; draw our own streams from it.
-        seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.generator = child_generator(high=2**31 - 1)
 
         # mu_i(o_i): one set of weights per agent; a small output gain starts near mid-range.
-        self.actor = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
+        self.mu = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
         # Q_i(s, o_1..o_n, a_1..a_n): one critic per agent, all fed the same joint input.
         d_critic = spec.state_dim + n * o + n * self.d_act
-        self.critic = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
-        self.actor_target = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
-        self.critic_target = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
-        self.actor_target.load_state_dict(self.actor.state_dict())
-        self.critic_target.load_state_dict(self.critic.state_dict())
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=hp.lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=hp.critic_lr)
+        self.Q = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
+        self.mu_target = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
+        self.Q_target = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
+        self.mu_target.load_state_dict(self.mu.state_dict())
+        self.Q_target.load_state_dict(self.Q.state_dict())
+        self.mu_opt = torch.optim.Adam(self.mu.parameters(), lr=hp.lr)
+        self.Q_opt = torch.optim.Adam(self.Q.parameters(), lr=hp.critic_lr)
 
         act_field = ((n,), torch.long) if self.discrete else ((n,), torch.float32)
         self.buffer = ReplayBuffer(
@@ -178,7 +175,7 @@ class MADDPG(Algorithm):
                 "terminated": ((), torch.float32),
             },
             device,
-            seed=seed + 1,
+            seed=self.generator.initial_seed() + 1,
         )
         self.env_steps = 0  # transitions observed, over all copies
         self.updates = 0  # gradient steps taken
@@ -192,7 +189,7 @@ class MADDPG(Algorithm):
         hp = self.hp
         if hp.noise_decay_steps <= 0:
             return hp.noise_std
-        frac = min(1.0, max(0, self.env_steps - hp.warmup_steps) / hp.noise_decay_steps)
+        frac = min(1.0, max(0, self.env_steps - hp.learning_starts) / hp.noise_decay_steps)
         return hp.noise_std + frac * (hp.noise_final - hp.noise_std)
 
     def _rand(self, *shape: int) -> torch.Tensor:
@@ -224,14 +221,14 @@ class MADDPG(Algorithm):
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
         """a_i = mu_i(o_i) (+ noise when exploring); uniformly random during warm-up."""
         b, n = obs.shape[:2]
-        warm = explore and self.env_steps < self.hp.warmup_steps
+        warm = explore and self.env_steps < self.hp.learning_starts
         if self.discrete:
             if not explore:
-                return ActOutput(self.actor(obs).argmax(-1))
+                return ActOutput(self.mu(obs).argmax(-1))
             uniform = (self._rand(b, n) * self.d_act).long().clamp_max(self.d_act - 1)
             if warm:
                 return ActOutput(uniform)
-            logits = self.actor(obs)
+            logits = self.mu(obs)
             # Gumbel-max samples the categorical policy; epsilon adds uniform actions on top.
             a = (logits + gumbel_noise(logits, self.generator)).argmax(-1)
             return ActOutput(torch.where(self._rand(b, n) < self.noise(), uniform, a))
@@ -239,7 +236,7 @@ class MADDPG(Algorithm):
         if warm:
             unit = self._rand(b, n) * 2.0 - 1.0
         else:
-            unit = torch.tanh(self.actor(obs)).squeeze(-1)
+            unit = torch.tanh(self.mu(obs)).squeeze(-1)
             if explore:
                 # noise_std is a fraction of the range; the range is 2 in unit scale.
                 eps = torch.randn((b, n), generator=self.generator).to(self.device)
@@ -267,36 +264,31 @@ class MADDPG(Algorithm):
         self.env_steps += transition.obs.shape[0]
 
     def ready(self) -> bool:
-        return self.env_steps >= self.hp.warmup_steps and len(self.buffer) >= self.hp.batch_size
+        return self.env_steps >= self.hp.learning_starts and len(self.buffer) >= self.hp.batch_size
 
     # --- update ------------------------------------------------------------------
     def target_values(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(y [B, N], Q_i^-(s', mu^-(o')) [B, N]) from the target actors and target critics.
+        """(y_i [B, N], Q_next = Q_i^-(s', mu^-(o')) [B, N]) from mu_target and Q_target.
 
         Both in critic units: rewards divided by reward_std.
         """
         with torch.no_grad():
-            a_next, _ = self._mu(self.actor_target, batch["next_obs"])
+            a_next, _ = self._mu(self.mu_target, batch["next_obs"])
             x_next = self._critic_in(batch["next_state"], batch["next_obs"], a_next.flatten(1))
-            q_next = self.critic_target(x_next).squeeze(-1)
+            Q_next = self.Q_target(x_next).squeeze(-1)
             r = batch["reward"] / self.reward_std
-            y = critic_target(r, q_next, self.hp.gamma, batch["terminated"])
-        return y, q_next
+            y_i = td_target(r, Q_next, self.hp.gamma, batch["terminated"])
+        return y_i, Q_next
 
     def update(self) -> dict[str, float]:
         """`updates_per_step` rounds of: critic step, actor step, soft target updates.
 
         Losses are in critic units (rewards / reward_std); Q, y and rewards in reward units.
         """
-        hp = self.hp
-        sums: dict[str, float] = {}
-        for _ in range(hp.updates_per_step):
-            m = self._gradient_step()
-            for k, v in m.items():
-                sums[k] = sums.get(k, 0.0) + v / hp.updates_per_step
-        sums["noise"] = self.noise()
-        sums["updates"] = float(self.updates)
-        return sums
+        metrics = mean_metrics(self.hp.updates_per_step, self._gradient_step)
+        metrics["noise"] = self.noise()
+        metrics["gradient_steps"] = float(self.updates)  # not "updates": the trainer's column
+        return metrics
 
     def _gradient_step(self) -> dict[str, float]:
         hp, n = self.hp, self.spec.n_agents
@@ -308,53 +300,56 @@ class MADDPG(Algorithm):
         a_buf = self._buffer_actions(batch["actions"])  # [B, N, d]
 
         # -- critic update: L_i = (Q_i(s, a) - y_i)^2, each critic its own mean --
-        y, q_next = self.target_values(batch)
-        q = self.critic(self._critic_in(state, obs, a_buf.flatten(1))).squeeze(-1)
-        td = F.huber_loss(q, y, reduction="none") if hp.huber else (q - y).pow(2)
+        y_i, Q_next = self.target_values(batch)
+        Q_i = self.Q(self._critic_in(state, obs, a_buf.flatten(1))).squeeze(-1)  # [B, N]
+        td = F.huber_loss(Q_i, y_i, reduction="none") if hp.huber else (Q_i - y_i).pow(2)
         critic_loss = td.mean(0).sum()
-        self.critic_opt.zero_grad(set_to_none=True)
+        self.Q_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
-        critic_norm = clip_per_agent_(list(self.critic.parameters()), hp.grad_clip)
-        self.critic_opt.step()
+        critic_norm = clip_per_agent_(list(self.Q.parameters()), hp.grad_clip)
+        self.Q_opt.step()
 
         # -- actor update: ascend Q_i at a_i = mu_i(o_i); a_j from the current actors or B --
-        raw = self.actor(obs)
-        a_pi = (gumbel_softmax_st(raw, hp.gumbel_temperature, self.generator)
+        raw = self.mu(obs)
+        a_mu = (gumbel_softmax_st(raw, hp.gumbel_temperature, self.generator)
                 if self.discrete else torch.tanh(raw))
         if hp.other_actions == "buffer":
             a_other = a_buf
         elif self.discrete:  # greedy mu_j(o_j): the one-hot argmax, not a Gumbel sample
             a_other = F.one_hot(raw.detach().argmax(-1), self.d_act).float()
         else:
-            a_other = a_pi.detach()
+            a_other = a_mu.detach()
         own = torch.eye(n, dtype=torch.bool, device=self.device)[None, :, :, None]
-        # joint[b, i, j] = a_pi[b, j] if j == i else a_other[b, j]: critic i's input.
-        joint = torch.where(own, a_pi[:, None], a_other[:, None]).flatten(2)
-        q_pi = self.critic(self._critic_in(state, obs, joint)).squeeze(-1)  # [B, N]
-        actor_loss = -q_pi.mean(0).sum() + hp.action_reg * raw.pow(2).mean(0).sum()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()  # also fills critic grads; the next critic step clears them
-        actor_norm = clip_per_agent_(list(self.actor.parameters()), hp.grad_clip)
-        self.actor_opt.step()
+        # joint[b, i, j] = a_mu[b, j] if j == i else a_other[b, j]: critic i's input.
+        joint = torch.where(own, a_mu[:, None], a_other[:, None]).flatten(2)
+        Q_mu = self.Q(self._critic_in(state, obs, joint)).squeeze(-1)  # Q_i(s, a | a_i = mu_i(o_i))
+        actor_loss = -Q_mu.mean(0).sum() + hp.action_reg * raw.pow(2).mean(0).sum()
+        # Gradients w.r.t. mu's parameters only: the chain rule still runs through Q_i's
+        # input (dQ_i/da_i), but Q's own weight gradients, unused here, are never computed.
+        mu_params = list(self.mu.parameters())
+        for p, g in zip(mu_params, torch.autograd.grad(actor_loss, mu_params), strict=True):
+            p.grad = g
+        actor_norm = clip_per_agent_(mu_params, hp.grad_clip)
+        self.mu_opt.step()
 
         # -- target updates: theta^- <- tau theta + (1 - tau) theta^- --
-        soft_update(self.actor_target, self.actor, hp.tau)
-        soft_update(self.critic_target, self.critic, hp.tau)
+        soft_update(self.mu_target, self.mu, hp.tau)
+        soft_update(self.Q_target, self.Q, hp.tau)
         self.updates += 1
 
         # Reported in reward units (the trainer's scaled reward), not critic units.
         sigma = self.reward_std
         self.last = {
-            "y_i": (y.mean(0) * sigma).tolist(),
+            "y_i": (y_i.mean(0) * sigma).tolist(),
             "r_i": batch["reward"].mean(0).tolist(),
-            "Q_next": (q_next.mean(0) * sigma).tolist(),
+            "Q_next": (Q_next.mean(0) * sigma).tolist(),
         }
         return {
             "critic_loss": float(td.detach().mean()),
-            "actor_loss": float(-q_pi.detach().mean()),
-            "q_mean": float(q.detach().mean()) * sigma,
-            "y_mean": float(y.mean()) * sigma,
-            "q_next_mean": float(q_next.mean()) * sigma,
+            "actor_loss": float(-Q_mu.detach().mean()),
+            "q_mean": float(Q_i.detach().mean()) * sigma,
+            "y_mean": float(y_i.mean()) * sigma,
+            "q_next_mean": float(Q_next.mean()) * sigma,
             "reward_mean": float(batch["reward"].mean()),
             "reward_std": sigma,
             "critic_grad_norm": float(critic_norm.mean()),
@@ -381,11 +376,11 @@ class MADDPG(Algorithm):
         n = self.spec.n_agents
         o, s = obs[:1].to(self.device), state[:1].to(self.device)
         with torch.no_grad():
-            a_mu, raw = self._mu(self.actor, o)  # [1, N, d]
+            a_mu, raw = self._mu(self.mu, o)  # [1, N, d]
         # One leaf per critic so grad_{a_i} Q_i is read off without mixing agents.
         a = a_mu[:, None].expand(-1, n, -1, -1).clone().requires_grad_(True)  # [1, N, N, d]
-        q = self.critic(self._critic_in(s, o, a.flatten(2))).squeeze(-1)  # [1, N]
-        (grad,) = torch.autograd.grad(q.sum(), a)
+        Q_i = self.Q(self._critic_in(s, o, a.flatten(2))).squeeze(-1)  # [1, N]
+        (grad,) = torch.autograd.grad(Q_i.sum(), a)
         sigma = self.reward_std or 1.0  # critic units -> reward units
         dq = grad[0, torch.arange(n), torch.arange(n)] * sigma  # [N, d]: critic i w.r.t. a_i
         if self.discrete:
@@ -398,7 +393,7 @@ class MADDPG(Algorithm):
         return {
             "algo": self.name,
             "actions": actions,
-            "Q_i": (q[0].detach() * sigma).tolist(),
+            "Q_i": (Q_i[0].detach() * sigma).tolist(),
             "dQ_da": dq_da,
             "y_i": self.last.get("y_i", []),
             "r_i": self.last.get("r_i", []),
@@ -409,12 +404,12 @@ class MADDPG(Algorithm):
     # --- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
-            "actor_target": self.actor_target.state_dict(),
-            "critic_target": self.critic_target.state_dict(),
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
+            "mu": self.mu.state_dict(),
+            "Q": self.Q.state_dict(),
+            "mu_target": self.mu_target.state_dict(),
+            "Q_target": self.Q_target.state_dict(),
+            "mu_opt": self.mu_opt.state_dict(),
+            "Q_opt": self.Q_opt.state_dict(),
             "buffer": self.buffer.state_dict(),
             "generator": self.generator.get_state(),
             "env_steps": self.env_steps,
@@ -424,12 +419,12 @@ class MADDPG(Algorithm):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.actor_target.load_state_dict(state["actor_target"])
-        self.critic_target.load_state_dict(state["critic_target"])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.mu.load_state_dict(state["mu"])
+        self.Q.load_state_dict(state["Q"])
+        self.mu_target.load_state_dict(state["mu_target"])
+        self.Q_target.load_state_dict(state["Q_target"])
+        self.mu_opt.load_state_dict(state["mu_opt"])
+        self.Q_opt.load_state_dict(state["Q_opt"])
         self.buffer.load_state_dict(state["buffer"])
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])

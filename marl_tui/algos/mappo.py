@@ -3,7 +3,7 @@
 Read it beside the guide's pseudocode:
 
     COLLECTION   a_i ~ pi_i(.|o_i; theta)             act(), observe()
-    ADVANTAGE    A_hat_i = GAE over V^cen(s)          gae()
+    ADVANTAGE    A_hat_i = GAE over V^cen(s)          gae(); the network is self.V
     TRAINING     K epochs of minibatches:             update()
                    r_i = pi_i(a_i|o_i) / pi_i_old(a_i|o_i)
                    L_i = -min(r_i A_hat_i, clip(r_i, 1-eps, 1+eps) A_hat_i)
@@ -18,23 +18,32 @@ entropy bonus; Adam eps 1e-5; gradient-norm clipping.
 
 act() keeps log pi_old(a_i | o_i) of each sample (nearly free there). The old
 values V(s_t) and V(s_{t+1}) are computed in one batched pass at the start of
-update(): the critic does not change during a rollout, so this gives the same
-numbers as storing them step by step, without a critic call per step.
+update(): V does not change during a rollout, so this gives the same
+numbers as storing them step by step, without a V call per step.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, Transition, scaled_to_bounds
-from marl_tui.algos.networks import AgentMLP, mlp
+from marl_tui.algos.base import (
+    ActOutput,
+    Algorithm,
+    Capabilities,
+    Transition,
+    child_generator,
+    scaled_to_bounds,
+)
+from marl_tui.algos.networks import AgentMLP, gumbel_noise, mlp
 from marl_tui.envs.base import EnvSpec
+
+_T = TypeVar("_T", torch.Tensor, float)
 
 # --------------------------------------------------------------------------- hyperparameters
 
@@ -52,8 +61,11 @@ class MAPPOHyperparameters:
     clip_eps: float = 0.2  # eps in clip(r, 1 - eps, 1 + eps)
     entropy_coef: float = 0.01  # weight of the entropy bonus (the exploration knob)
     value_coef: float = 0.5  # weight of the value loss
-    huber_delta: float = 10.0  # Huber loss threshold on normalised returns
-    max_grad_norm: float = 10.0  # gradient-norm clip, applied to policy and value separately
+    # The value loss is always Huber; this is its threshold, on normalised returns (unit std).
+    # With 10 (many stds) it is effectively 1/2 * MSE: the linear tail only caps rare outliers.
+    # (MADDPG's and QMIX's `huber` is a different knob: a switch to Huber with delta 1.)
+    huber_delta: float = 10.0
+    grad_clip: float = 10.0  # max gradient norm, applied to policy and value separately
     team_reward: bool = False  # learn from the team's mean reward even if each agent is paid its own
     init_log_std: float = -0.5  # continuous actions: initial log sigma in the unit space [-1, 1]
 
@@ -100,11 +112,21 @@ def gae(
     return A_hat, A_hat + values
 
 
+def gaussian_log_prob(z: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(u; mu, sigma^2) written with z = (u - mu) / sigma: -z^2/2 - log sigma - log(2 pi)/2."""
+    return -0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
+def gaussian_entropy(log_std: _T) -> _T:
+    """Entropy of N(mu, sigma^2): log sigma + (1 + log(2 pi))/2."""
+    return log_std + 0.5 * (1.0 + math.log(2 * math.pi))
+
+
 # --------------------------------------------------------------------------- networks
 
 
 class ValueNorm(nn.Module):
-    """Running mean/std of the returns G (per value output): the critic predicts (G - mean) / std.
+    """Running mean/std of the returns G (per value output): V predicts (G - mean) / std.
 
     Stats merge each rollout exactly (Chan et al.'s parallel variance), so they
     are the mean and variance of every return seen so far.
@@ -166,8 +188,7 @@ class Policy(nn.Module):
         if self.continuous:
             log_std = self.log_std.expand_as(out)
             z = (a - out) * torch.exp(-log_std)
-            log_prob = -0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)
-            return log_prob, log_std + 0.5 * (1.0 + math.log(2 * math.pi))
+            return gaussian_log_prob(z, log_std), gaussian_entropy(log_std)
         log_p = F.log_softmax(out, -1)
         log_prob = log_p.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
         return log_prob, -(log_p.exp() * log_p).sum(-1)
@@ -205,22 +226,23 @@ class MAPPO(Algorithm):
         # reward. Otherwise V(s) has one output per agent (V_i(s)): their returns differ.
         self.n_values = 1 if spec.cooperative or hp.team_reward else spec.n_agents
         self.policy = Policy(spec, hp.hidden, hp.init_log_std).to(device)
-        self.critic = mlp(spec.state_dim, self.n_values, hp.hidden, out_gain=1.0,
-                          activation=nn.ReLU).to(device)
+        # V^cen(s): the centralised value, predicting normalised returns (see ValueNorm).
+        self.V = mlp(spec.state_dim, self.n_values, hp.hidden, out_gain=1.0,
+                     activation=nn.ReLU).to(device)
         self.value_norm = ValueNorm(self.n_values).to(device)
         self.optimizer = torch.optim.Adam(
-            [*self.policy.parameters(), *self.critic.parameters()], lr=hp.lr, eps=1e-5, fused=True
+            [*self.policy.parameters(), *self.V.parameters()], lr=hp.lr, eps=1e-5, fused=True
         )
-        # Own generator (seeded from the trainer-seeded global RNG) so resume is exact.
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(int(torch.randint(0, 2**62, (1,))))
+        # Own CPU generator (seeded from the trainer-seeded global RNG) so resume is exact;
+        # samples are drawn on the CPU and moved, so a GPU run's checkpoint loads anywhere.
+        self.generator = child_generator()
         self.buffer: dict[str, torch.Tensor] = {}
         self.pos = 0  # batched steps stored in the current rollout
         self.updates = 0
         self.last: dict[str, float] = {}  # the last update's numbers, for explain()
         with torch.no_grad():  # before any update: entropy of the initial policy
             self.entropy = (
-                float(self.policy.log_std.mean()) + 0.5 * (1.0 + math.log(2 * math.pi))
+                float(gaussian_entropy(float(self.policy.log_std.mean())))
                 if self.continuous else math.log(spec.action_space.n)  # 0.01 head: ~uniform
             )
 
@@ -240,15 +262,13 @@ class MAPPO(Algorithm):
         if not explore:
             return ActOutput(self._to_env(out) if self.continuous else out.argmax(-1))
         if self.continuous:
-            # u = mu + sigma z, so log pi(u) = -z^2/2 - log sigma - log(2 pi)/2 needs no density call.
-            z = torch.randn(out.shape, generator=self.generator, device=self.device)
+            # u = mu + sigma z: log pi(u) is known from z, with no density call.
+            z = torch.randn(out.shape, generator=self.generator).to(self.device)
             log_std = self.policy.log_std
             u = out + log_std.exp() * z
-            log_prob = -0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)
-            return ActOutput(self._to_env(u), {"u": u, "log_prob": log_prob})
+            return ActOutput(self._to_env(u), {"u": u, "log_prob": gaussian_log_prob(z, log_std)})
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the categorical.
-        uniform = torch.rand(out.shape, generator=self.generator, device=self.device)
-        a = (out - torch.log(-torch.log(uniform.clamp_min(1e-20)))).argmax(-1)
+        a = (out + gumbel_noise(out, self.generator)).argmax(-1)
         log_prob = F.log_softmax(out, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
         return ActOutput(a, {"log_prob": log_prob})
 
@@ -284,7 +304,7 @@ class MAPPO(Algorithm):
         # -- ADVANTAGE COMPUTATION (old policy, old V^cen) --
         with torch.no_grad():
             v_all = self.value_norm.denormalise(
-                self.critic(torch.cat([buf["state"], buf["next_state"]]))
+                self.V(torch.cat([buf["state"], buf["next_state"]]))
             )
             values, next_values = v_all[:T], v_all[T:]  # [T, B, K]
             reward = buf["reward"].mean(-1, keepdim=True) if K == 1 else buf["reward"]
@@ -306,23 +326,23 @@ class MAPPO(Algorithm):
         # -- TRAINING (K epochs of minibatches) --
         rows = []
         mb_size = max(1, M // hp.minibatches)
-        policy_params, critic_params = list(self.policy.parameters()), list(self.critic.parameters())
+        policy_params, value_params = list(self.policy.parameters()), list(self.V.parameters())
         for _ in range(hp.epochs):
-            perm = torch.randperm(M, generator=self.generator, device=self.device)
+            perm = torch.randperm(M, generator=self.generator).to(self.device)
             for idx in perm[: mb_size * hp.minibatches].split(mb_size):
                 log_prob, entropy = self.policy.log_prob_entropy(obs[idx], a[idx])
                 log_ratio = log_prob - log_prob_old[idx]
                 ratio = log_ratio.exp()  # r_i = pi_i / pi_i_old
                 L_clip = clipped_surrogate_loss(ratio, A_hat[idx], hp.clip_eps)
                 policy_loss, entropy = L_clip.mean(), entropy.mean()
-                V = self.critic(state[idx])
+                V = self.V(state[idx])
                 value_loss = F.huber_loss(V, G_norm[idx], delta=hp.huber_delta)
                 loss = policy_loss - hp.entropy_coef * entropy + hp.value_coef * value_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 # Clipped separately so a large value gradient does not shrink the policy's step.
-                grad_norm = nn.utils.clip_grad_norm_(policy_params, hp.max_grad_norm)
-                critic_grad_norm = nn.utils.clip_grad_norm_(critic_params, hp.max_grad_norm)
+                grad_norm = nn.utils.clip_grad_norm_(policy_params, hp.grad_clip)
+                critic_grad_norm = nn.utils.clip_grad_norm_(value_params, hp.grad_clip)
                 self.optimizer.step()
                 with torch.no_grad():
                     rows.append(torch.stack([
@@ -388,7 +408,7 @@ class MAPPO(Algorithm):
             info["std"] = (self.policy.log_std.exp() * (space.high - space.low) / 2).tolist()
         else:
             info["probs"] = torch.softmax(out, -1).tolist()
-        V = self.value_norm.denormalise(self.critic(state[:1]))[0]
+        V = self.value_norm.denormalise(self.V(state[:1]))[0]
         info["V"] = V.expand(self.spec.n_agents).tolist()
         return info | self.last
 
@@ -397,7 +417,7 @@ class MAPPO(Algorithm):
     def state_dict(self) -> dict[str, Any]:
         return {
             "policy": self.policy.state_dict(),
-            "critic": self.critic.state_dict(),
+            "V": self.V.state_dict(),
             "value_norm": self.value_norm.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -411,7 +431,7 @@ class MAPPO(Algorithm):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
-        self.critic.load_state_dict(state["critic"])
+        self.V.load_state_dict(state["V"])
         self.value_norm.load_state_dict(state["value_norm"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

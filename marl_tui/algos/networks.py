@@ -51,14 +51,10 @@ class AgentMLP(nn.Module):
     ) -> None:
         super().__init__()
         self.n_agents, self.shared = n_agents, shared
-        g = math.sqrt(2)
-        if shared:
-            d = d_in + n_agents
-            self.body = nn.Sequential(
-                _linear(d, hidden, g), activation(), _linear(hidden, hidden, g), activation(),
-                _linear(hidden, d_out, out_gain),
-            )
+        if shared:  # one plain network; the one-hot agent id widens its input by n_agents
+            self.body = mlp(d_in + n_agents, d_out, hidden, out_gain, activation)
         else:
+            g = math.sqrt(2)
             self.body = nn.Sequential(
                 AgentLinear(n_agents, d_in, hidden, g), activation(),
                 AgentLinear(n_agents, hidden, hidden, g), activation(),
@@ -80,7 +76,7 @@ def with_agent_id(x: torch.Tensor) -> torch.Tensor:
 
 def mlp(d_in: int, d_out: int, hidden: int = 64, out_gain: float = 1.0,
         activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
-    """A plain two-hidden-layer network (centralised critics, hypernetworks)."""
+    """A plain two-hidden-layer network (MAPPO's V(s); the body of a shared AgentMLP)."""
     g = math.sqrt(2)
     return nn.Sequential(
         _linear(d_in, hidden, g), activation(), _linear(hidden, hidden, g), activation(),
@@ -95,6 +91,11 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         t.lerp_(s, tau)
 
 
-def grad_norm(params: list[torch.Tensor]) -> float:
-    norms = [p.grad.detach().norm() for p in params if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard Gumbel draws shaped like `like`: argmax(logits + g) samples softmax(logits).
+
+    Drawn on the CPU (generator: a CPU generator) and moved to like's device.
+    """
+    u = torch.rand(like.shape, generator=generator).to(like.device)
+    e = -torch.log(u.clamp_min(1e-10))  # Exponential(1)
+    return -torch.log(e.clamp_min(1e-10))

@@ -26,9 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, Transition
+from marl_tui.algos.base import (
+    ActOutput,
+    Algorithm,
+    Capabilities,
+    Transition,
+    child_generator,
+    child_seed,
+    mean_metrics,
+)
 from marl_tui.algos.buffers import ReplayBuffer
-from marl_tui.algos.networks import AgentMLP, grad_norm, soft_update
+from marl_tui.algos.networks import AgentMLP, soft_update
 from marl_tui.envs.base import EnvSpec
 
 # --------------------------------------------------------------------------- hyperparameters
@@ -44,15 +52,17 @@ class QMIXHyperparameters:
     shared: bool = True  # one Q network for all agents, one-hot agent id appended
     batch_size: int = 256  # transitions per gradient step
     buffer_size: int = 100_000  # replay capacity in transitions (one per copy per step)
-    learning_starts: int = 5_000  # transitions in the buffer before the first update
+    learning_starts: int = 5_000  # warm-up: transitions in the buffer before the first update
     updates_per_step: int = 4  # gradient steps per batched environment step
     eps_start: float = 1.0  # epsilon-greedy exploration...
     eps_end: float = 0.05  # ...annealed linearly to this...
     eps_anneal_steps: int = 50_000  # ...over this many environment steps (over copies)
     target_update_interval: int = 100  # hard copy Q^-, M^- every this many updates; 0: soft
     tau: float = 0.01  # soft target step when target_update_interval = 0
-    grad_clip: float = 10.0  # max global grad norm
-    huber: bool = False  # Huber instead of squared TD error
+    grad_clip: float = 10.0  # max gradient norm, over agent networks and mixer together
+    # Huber (delta 1) instead of the squared TD error: a switch, as in MADDPG; MAPPO's
+    # huber_delta is a different knob (the threshold of a value loss always Huber).
+    huber: bool = False
 
 
 # --------------------------------------------------------------------------- networks
@@ -88,6 +98,7 @@ class QMixer(nn.Module):
     def forward(self, q_values: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """q_values [..., N], state [..., S] -> Q_total [...]."""
         w = self.weights(state)
+        # ELU as in the paper; any increasing activation keeps dQ_total/dQ_i >= 0.
         h = F.elu(torch.einsum("...n,...nh->...h", q_values, w["w1"]) + w["b1"])
         return (h * w["w2"]).sum(-1) + w["V"]
 
@@ -132,8 +143,7 @@ class QMIX(Algorithm):
         self.params = [*self.Q.parameters(), *self.mixer.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=hp.lr)
         # Seeds drawn from the global RNG the trainer seeded: same seed, same run.
-        seeds = torch.randint(0, 2**62, (2,)).tolist()
-        self.generator = torch.Generator(device="cpu").manual_seed(seeds[0])
+        self.generator = child_generator()
         self.buffer = ReplayBuffer(
             hp.buffer_size,
             {
@@ -146,7 +156,7 @@ class QMIX(Algorithm):
                 "terminated": ((), torch.float32),
             },
             device,
-            seed=seeds[1],
+            seed=child_seed(),
         )
         self.env_steps = 0  # transitions seen, over all copies
         self.n_updates = 0
@@ -192,11 +202,7 @@ class QMIX(Algorithm):
 
     def update(self) -> dict[str, float]:
         """updates_per_step gradient steps on L = (Q_total - y)^2; metrics averaged over them."""
-        sums: dict[str, float] = {}
-        for _ in range(self.hp.updates_per_step):
-            for k, v in self._update_once().items():
-                sums[k] = sums.get(k, 0.0) + v
-        metrics = {k: v / self.hp.updates_per_step for k, v in sums.items()}
+        metrics = mean_metrics(self.hp.updates_per_step, self._update_once)
         metrics["epsilon"] = self.epsilon
         return metrics
 
@@ -215,8 +221,7 @@ class QMIX(Algorithm):
         td_loss = loss_fn(Q_total, y)
         self.optimizer.zero_grad()
         td_loss.backward()
-        gn = grad_norm(self.params)
-        nn.utils.clip_grad_norm_(self.params, hp.grad_clip)
+        grad_norm = float(nn.utils.clip_grad_norm_(self.params, hp.grad_clip))  # the pre-clip norm
         self.optimizer.step()
         self.n_updates += 1
         if hp.target_update_interval > 0:
@@ -232,7 +237,7 @@ class QMIX(Algorithm):
             "q_total_mean": Q_total.mean().item(),
             "y_mean": self.last_y,
             "q_i_mean": Q_i.mean().item(),
-            "grad_norm": gn,
+            "grad_norm": grad_norm,
         }
 
     # ------------------------------------------------------------------ views

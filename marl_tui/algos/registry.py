@@ -7,7 +7,6 @@ defaults, its defaults for the scenario's kind, the scenario file's
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from typing import Any
 
@@ -46,10 +45,10 @@ HPARAM_RULES: dict[str, dict[str, Any]] = {
     "eps_end": rule("epsilon", lo=0, hi=1),
     **dict.fromkeys(("batch_size", "buffer_size", "rollout_length", "epochs", "minibatches",
                      "updates_per_step"), _COUNT),
-    **dict.fromkeys(("warmup_steps", "learning_starts", "eps_anneal_steps", "noise_decay_steps",
+    **dict.fromkeys(("learning_starts", "eps_anneal_steps", "noise_decay_steps",
                      "target_update_interval"), _STEPS),
     **dict.fromkeys(("entropy_coef", "value_coef", "noise_std", "noise_final", "action_reg", "grad_clip",
-                     "max_grad_norm", "huber_delta", "gumbel_temperature"), _WEIGHT),
+                     "huber_delta", "gumbel_temperature"), _WEIGHT),
 }
 
 
@@ -62,20 +61,15 @@ def algorithm_class(name: str) -> type[Algorithm]:
 
 def resolve_hparams(name: str, scenario: Scenario, overrides: dict[str, Any] | None = None) -> Any:
     cls = algorithm_class(name)
-    table: dict[str, Any] = dict(getattr(cls, "defaults_by_kind", {}).get(scenario.kind, {}))
+    table: dict[str, Any] = dict(cls.defaults_by_kind.get(scenario.kind, {}))
     table.update(scenario.train.get(name, {}))
     table.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    hp_cls = cls.Hyperparameters  # type: ignore[attr-defined]
-    return build_dataclass(hp_cls, table, f"train.{name}", scenario.source, HPARAM_RULES)
-
-
-def hparams_dict(hp: Any) -> dict[str, Any]:
-    return dataclasses.asdict(hp)
+    return build_dataclass(cls.Hyperparameters, table, f"train.{name}", scenario.source, HPARAM_RULES)
 
 
 def make_algorithm(name: str, env: BatchedEnv, hp: Any, device: torch.device) -> Algorithm:
     cls = algorithm_class(name)
-    if name == "oracle":
+    if cls.needs_env:  # a baseline that reads the true state (the oracle)
         return cls(env.spec, hp, device, env=env)  # type: ignore[call-arg]
     return cls(env.spec, hp, device)
 

@@ -1,5 +1,8 @@
 """Checkpoints: everything a run needs to continue exactly, in one file.
 
+This module is the file: what it holds, writing it, finding, reading and validating it.
+Rebuilding a trainer from one (resume, eval, --load) is in resume.py.
+
 RUN_DIR/checkpoints/ holds step-numbered files (step-000000512000.pt; the newest
 KEEP are kept) and latest.pt, a hard link to the newest (a copy where links are
 not possible). Each file is written atomically (temp file, fsync, rename), so the
@@ -14,8 +17,8 @@ format) is refused with one line (UserError: exit code 2).
 Contents (format 1):
     format, version, marl_tui, torch     what wrote it
     scenario: text, source, name, kind   the scenario file as given
-    config: algo, seed, total_steps, n_envs, device, overrides, hyperparameters,
-            checkpoint_every             how to rebuild the same trainer
+    config: algo, seed, total_steps, n_envs, device, hyperparameters,
+            checkpoint_every             how to rebuild the same trainer (resume.py)
     algorithm                            Algorithm.state_dict(): networks, targets,
                                          optimisers, replay buffer or rollout, generators
     env                                  BatchedEnv.get_state() (its RNG included)
@@ -43,9 +46,8 @@ import torch
 from marl_tui import __version__
 from marl_tui.config import Scenario, parse_scenario
 from marl_tui.errors import UserError
-from marl_tui.train.controls import Controls
 from marl_tui.train.rundir import atomic_write, temp_path
-from marl_tui.train.trainer import ADVICE, RunConfig, Trainer, TrainingFault
+from marl_tui.train.trainer import ADVICE, Trainer, TrainingFault
 
 FORMAT = "marl-tui checkpoint"
 VERSION = 1
@@ -107,7 +109,6 @@ def capture(trainer: Trainer) -> dict[str, Any]:
         "config": {
             "algo": run.algo, "seed": trainer.seed, "total_steps": trainer.total_steps,
             "n_envs": trainer.env.n_envs, "device": str(trainer.device),
-            "overrides": dict(run.overrides),
             "hyperparameters": dataclasses.asdict(trainer.hp),
             "checkpoint_every": trainer.checkpoint_every,
         },
@@ -241,7 +242,7 @@ def find_checkpoint(target: Path) -> tuple[Path, Path | None]:
                     "folder under runs/ or a .pt checkpoint file")
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:160]
 
@@ -283,7 +284,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
                         f"the run's checkpoints/{LATEST} or a step-*.pt beside it") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UserError(f"{path}: not a readable checkpoint: the file is truncated or damaged "
-                        f"({_first_line(exc)}); use a step-*.pt beside it") from None
+                        f"({first_line(exc)}); use a step-*.pt beside it") from None
     return validate(data, path)
 
 
@@ -324,117 +325,3 @@ def scenario_of(ckpt: dict[str, Any], path: Path) -> Scenario:
 
 def env_steps_of(ckpt: dict[str, Any]) -> int:
     return int(ckpt["trainer"]["env_steps"])
-
-
-# --------------------------------------------------------------------------- rebuilding
-
-
-def run_config_from(ckpt: dict[str, Any], path: Path, *, out_dir: Path | None,
-                    steps: int | None = None, device: str | None = None) -> RunConfig:
-    """The RunConfig that rebuilds the checkpoint's trainer (same hyperparameters exactly)."""
-    from marl_tui.algos.registry import algorithm_class
-
-    cfg = ckpt["config"]
-    algo = cfg["algo"]
-    try:
-        cls = algorithm_class(algo)
-    except UserError:
-        raise UserError(f"{path}: a checkpoint of algorithm {algo!r}, which this marl-tui does "
-                        "not have") from None
-    fields = {f.name for f in dataclasses.fields(cls.Hyperparameters) if f.init}  # type: ignore[attr-defined]
-    overrides = {k: v for k, v in cfg["hyperparameters"].items() if k in fields}
-    saved_device = cfg["device"]
-    if device is None:
-        device = "cuda" if saved_device.startswith("cuda") else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"{path}: this run trained on {saved_device}, and no CUDA GPU is visible "
-                            "here; add --device cpu to continue on the CPU")
-    return RunConfig(
-        scenario=scenario_of(ckpt, path), algo=algo,
-        steps=int(cfg["total_steps"]) if steps is None else steps,
-        seed=int(cfg["seed"]), n_envs=int(cfg["n_envs"]), device=device,
-        overrides=overrides, out_dir=out_dir, checkpoint_every=cfg.get("checkpoint_every"),
-    )
-
-
-def restore(trainer: Trainer, ckpt: dict[str, Any], path: Path, keep_rows: bool) -> str | None:
-    """Load a validated checkpoint into a trainer built from the same config.
-
-    keep_rows: the trainer writes into the run directory the checkpoint came from (resume):
-    metrics.csv is cut back to the rows written when the checkpoint was taken.
-    Returns a warning line, or None.
-    """
-    restore_state(trainer, ckpt, path)
-    return trainer.metrics_writer.restore(ckpt["metrics_writer"], keep_rows, trainer.env_steps)
-
-
-def restore_state(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
-    """Everything but metrics.csv: algorithm, env, loop state, global RNGs (no file changes)."""
-    try:
-        trainer.algo.load_state_dict(ckpt["algorithm"])
-        trainer.env.set_state(ckpt["env"])
-        trainer.load_loop_state(ckpt["trainer"])
-    except (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        saved = str(ckpt["config"].get("device", "cpu"))
-        if saved.split(":")[0] != trainer.device.type:
-            raise UserError(f"{path}: trained on {saved}, and its generator states do not carry over "
-                            f"to {trainer.device}; continue with --device {saved.split(':')[0]}") from None
-        raise UserError(
-            f"{path}: does not fit {trainer.run_config.algo} on {trainer.scenario.name} "
-            f"({type(exc).__name__}: {_first_line(exc)}); it is damaged or from another setup"
-        ) from None
-    try:
-        set_rng_state(ckpt["rng"])
-    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: its random-generator states are damaged ({_first_line(exc)})") from None
-
-
-def trainer_from_checkpoint(path: Path, *, out_dir: Path | None = None, steps: int | None = None,
-                            device: str | None = None, controls: Controls | None = None,
-                            keep_rows: bool = False) -> tuple[Trainer, dict[str, Any]]:
-    """Build the checkpoint's trainer and restore it. Returns (trainer, checkpoint)."""
-    ckpt = read_checkpoint(path)
-    trainer = Trainer(run_config_from(ckpt, path, out_dir=out_dir, steps=steps, device=device),
-                      controls=controls)
-    restore(trainer, ckpt, path, keep_rows=keep_rows)
-    return trainer, ckpt
-
-
-def check_compatible(ckpt: dict[str, Any], path: Path, algo: str, scenario: Scenario,
-                     n_envs: int | None = None) -> None:
-    """Refuse a checkpoint of another algorithm, scenario or number of parallel copies."""
-    cfg = ckpt["config"]
-    if cfg["algo"] != algo:
-        raise UserError(f"{path}: a checkpoint of {cfg['algo']}, not {algo}: use --algo {cfg['algo']} "
-                        "(or leave --algo out)")
-    saved = scenario_of(ckpt, path)
-    differs = [name for name, a, b in (
-        ("kind", saved.kind, scenario.kind), ("agents", saved.agents, scenario.agents),
-        ("episode_length", saved.episode_length, scenario.episode_length),
-        ("model", saved.model, scenario.model)) if a != b]
-    if differs:
-        raise UserError(
-            f"{path}: a checkpoint of scenario {saved.name!r} ({saved.source}), which differs from "
-            f"{scenario.source} in {', '.join(differs)}: open it with its own scenario (or leave "
-            "the scenario out)"
-        )
-    if n_envs is not None and int(cfg["n_envs"]) != n_envs:
-        raise UserError(f"{path}: trained with {cfg['n_envs']} parallel copies, not {n_envs}: leave "
-                        f"--envs out (or give --envs {cfg['n_envs']})")
-
-
-def load_checkpoint_into(trainer: Trainer, path: Path) -> dict[str, Any]:
-    """For the app's `--load`: restore a checkpoint into a trainer built for the same algorithm,
-    scenario and number of copies (UserError otherwise). Training then continues from it.
-
-    If the trainer writes into the checkpoint's own run directory, metrics.csv continues there;
-    into another run directory, its metrics.csv starts at the checkpoint's step. Returns the
-    checkpoint's config (algo, seed, total_steps, ...)."""
-    path = Path(path)
-    ckpt_path, run_dir = find_checkpoint(path)
-    ckpt = read_checkpoint(ckpt_path)
-    check_compatible(ckpt, ckpt_path, trainer.run_config.algo, trainer.scenario, trainer.env.n_envs)
-    out = trainer.run_config.out_dir
-    same = out is not None and run_dir is not None and out.resolve() == run_dir.resolve()
-    restore(trainer, ckpt, ckpt_path, keep_rows=same)
-    return dict(ckpt["config"])

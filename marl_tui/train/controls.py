@@ -37,14 +37,6 @@ class Controls:
             self._step_budget = 0
             self._cond.notify_all()
 
-    def toggle_pause(self) -> bool:
-        """Returns True when now paused."""
-        with self._cond:
-            self._paused = not self._paused
-            self._step_budget = 0
-            self._cond.notify_all()
-            return self._paused
-
     def step(self, n: int = 1) -> None:
         """While paused: let exactly n more batched steps run."""
         with self._cond:
@@ -101,7 +93,11 @@ class Controls:
         with self._cond:
             while self._paused and self._step_budget == 0 and not self._stopped:
                 if self.save_requested and on_save is not None:
-                    on_save()
+                    self._cond.release()  # a save takes a while: views may pause/stop meanwhile
+                    try:
+                        on_save()
+                    finally:
+                        self._cond.acquire()
                     continue
                 self._cond.wait(timeout=0.25)
             if self._stopped:

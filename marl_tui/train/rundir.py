@@ -106,8 +106,13 @@ def _toml_value(v: Any) -> str:
     return json.dumps(str(v))
 
 
-def write_config(path: Path, run: dict[str, Any], hyperparameters: dict[str, Any]) -> None:
-    """config.toml: how this run was started, readable and reusable."""
+def write_run_config(trainer: Any, run_dir: Path) -> None:
+    """config.toml: how this run was started (or, after `resume --steps`, goes on), readable
+    and reusable."""
+    import dataclasses
+
+    run = {"scenario": trainer.scenario.name, "algo": trainer.run_config.algo, "seed": trainer.seed,
+           "steps": trainer.total_steps, "envs": trainer.env.n_envs, "device": str(trainer.device)}
     lines = [
         "# How this run was started. Checkpoints hold the exact state; `marl-tui resume`",
         "# checks that they match this file.",
@@ -115,8 +120,8 @@ def write_config(path: Path, run: dict[str, Any], hyperparameters: dict[str, Any
     ]
     lines += [f"{k} = {_toml_value(v)}" for k, v in run.items()]
     lines += ["", "[hyperparameters]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in hyperparameters.items()]
-    atomic_write_bytes(path / "config.toml", ("\n".join(lines) + "\n").encode())
+    lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(trainer.hp).items()]
+    atomic_write_bytes(run_dir / "config.toml", ("\n".join(lines) + "\n").encode())
 
 
 class RunLock:
@@ -159,15 +164,10 @@ def lock_run_dir(path: Path) -> RunLock:
 
 def init_run_dir(trainer: Any, run_dir: Path) -> Path:
     """Make a fresh run directory for a Trainer: the scenario file as given and config.toml."""
-    import dataclasses
-
-    run = trainer.run_config
-    prepare_new(run_dir)
-    atomic_write_bytes(run_dir / "scenario.toml", run.scenario.text.encode("utf-8"))
-    write_config(
-        run_dir,
-        {"scenario": run.scenario.name, "algo": run.algo, "seed": trainer.seed,
-         "steps": trainer.total_steps, "envs": trainer.env.n_envs, "device": str(trainer.device)},
-        dataclasses.asdict(trainer.hp),
-    )
+    try:
+        prepare_new(run_dir)
+        atomic_write_bytes(run_dir / "scenario.toml", trainer.run_config.scenario.text.encode("utf-8"))
+        write_run_config(trainer, run_dir)
+    except OSError as exc:  # disk full, a read-only or unreadable folder
+        raise UserError(f"--out {run_dir}: cannot write ({exc.strerror or exc}); choose another --out") from None
     return run_dir

@@ -17,25 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from marl_tui.algos.base import Algorithm, Transition
 from marl_tui.algos.registry import make_algorithm, needs_discrete, resolve_hparams
-from marl_tui.config import Scenario
 from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, Oracle, make_env
 from marl_tui.errors import UserError
 from marl_tui.train.controls import Controls
+from marl_tui.train.evaluation import EVALUATION_SEED_OFFSET, GREEDY_VIEW_SEED_OFFSET, acting_on, evaluate
 from marl_tui.train.metrics import MetricsWriter
 from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
+
+# The trainer's public API includes the run description it is built from.
+from marl_tui.train.run_config import RunConfig, resolve_device, seed_everything  # noqa: F401
 
 PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
 # Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
@@ -54,41 +54,8 @@ ADVICE = (
 )
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is visible to torch here; use --device cpu")
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
-    return torch.device(device)
-
-
-@dataclass
-class RunConfig:
-    scenario: Scenario
-    algo: str
-    steps: int | None = None  # environment steps over all copies; None: the algorithm's default
-    seed: int | None = None  # None: the scenario's seed
-    n_envs: int | None = None  # None: the scenario's parallel_envs
-    device: str = "cpu"
-    overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters
-    out_dir: Path | None = None  # run directory; None: nothing written
-    # Env steps between checkpoints; None: CHECKPOINT_ITERATIONS batched steps; 0: only at the
-    # end, on a stop, and when asked.
-    checkpoint_every: int | None = None
-
-    def resolved_seed(self) -> int:
-        return self.scenario.seed if self.seed is None else self.seed
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _plain(x: torch.Tensor) -> float | tuple[float, ...]:
+    """A tensor as plain Python for views: a float, or a flat tuple of floats."""
     x = x.detach().to("cpu", torch.float64)
     return float(x) if x.dim() == 0 else tuple(x.flatten().tolist())
 
@@ -102,12 +69,18 @@ class Trainer:
         self.seed = run.resolved_seed()
         self.hp = resolve_hparams(run.algo, run.scenario, run.overrides)
         self.total_steps = int(run.steps if run.steps is not None else self.hp.steps)
-        if self.total_steps <= 0:
-            raise UserError(f"--steps {self.total_steps}: the number of steps must be positive")
         seed_everything(self.seed)
         self.env = self._make_env(run.n_envs, self.seed)
+        buffer_size = getattr(self.hp, "buffer_size", None)
+        if buffer_size is not None and buffer_size < self.env.n_envs:
+            raise UserError(
+                f"train.{run.algo}.buffer_size = {buffer_size} is smaller than one step of "
+                f"{self.env.n_envs} copies: raise buffer_size or lower --envs"
+            )
         self.oracle: Oracle = self.env.oracle()
         self.algo: Algorithm = make_algorithm(run.algo, self.env, self.hp, self.device)
+        # Held while the loop acts/learns and while a view asks explain(): never torn weights.
+        self._algo_lock = threading.Lock()
         self.records = RecordQueue()
         self.iteration = 0
         self.env_steps = 0
@@ -135,8 +108,6 @@ class Trainer:
         self.elapsed = 0.0  # seconds spent in run() before the current call, over every resume
         self._segment_start: float | None = None
         every = run.checkpoint_every
-        if every is not None and every < 0:
-            raise UserError(f"--checkpoint-every {every}: give a number of env steps (0: only at the end)")
         self.checkpoint_every = CHECKPOINT_ITERATIONS * self.env.n_envs if every is None else int(every)
         self._next_checkpoint = self._checkpoint_after(0)
         self.last_checkpoint: Path | None = None  # the newest checkpoint this trainer wrote
@@ -268,7 +239,7 @@ class Trainer:
             "loss_history": {k: s.state_dict() for k, s in self.loss_history.items()},
             "obs": self._obs, "state": self._state, "ep_return": self._ep_return,
             "kpi_sums": dict(self._kpi_sums), "kpi_count": self._kpi_count,
-            "elapsed": self.elapsed_seconds(), "status": self.status,
+            "elapsed": self.elapsed_seconds(),
         }
 
     def load_loop_state(self, s: dict[str, Any]) -> None:
@@ -320,6 +291,10 @@ class Trainer:
 
     def train_step(self) -> None:
         """One batched step of every copy, learning included."""
+        with self._algo_lock:
+            self._train_step()
+
+    def _train_step(self) -> None:
         obs, state = self._obs, self._state
         out = self.algo.act(obs, state, explore=True)
         res = self.env.step(out.actions)
@@ -376,8 +351,9 @@ class Trainer:
         self.kpis = {k: v / self._kpi_count for k, v in self._kpi_sums.items()}
         self._kpi_sums, self._kpi_count = {}, 0
         self._ep_return.zero_()
-        row = {"env_steps": self.env_steps, "episodes": self.episodes, "updates": self.updates,
-               "team_return": team, **self.kpis, **self.metrics}
+        # The loop's own columns come last so no algorithm metric can overwrite them.
+        row = {**self.metrics, **self.kpis, "env_steps": self.env_steps, "episodes": self.episodes,
+               "updates": self.updates, "team_return": team}
         row.update({f"return_{i + 1}": a for i, a in enumerate(agents)})
         if self.updates:
             keys: list[str] | None = list(self.metrics)
@@ -387,28 +363,24 @@ class Trainer:
 
     def _greedy_step(self) -> None:
         """The evaluation view: the greedy policy plays a separate copy of the env; no learning."""
-        if self._eval_env is None:
-            self._eval_env = self._make_env(self.run_config.n_envs, self.seed + 1_000_003)
-            self._eval_obs = self._eval_env.reset()
-        obs, state = self._eval_obs
-        with self._acting_on(self._eval_env):
-            out = self.algo.act(obs, state, explore=False)
-        res = self._eval_env.step(out.actions)
-        self._eval_obs = self._eval_env.reset() if bool(res.done.all()) else (res.obs, res.state)
-        self.iteration += 1
-        self.records.put(self._record(out.actions, res.reward, res.info, greedy=True))
-
-    def _acting_on(self, env: BatchedEnv) -> _ActingOn:
-        return _ActingOn(self.algo, env)
+        with self._algo_lock:
+            if self._eval_env is None:
+                self._eval_env = self._make_env(self.run_config.n_envs, self.seed + GREEDY_VIEW_SEED_OFFSET)
+                self._eval_obs = self._eval_env.reset()
+            obs, state = self._eval_obs
+            with acting_on(self.algo, self._eval_env):
+                out = self.algo.act(obs, state, explore=False)
+            res = self._eval_env.step(out.actions)
+            self._eval_obs = self._eval_env.reset() if bool(res.done.all()) else (res.obs, res.state)
+            self.iteration += 1
+            self.records.put(self._record(out.actions, res.reward, res.info, greedy=True))
 
     def _record(self, actions: torch.Tensor, reward: torch.Tensor, info: dict[str, torch.Tensor],
                 greedy: bool) -> StepRecord:
         env = self._eval_env if greedy else self.env
-        native = env.to_native(actions) if isinstance(env, DiscretisedEnv) else actions
         return StepRecord(
-            iteration=self.iteration, env_steps=self.env_steps, episode=self.episodes,
-            t=env.t,
-            actions=_as_tuple(native[0]), reward=_as_tuple(reward[0]),
+            iteration=self.iteration, env_steps=self.env_steps, episode=self.episodes, t=env.t,
+            actions=tuple(_plain(env.to_native(actions)[0])), reward=tuple(_plain(reward[0])),
             info={k: _plain(v[0]) for k, v in info.items()}, greedy=greedy,
         )
 
@@ -438,8 +410,14 @@ class Trainer:
         return self._stats
 
     def explain(self) -> dict[str, Any]:
-        """The algorithm's numbers for the current observation (call from the view's thread)."""
-        return self.algo.explain(self._obs, self._state)
+        """The algorithm's numbers for the observation the panels show (any thread): the
+        training env's, or the greedy view's while that is on. Waits for the step in progress."""
+        with self._algo_lock:
+            if self.controls.greedy and self._eval_obs is not None:
+                obs, state = self._eval_obs
+                with acting_on(self.algo, self._eval_env):
+                    return self.algo.explain(obs, state)
+            return self.algo.explain(self._obs, self._state)
 
     def start_thread(self) -> threading.Thread:
         """Run in a daemon thread (the app); errors stay in stats.error."""
@@ -455,44 +433,10 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int = 4) -> dict[str, float]:
         """Greedy play on a fresh env (its own seed): the scenario's KPIs and team return."""
-        env = self._make_env(self.run_config.n_envs, self.seed + 2_000_003)
-        obs, state = env.reset()
-        sums: dict[str, float] = {}
-        count = 0
-        team = torch.zeros(env.n_envs, device=self.device)
-        with self._acting_on(env), torch.no_grad():
-            for _ in range(episodes * env.spec.episode_length):
-                out = self.algo.act(obs, state, explore=False)
-                res = env.step(out.actions)
-                team += res.reward.sum(-1)
-                for k, v in env.kpis(res.info).items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
-                obs, state = env.reset() if bool(res.done.all()) else (res.obs, res.state)
-        out_kpis = {k: v / count for k, v in sums.items()}
-        out_kpis["team_return"] = float(team.mean()) / episodes
-        return out_kpis
-
-
-class _ActingOn:
-    """Lets the oracle baseline read the env it is acting on (it reads true state)."""
-
-    def __init__(self, algo: Algorithm, env: BatchedEnv) -> None:
-        self.algo, self.env = algo, env
-        self.saved = getattr(algo, "env", None)
-
-    def __enter__(self) -> None:
-        if self.saved is not None:
-            self.algo.env = self.env  # type: ignore[attr-defined]
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            self.algo.env = self.saved  # type: ignore[attr-defined]
+        env = self._make_env(self.run_config.n_envs, self.seed + EVALUATION_SEED_OFFSET)
+        with self._algo_lock:
+            return evaluate(self.algo, env, episodes)
 
 
 def _learns(algo: Algorithm) -> bool:
     return type(algo).update is not Algorithm.update
-
-
-def _as_tuple(x: torch.Tensor) -> tuple[float, ...]:
-    return tuple(x.detach().to("cpu", torch.float64).flatten().tolist())

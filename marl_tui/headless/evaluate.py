@@ -1,0 +1,53 @@
+"""`marl-tui eval`: greedy play of a checkpoint's policy, its KPIs against the oracle (eval.json)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TextIO
+
+from marl_tui.errors import UserError
+from marl_tui.headless.output import Out, finite
+from marl_tui.headless.report import kpi_rows, reference_of, write_result
+
+
+def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
+                        stream: TextIO | None = None, device: str = "cpu") -> int:
+    """Greedy play of a checkpoint's policy on `device`; writes eval.json beside the run."""
+    from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
+    from marl_tui.train.resume import load_algorithm, run_config_from
+    from marl_tui.train.trainer import Trainer
+
+    if episodes <= 0:
+        raise UserError(f"--episodes {episodes}: give a positive number of episodes")
+    ckpt_path, run_dir = find_checkpoint(target)
+    ckpt = read_checkpoint(ckpt_path)
+    cfg = run_config_from(ckpt, ckpt_path, out_dir=None, device=device)
+    trainer = Trainer(cfg)
+    load_algorithm(trainer, ckpt, ckpt_path)
+    started = time.monotonic()
+    evaluation = trainer.evaluate(episodes=episodes)
+    wall = time.monotonic() - started
+    oracle = trainer.oracle
+    ref = reference_of(trainer)
+    result = {
+        "checkpoint": str(ckpt_path), "scenario": cfg.scenario.name, "algo": cfg.algo,
+        "env_steps": env_steps_of(ckpt), "episodes": episodes, "copies": trainer.env.n_envs,
+        "kpis": {k: {"learned": finite(v), "oracle": finite(ref.get(k))} for k, v in evaluation.items()},
+        "oracle_summary": oracle.summary, "wall_seconds": round(wall, 3),
+    }
+    where = run_dir if run_dir is not None else ckpt_path.parent
+    out_file = where / "eval.json"
+    o = Out(stream)
+    written = write_result(out_file, result, o)
+    if as_json:
+        o.say(json.dumps(result, indent=2))
+        return 0
+    o.say(f"marl-tui: greedy evaluation of {cfg.algo} on {cfg.scenario.name} after "
+          f"{env_steps_of(ckpt):,} training steps: {episodes} episodes x {trainer.env.n_envs} copies")
+    o.say(f"reference: {oracle.summary}")
+    o.say("\n".join(kpi_rows(evaluation, ref)))
+    if written:
+        o.say(f"written: {out_file}")
+    return 0

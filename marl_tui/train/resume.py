@@ -1,0 +1,208 @@
+"""Continuing from a checkpoint: rebuild its trainer, restore its state, refuse what does not fit.
+
+checkpoint.py owns the file (what a checkpoint holds, writing and reading it); this module
+owns what a reader does with one:
+
+    run_config_from(ckpt, ...)      the RunConfig that rebuilds the checkpoint's trainer
+    restore / restore_state         load a checkpoint into a trainer built from that config
+    load_algorithm                  only the algorithm (`marl-tui eval`: greedy play)
+    trainer_from_checkpoint         both at once
+    check_compatible                refuse another algorithm, scenario or number of copies
+    check_belongs                   refuse a checkpoint copied into another run's folder
+    load_checkpoint_into            `run --load`: a checkpoint into a trainer built for it
+    loaded_trainer_factory          the same, as the app's RunSession trainer factory
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from marl_tui.config import Scenario
+from marl_tui.errors import UserError
+from marl_tui.train.checkpoint import (
+    find_checkpoint,
+    first_line,
+    read_checkpoint,
+    scenario_of,
+    set_rng_state,
+)
+from marl_tui.train.controls import Controls
+from marl_tui.train.trainer import RunConfig, Trainer
+
+# What a state_dict that does not fit raises while loading.
+_LOAD_ERRORS = (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
+
+
+def run_config_from(ckpt: dict[str, Any], path: Path, *, out_dir: Path | None,
+                    steps: int | None = None, device: str | None = None) -> RunConfig:
+    """The RunConfig that rebuilds the checkpoint's trainer (same hyperparameters exactly).
+
+    device None: where it trained (cuda, or cpu)."""
+    from marl_tui.algos.registry import algorithm_class
+
+    cfg = ckpt["config"]
+    algo = cfg["algo"]
+    try:
+        cls = algorithm_class(algo)
+    except UserError:
+        raise UserError(f"{path}: a checkpoint of algorithm {algo!r}, which this marl-tui does "
+                        "not have") from None
+    fields = {f.name for f in dataclasses.fields(cls.Hyperparameters) if f.init}  # type: ignore[attr-defined]
+    overrides = {k: v for k, v in cfg["hyperparameters"].items() if k in fields}
+    saved_device = cfg["device"]
+    if device is None:
+        device = "cuda" if saved_device.startswith("cuda") else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"{path}: this run trained on {saved_device}, and no CUDA GPU is visible "
+                            "here; add --device cpu to continue on the CPU")
+    return RunConfig(
+        scenario=scenario_of(ckpt, path), algo=algo,
+        steps=int(cfg["total_steps"]) if steps is None else steps,
+        seed=int(cfg["seed"]), n_envs=int(cfg["n_envs"]), device=device,
+        overrides=overrides, out_dir=out_dir, checkpoint_every=cfg.get("checkpoint_every"),
+    )
+
+
+def _does_not_fit(trainer: Trainer, ckpt: dict[str, Any], path: Path, exc: BaseException) -> UserError:
+    """The one line for a checkpoint whose state a trainer cannot take."""
+    saved = str(ckpt["config"].get("device", "cpu"))
+    if saved.split(":")[0] != trainer.device.type:
+        return UserError(f"{path}: trained on {saved}, and its generator states do not carry over "
+                         f"to {trainer.device}; continue with --device {saved.split(':')[0]}")
+    return UserError(
+        f"{path}: does not fit {trainer.run_config.algo} on {trainer.scenario.name} "
+        f"({type(exc).__name__}: {first_line(exc)}); it is damaged or from another setup"
+    )
+
+
+def load_algorithm(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
+    """Only the algorithm's state (networks, optimisers, buffers, generators); UserError if it
+    does not fit the trainer."""
+    try:
+        trainer.algo.load_state_dict(ckpt["algorithm"])
+    except _LOAD_ERRORS as exc:
+        raise _does_not_fit(trainer, ckpt, path, exc) from None
+
+
+def restore_state(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
+    """Everything but metrics.csv: algorithm, env, loop state, global RNGs (no file changes)."""
+    load_algorithm(trainer, ckpt, path)
+    try:
+        trainer.env.set_state(ckpt["env"])
+        trainer.load_loop_state(ckpt["trainer"])
+    except _LOAD_ERRORS as exc:
+        raise _does_not_fit(trainer, ckpt, path, exc) from None
+    try:
+        set_rng_state(ckpt["rng"])
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        raise UserError(f"{path}: its random-generator states are damaged ({first_line(exc)})") from None
+
+
+def restore(trainer: Trainer, ckpt: dict[str, Any], path: Path, keep_rows: bool) -> str | None:
+    """Load a validated checkpoint into a trainer built from the same config.
+
+    keep_rows: the trainer writes into the run directory the checkpoint came from (resume):
+    metrics.csv is cut back to the rows written when the checkpoint was taken.
+    Returns a warning line, or None.
+    """
+    restore_state(trainer, ckpt, path)
+    return trainer.metrics_writer.restore(ckpt["metrics_writer"], keep_rows, trainer.env_steps)
+
+
+def trainer_from_checkpoint(path: Path, *, out_dir: Path | None = None, steps: int | None = None,
+                            device: str | None = None, controls: Controls | None = None,
+                            keep_rows: bool = False) -> tuple[Trainer, dict[str, Any]]:
+    """Build the checkpoint's trainer and restore it. Returns (trainer, checkpoint)."""
+    ckpt = read_checkpoint(path)
+    trainer = Trainer(run_config_from(ckpt, path, out_dir=out_dir, steps=steps, device=device),
+                      controls=controls)
+    restore(trainer, ckpt, path, keep_rows=keep_rows)
+    return trainer, ckpt
+
+
+def check_compatible(ckpt: dict[str, Any], path: Path, algo: str, scenario: Scenario,
+                     n_envs: int | None = None) -> None:
+    """Refuse a checkpoint of another algorithm, scenario or number of parallel copies."""
+    cfg = ckpt["config"]
+    if cfg["algo"] != algo:
+        raise UserError(f"{path}: a checkpoint of {cfg['algo']}, not {algo}: use --algo {cfg['algo']} "
+                        "(or leave --algo out)")
+    saved = scenario_of(ckpt, path)
+    differs = [name for name, a, b in (
+        ("kind", saved.kind, scenario.kind), ("agents", saved.agents, scenario.agents),
+        ("episode_length", saved.episode_length, scenario.episode_length),
+        ("model", saved.model, scenario.model)) if a != b]
+    if differs:
+        raise UserError(
+            f"{path}: a checkpoint of scenario {saved.name!r} ({saved.source}), which differs from "
+            f"{scenario.source} in {', '.join(differs)}: open it with its own scenario (or leave "
+            "the scenario out)"
+        )
+    if n_envs is not None and int(cfg["n_envs"]) != n_envs:
+        raise UserError(f"{path}: trained with {cfg['n_envs']} parallel copies, not {n_envs}: leave "
+                        f"--envs out (or give --envs {cfg['n_envs']})")
+
+
+def check_belongs(ckpt: dict[str, Any], ckpt_path: Path, run_dir: Path) -> None:
+    """A checkpoint copied into another run's folder would mix two runs' files: refuse."""
+    from marl_tui.config import parse_scenario
+
+    scenario_file = run_dir / "scenario.toml"
+    if scenario_file.is_file():
+        try:
+            here = parse_scenario(scenario_file.read_text(encoding="utf-8"), str(scenario_file))
+        except UserError:
+            here = None
+        if here is not None:
+            try:
+                check_compatible(ckpt, ckpt_path, ckpt["config"]["algo"], here)
+            except UserError:
+                raise UserError(f"{ckpt_path}: belongs to another run: its scenario differs from "
+                                f"{scenario_file}; resume the run it came from") from None
+    config_file = run_dir / "config.toml"
+    if config_file.is_file():
+        from marl_tui.config import tomllib
+
+        with contextlib.suppress(OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            algo = tomllib.loads(config_file.read_text(encoding="utf-8")).get("run", {}).get("algo")
+            if isinstance(algo, str) and algo != ckpt["config"]["algo"]:
+                raise UserError(f"{ckpt_path}: belongs to another run: it is a checkpoint of "
+                                f"{ckpt['config']['algo']}, but {config_file} says this run trains {algo}; "
+                                "resume the run it came from")
+
+
+def load_checkpoint_into(trainer: Trainer, path: Path) -> dict[str, Any]:
+    """For the app's `--load`: restore a checkpoint into a trainer built for the same algorithm,
+    scenario and number of copies (UserError otherwise). Training then continues from it.
+
+    If the trainer writes into the checkpoint's own run directory, metrics.csv continues there;
+    into another run directory, its metrics.csv starts at the checkpoint's step. Returns the
+    checkpoint's config (algo, seed, total_steps, ...)."""
+    path = Path(path)
+    ckpt_path, run_dir = find_checkpoint(path)
+    ckpt = read_checkpoint(ckpt_path)
+    check_compatible(ckpt, ckpt_path, trainer.run_config.algo, trainer.scenario, trainer.env.n_envs)
+    out = trainer.run_config.out_dir
+    same = out is not None and run_dir is not None and out.resolve() == run_dir.resolve()
+    restore(trainer, ckpt, ckpt_path, keep_rows=same)
+    return dict(ckpt["config"])
+
+
+def loaded_trainer_factory(path: Path, scenario: Scenario) -> Callable[..., Trainer]:
+    """A trainer factory for the app's RunSession (MarlApp(trainer_factory=...)): the run that
+    `marl-tui run --load` asked for (its scenario object, so also a restart of it) continues
+    from the checkpoint; any other run started from that app (the picker) starts fresh."""
+
+    def build(cfg: RunConfig, controls: Controls | None = None) -> Trainer:
+        trainer = Trainer(cfg, controls=controls)
+        if cfg.scenario is scenario:
+            load_checkpoint_into(trainer, path)
+        return trainer
+
+    return build
