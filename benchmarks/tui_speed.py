@@ -42,10 +42,12 @@ from marl_tui.tui.widgets.charts import ChartPanel  # noqa: E402
 from marl_tui.tui.widgets.status import StatusLine  # noqa: E402
 
 # (scenario, algorithm, parallel copies, batched steps)
+# Long enough (several seconds each) that the app's start-up paint does not dominate:
+# what a person notices is the steady state.
 CONFIGS = [
-    ("pricing", "random", 256, 3000),
-    ("pricing", "mappo", 256, 320),
-    ("fulfillment", "qmix", 128, 120),
+    ("pricing", "random", 256, 20_000),
+    ("pricing", "mappo", 256, 4_000),
+    ("fulfillment", "qmix", 128, 600),
 ]
 QUICK = [("pricing", "random", 256, 1500), ("pricing", "mappo", 256, 160)]
 

@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header, styled_cells
 
 
 def collusion_index(profits: list[float], nash: Any, collusive: Any) -> float | None:
@@ -38,10 +38,7 @@ def price_bar(price: float, lo: float, hi: float, nash: Any, coll: Any, width: i
     for col, ch, st in marks:
         cells[col], styles[col] = ch, st
     cells[at], styles[at] = "●", "bold reverse" if any(m[0] == at for m in marks) else "bold"
-    t = Text()
-    for ch, st in zip(cells, styles, strict=True):
-        t.append(ch, style=st)
-    return t
+    return styled_cells(cells, styles)
 
 
 class PricingPanel(ScenePanel):

@@ -116,3 +116,11 @@ class GenericPanel(ScenePanel):
         t.append("\n")
         t.append(kpi_lines(data, width))
         return t
+
+
+def styled_cells(cells: list[str], styles: list[str]) -> Text:
+    """One line of text from a character and a style per cell (the panels' bar gauges)."""
+    t = Text()
+    for ch, st in zip(cells, styles, strict=True):
+        t.append(ch, style=st)
+    return t

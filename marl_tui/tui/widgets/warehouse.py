@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header, styled_cells
 
 
 def _at(xs: list[Any], i: int) -> Any:
@@ -27,10 +27,7 @@ def stock_bar(on_hand: Any, stock: Any, target: Any, cap: float, width: int) -> 
     if finite(target):
         c = min(width - 1, max(0, position(target, 0, cap, width + 1) - 1))
         cells[c], styles[c] = "┃", "bold yellow reverse" if c < total else "bold yellow"
-    t = Text()
-    for ch, st in zip(cells, styles, strict=True):
-        t.append(ch, style=st)
-    return t
+    return styled_cells(cells, styles)
 
 
 class WarehousePanel(ScenePanel):
