@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenario_files
+from marl_tui.errors import UserError
 
 
 def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
@@ -53,19 +55,18 @@ def scenario_info_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def all_scenarios() -> list[Scenario]:
-    """Bundled scenarios, then any user files in ./scenarios."""
-    found = [load_scenario(n) for n in bundled_names()]
-    found += [load_scenario(str(p)) for p in local_scenario_files()]
-    return found
-
-
 def scenario_table() -> str:
     """A rich table on a terminal; plain aligned lines, one per scenario, in a pipe or file."""
     header = ("name", "kind", "agents", "actions", "description", "reference answer")
     rows = []
-    for sc in all_scenarios():
-        d = scenario_info(sc)
+    # Bundled scenarios, then the user's files in ./scenarios: a broken one gets a row saying
+    # why, and the others are still listed.
+    for source in [*bundled_names(), *(str(p) for p in local_scenario_files())]:
+        try:
+            d = scenario_info(source)
+        except UserError as exc:
+            rows.append((Path(source).name, "—", "—", "—", "not loaded", f"✗ {exc}"))
+            continue
         rows.append((d["name"], d["kind"], str(d["n_agents"]), d["action_space"], d["description"],
                      d["oracle_summary"]))
     if not sys.stdout.isatty():

@@ -81,3 +81,18 @@ def test_info_json_through_the_command() -> None:
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["name"] == "pricing-guide" and data["oracle"]["nash_price"] == pytest.approx(10)
+
+
+def test_user_scenarios_are_listed_and_a_broken_one_does_not_hide_the_rest(tmp_path, monkeypatch) -> None:
+    from marl_tui.config import bundled_dir
+
+    (tmp_path / "scenarios").mkdir()
+    mine = (bundled_dir() / "pricing.toml").read_text()
+    mine = mine.replace('name = "pricing"', 'name = "mine"').replace("cost = 0.0", "cost = 5.0")
+    (tmp_path / "scenarios" / "mine.toml").write_text(mine)
+    (tmp_path / "scenarios" / "bad.toml").write_text('name = "bad"\nkind = "pricing"\n')
+    monkeypatch.chdir(tmp_path)
+    table = scenario_table()
+    assert "Nash 36.67" in table  # (100 + 2·5) / (2·2 − 2·0.5): the user's numbers, computed
+    assert "bad.toml" in table and "missing key 'description'" in table
+    assert "warehouse-shared-truck" in table
