@@ -55,6 +55,7 @@ def target(scenario: str, algo: str) -> Check | None:
 def run_one(scenario: str, algo: str, seed: int) -> dict:
     sc = load_scenario(scenario)
     trainer = Trainer(RunConfig(scenario=sc, algo=algo, seed=seed))
+    trainer.record_steps = False  # as `marl-tui train` does
     started = time.perf_counter()
     stats = trainer.run()
     wall = time.perf_counter() - started

@@ -65,6 +65,7 @@ def headless(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, flo
     cfg = RunConfig(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
                     steps=n_envs * iters)
     trainer = Trainer(cfg, controls=Controls(paused=True))
+    trainer.record_steps = False  # as `marl-tui train` does
     thread = trainer.start_thread()
     time.sleep(0.2)
     t0 = time.monotonic()

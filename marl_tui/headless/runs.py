@@ -115,6 +115,7 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
 def drive(trainer: Trainer, run_dir: Path, o: Out, jsonl: bool) -> int:
     """Run the trainer in a worker thread with signal handlers, progress, and the ending."""
     started_steps = trainer.env_steps
+    trainer.record_steps = False  # progress lines read Stats; nobody reads single steps
     started = time.monotonic()
     progress = Progress(o, trainer, jsonl)
     notes_seen = None

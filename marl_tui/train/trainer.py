@@ -82,6 +82,9 @@ class Trainer:
         # Held while the loop acts/learns and while a view asks explain(): never torn weights.
         self._algo_lock = threading.Lock()
         self.records = RecordQueue()
+        # Building a StepRecord costs ~10 % of a fast step: a caller nobody watches step by
+        # step (headless, benchmarks) turns it off.
+        self.record_steps = True
         self.iteration = 0
         self.env_steps = 0
         self.episodes = 0
@@ -328,7 +331,8 @@ class Trainer:
             self.metrics = metrics
             for k, v in metrics.items():
                 self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
-        self.records.put(self._record(out.actions, res.reward, res.info, greedy=False))
+        if self.record_steps:
+            self.records.put(self._record(out.actions, res.reward, res.info, greedy=False))
         if bool(done.all()):
             self._end_episode()
             self._obs, self._state = self.env.reset()

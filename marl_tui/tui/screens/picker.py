@@ -8,7 +8,6 @@ default hyperparameters are computed in a background thread and filled in as the
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -202,13 +201,6 @@ class PickerScreen(Screen[None]):
                     scenarios.replace_option_prompt(f"sc-{idx}", option_prompt(e))
         if new or self._form_for != (self._entry_key(), self.algo):
             self._refresh_form()
-
-    def wait_ready(self, timeout: float = 60.0) -> bool:
-        """For tests and screenshots: block until every reference answer is in."""
-        deadline = time.monotonic() + timeout
-        while not self.ready.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.ready.is_set()
 
     # ------------------------------------------------------------------ the form
     def _entry(self) -> Entry | None:

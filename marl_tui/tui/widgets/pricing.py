@@ -7,7 +7,7 @@ from typing import Any
 from rich.text import Text
 
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header, styled_cells
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, recent_same_view, step_header, styled_cells
 
 
 def collusion_index(profits: list[float], nash: Any, collusive: Any) -> float | None:
@@ -103,7 +103,7 @@ class PricingPanel(ScenePanel):
         """Each store's price over the last steps, on the range's scale."""
         nw = max(len(n) for n in names)
         span = max(10, width - nw - 4)
-        recent = [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
+        recent = recent_same_view(data, span)
         t = Text()
         if len(recent) < 2:
             return t

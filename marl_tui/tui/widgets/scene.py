@@ -124,3 +124,8 @@ def styled_cells(cells: list[str], styles: list[str]) -> Text:
     for ch, st in zip(cells, styles, strict=True):
         t.append(ch, style=st)
     return t
+
+
+def recent_same_view(data: SceneData, span: int) -> list[Any]:
+    """The last `span` step records of the view on screen (training or greedy), oldest first."""
+    return [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
