@@ -258,11 +258,9 @@ def run(
         return
     options, ckpt_path = _load_options(load, scenario, algo, steps, seed, envs, lr, gamma, explore)
     _need_terminal("marl-tui run")
-    from marl_tui.train.resume import loaded_trainer_factory
     from marl_tui.tui.launch import launch_app
 
-    launch_app(device=device, trainer_factory=loaded_trainer_factory(ckpt_path, options["scenario"]),
-               **options)
+    launch_app(device=device, load=ckpt_path, **options)
 
 
 def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int | None,

@@ -24,6 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "screenshots"
+sys.path.insert(0, str(ROOT))
+
+from marl_tui.train.trainer import Trainer  # noqa: E402
 
 # (file stem, scenario, algorithm, size)
 DASHBOARDS = [
@@ -126,18 +129,20 @@ async def dashboard(stem: str, scenario: str, algo: str, size: tuple[int, int], 
     return path
 
 
+class Failing(Trainer):
+    """A trainer whose third step raises (it is pickled into the app's training process)."""
+
+    def train_step(self) -> None:
+        if self.iteration >= 2:
+            raise FloatingPointError("critic_loss became nan (a demonstration failure)")
+        super().train_step()
+
+
 async def error_view(stem: str, size: tuple[int, int], out: Path) -> Path:
     """What a training failure looks like: a trainer whose third step raises."""
     from marl_tui.config import load_scenario
-    from marl_tui.train.trainer import Trainer
     from marl_tui.tui.app import MarlApp
     from marl_tui.tui.session import RunRequest, no_run_dir
-
-    class Failing(Trainer):
-        def train_step(self) -> None:
-            if self.iteration >= 2:
-                raise FloatingPointError("critic_loss became nan (a demonstration failure)")
-            super().train_step()
 
     request = RunRequest(scenario=load_scenario("pricing"), algo="mappo", seed=0, n_envs=8)
     app = MarlApp(request=request, run_dir=no_run_dir, trainer_factory=Failing)

@@ -280,9 +280,9 @@ def test_load_checkpoint_into_a_new_trainer(references: dict[str, Path], tmp_pat
 
 def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Path], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """`marl-tui run --load`: the app's run builds its trainer from the checkpoint, in a new run
-    directory, and continues exactly; a run started later from the picker starts fresh; the
-    checkpoint's own run directory is not written."""
+    """`marl-tui run --load`: the app's run (in its training process) builds its trainer from the
+    checkpoint, in a new run directory, and continues exactly; a run started later from the
+    picker starts fresh; the checkpoint's own run directory is not written."""
     import typer
 
     from marl_tui import cli as cli_module
@@ -297,14 +297,13 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
     built: dict[str, RunSession] = {}
 
     class App:  # MarlApp as far as `run --load` uses it: build the sessions it would build
-        def __init__(self, request: RunRequest, device: str, trainer_factory) -> None:
-            self.request, self.factory = request, trainer_factory
+        def __init__(self, request: RunRequest, device: str) -> None:
+            self.request = request
 
         def run(self) -> None:
-            loaded = RunSession(self.request, run_dir=lambda r: tmp_path / "new",
-                                trainer_factory=self.factory)
+            loaded = RunSession(self.request, run_dir=lambda r: tmp_path / "new", paused=True)
             picked = RunSession(RunRequest(scenario=load_scenario("pricing"), algo="qmix", n_envs=8),
-                                run_dir=no_run_dir, paused=True, trainer_factory=self.factory)
+                                run_dir=no_run_dir, paused=True)
             for session in (loaded, picked):
                 session.build()
                 assert session.build_error is None, session.build_error
@@ -317,10 +316,18 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
     code, _, err = cli("run", "--load", src)
     assert code == 0, err
     loaded, picked = built["loaded"].trainer, built["picked"].trainer
-    assert loaded.env_steps == 800 and loaded.episodes == 4 and loaded.total_steps == 1_600
-    assert picked.env_steps == 0
+    assert loaded.stats.env_steps == 800 and loaded.stats.episodes == 4
+    assert loaded.info.total_steps == 1_600
+    assert picked.stats.env_steps == 0
     assert (tmp_path / "new" / "config.toml").is_file()
-    loaded.run()
+    picked.stop(timeout=5.0)
+    loaded.controls.resume()
+    deadline = time.monotonic() + 60.0
+    while loaded.stats.status != "finished" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert loaded.stats.status == "finished"
+    loaded.stop(timeout=5.0)  # a finished run's process waits for the screen to let it go
+    assert not loaded.alive
     ref_rows = csv(references["qmix"]).decode().splitlines()
     assert csv(tmp_path / "new").decode().splitlines() == [ref_rows[0]] + [
         r for r in ref_rows[1:] if int(r.split(",")[0]) > 800]

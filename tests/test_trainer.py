@@ -14,9 +14,9 @@ from marl_tui.train.records import BoundedSeries, RecordQueue, StepRecord
 from marl_tui.train.trainer import RunConfig, Trainer
 
 
-def make(algo: str = "random", steps: int = 2_000, **kw) -> Trainer:
+def make(algo: str = "random", steps: int = 2_000, controls: Controls | None = None, **kw) -> Trainer:
     return Trainer(RunConfig(scenario=load_scenario("pricing"), algo=algo, steps=steps, n_envs=8, **kw),
-                   controls=kw.pop("controls", None))
+                   controls=controls)
 
 
 def test_budget_is_env_steps_over_all_copies() -> None:
@@ -140,3 +140,37 @@ def test_oracle_baseline_plays_nash() -> None:
     assert t.kpis["mean_price"] == pytest.approx(100 / 3, rel=1e-5)
     ev = t.evaluate(episodes=1)
     assert ev["exploitability"] == pytest.approx(0, abs=1e-3)
+
+
+def test_full_speed_records_bursts_of_consecutive_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody follows single steps at full speed: a burst of RECORD_BURST consecutive steps is
+    recorded, then nothing until RECORD_SECONDS have passed (here: never)."""
+    from marl_tui.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
+    monkeypatch.setattr(trainer_module, "RECORD_BURST", 30)
+    t = make(steps=8 * 100)
+    t.records = RecordQueue(maxlen=1000)
+    t.run()
+    assert [r.iteration for r in t.records.drain()] == list(range(1, 31))
+
+
+def test_a_watched_run_records_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paused and stepped, or under a speed limit, every step has its record."""
+    from marl_tui.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
+    monkeypatch.setattr(trainer_module, "RECORD_BURST", 1)
+    controls = Controls(paused=True)
+    t = make(steps=8 * 50, controls=controls)
+    t.records = RecordQueue(maxlen=1000)
+    controls.step(20)
+    thread = t.start_thread()
+    deadline = time.monotonic() + 10
+    while t.stats.iteration < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    controls.set_speed(1000)
+    controls.resume()
+    thread.join(timeout=10)
+    assert t.stats.status == "finished"
+    assert [r.iteration for r in t.records.drain()] == list(range(1, 51))

@@ -58,6 +58,12 @@ class Controls:
             self._speed_index = max(self._speed_index - 1, 0)
             return SPEEDS[self._speed_index]
 
+    def set_speed(self, speed: float | None) -> None:
+        """Set the limit to one of SPEEDS (what another process's +/- chose)."""
+        with self._cond:
+            self._speed_index = SPEEDS.index(speed)
+            self._cond.notify_all()
+
     def set_greedy(self, on: bool) -> None:
         with self._cond:
             self._greedy = on

@@ -10,14 +10,12 @@ owns what a reader does with one:
     check_compatible                refuse another algorithm, scenario or number of copies
     check_belongs                   refuse a checkpoint copied into another run's folder
     load_checkpoint_into            `run --load`: a checkpoint into a trainer built for it
-    loaded_trainer_factory          the same, as the app's RunSession trainer factory
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,17 +190,3 @@ def load_checkpoint_into(trainer: Trainer, path: Path) -> dict[str, Any]:
     same = out is not None and run_dir is not None and out.resolve() == run_dir.resolve()
     restore(trainer, ckpt, ckpt_path, keep_rows=same)
     return dict(ckpt["config"])
-
-
-def loaded_trainer_factory(path: Path, scenario: Scenario) -> Callable[..., Trainer]:
-    """A trainer factory for the app's RunSession (MarlApp(trainer_factory=...)): the run that
-    `marl-tui run --load` asked for (its scenario object, so also a restart of it) continues
-    from the checkpoint; any other run started from that app (the picker) starts fresh."""
-
-    def build(cfg: RunConfig, controls: Controls | None = None) -> Trainer:
-        trainer = Trainer(cfg, controls=controls)
-        if cfg.scenario is scenario:
-            load_checkpoint_into(trainer, path)
-        return trainer
-
-    return build

@@ -20,6 +20,7 @@ import math
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
 from marl_tui.train.run_config import RunConfig, resolve_device, seed_everything  # noqa: F401
 
 PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
+# At full speed nobody can follow single steps, and building a StepRecord costs ~10 % of a fast
+# step: then a burst of RECORD_BURST consecutive steps is recorded every RECORD_SECONDS (enough
+# for the panels' short histories). Paused, stepped or speed-limited runs record every step.
+RECORD_BURST = 200
+RECORD_SECONDS = 0.25
 # Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
 # fixed amount of work per batched step, so this is roughly a minute of training for each.
 CHECKPOINT_ITERATIONS = 2_000
@@ -82,9 +88,13 @@ class Trainer:
         # Held while the loop acts/learns and while a view asks explain(): never torn weights.
         self._algo_lock = threading.Lock()
         self.records = RecordQueue()
-        # Building a StepRecord costs ~10 % of a fast step: a caller nobody watches step by
-        # step (headless, benchmarks) turns it off.
+        # A caller nobody watches step by step (headless, benchmarks) turns records off.
         self.record_steps = True
+        self._burst_left = 0
+        self._burst_at = -math.inf
+        # Called with every fresh Stats, on the training thread (the app's training process
+        # sends it to the screen from here). Keep it quick: it runs up to 1/PUBLISH_SECONDS a second.
+        self.publish_hook: Callable[[Stats], None] | None = None
         self.iteration = 0
         self.env_steps = 0
         self.episodes = 0
@@ -318,7 +328,15 @@ class Trainer:
         for k, v in self.env.kpis(res.info).items():
             self._kpi_sums[k] = self._kpi_sums.get(k, 0.0) + v
         self._kpi_count += 1
+        record = None
+        if self.record_steps and self._record_due():
+            record = self._record(out.actions, res.reward, res.info, greedy=False)
         if self.algo.ready():
+            if record is not None and self.controls.paused:
+                # Stepping with `n`: show the step at once; the update's numbers follow.
+                self.records.put(record)
+                record = None
+                self.publish()
             metrics = self.algo.update()
             self.updates += 1
             self._check_finite(metrics)
@@ -331,13 +349,26 @@ class Trainer:
             self.metrics = metrics
             for k, v in metrics.items():
                 self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
-        if self.record_steps:
-            self.records.put(self._record(out.actions, res.reward, res.info, greedy=False))
+        if record is not None:
+            self.records.put(record)
         if bool(done.all()):
             self._end_episode()
             self._obs, self._state = self.env.reset()
         else:
             self._obs, self._state = res.obs, res.state
+
+    def _record_due(self) -> bool:
+        """Every step while someone can follow steps; at full speed, bursts (RECORD_BURST)."""
+        if self._burst_left > 0:
+            self._burst_left -= 1
+            return True
+        if self.controls.paused or self.controls.speed is not None:
+            return True
+        now = time.monotonic()
+        if now - self._burst_at < RECORD_SECONDS:
+            return False
+        self._burst_at, self._burst_left = now, RECORD_BURST - 1
+        return True
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
         for k, v in metrics.items():
@@ -408,6 +439,8 @@ class Trainer:
             loss_history={k: s.snapshot() for k, s in self.loss_history.items()},
             greedy=self.controls.greedy, error=self.error, save_note=self.save_note,
         )
+        if self.publish_hook is not None:
+            self.publish_hook(self._stats)
 
     @property
     def stats(self) -> Stats:
@@ -416,12 +449,18 @@ class Trainer:
     def explain(self) -> dict[str, Any]:
         """The algorithm's numbers for the observation the panels show (any thread): the
         training env's, or the greedy view's while that is on. Waits for the step in progress."""
+        return self.explain_step()[1]
+
+    def explain_step(self) -> tuple[int, dict[str, Any]]:
+        """explain() and the step count it belongs to, read together: the numbers are for the
+        observation after that many batched steps (the next step acts on it)."""
         with self._algo_lock:
+            iteration = self.iteration
             if self.controls.greedy and self._eval_obs is not None:
                 obs, state = self._eval_obs
                 with acting_on(self.algo, self._eval_env):
-                    return self.algo.explain(obs, state)
-            return self.algo.explain(self._obs, self._state)
+                    return iteration, self.algo.explain(obs, state)
+            return iteration, self.algo.explain(self._obs, self._state)
 
     def start_thread(self) -> threading.Thread:
         """Run in a daemon thread (the app); errors stay in stats.error."""

@@ -16,6 +16,7 @@ from typing import Any
 from textual.app import App
 from textual.binding import Binding
 
+from marl_tui.train.remote import warm_up
 from marl_tui.tui.session import RunDirFactory, RunRequest, RunSession, unique_run_dir
 
 
@@ -36,6 +37,7 @@ class MarlApp(App[None]):
         self.run_dir_factory = run_dir
         self.trainer_factory = trainer_factory
         self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
+        warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
     def on_mount(self) -> None:
         if self.request is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from marl_tui.errors import UserError
@@ -48,11 +48,11 @@ def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, de
 def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None = None,
                seed: int | None = None, n_envs: int | None = None, device: str = "cpu",
                overrides: dict[str, Any] | None = None, fast_exit: bool = True,
-               trainer_factory: Callable[..., Any] | None = None) -> None:
+               load: Path | None = None) -> None:
     """Open the picker (no scenario) or the dashboard for one run.
 
-    trainer_factory: how the requested run's Trainer is built (`run --load` passes one that
-    continues from a checkpoint); runs started later from the picker start fresh.
+    load: a checkpoint the requested run continues from (`run --load`; a restart of that run
+    does too); runs started later from the picker start fresh.
 
     fast_exit: once the app has closed and the trainer thread has stopped, leave with
     os._exit. Tearing down torch at interpreter exit takes a second or two on a busy
@@ -68,10 +68,10 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
         algo = algo or "mappo"
         validate(scenario, algo, steps, n_envs, device, overrides)
         request = RunRequest(scenario=scenario, algo=algo, steps=steps, seed=seed, n_envs=n_envs,
-                             device=device, overrides=overrides)
+                             device=device, overrides=overrides, load=load)
     from marl_tui.tui.app import MarlApp
 
-    app = MarlApp(request=request, device=device, trainer_factory=trainer_factory)
+    app = MarlApp(request=request, device=device)
     app.run()
     # The screen is back. A stopped loop writes its final checkpoint; let it finish.
     stopped = all(session.wait_stopped(timeout=0.3) for session in app.all_sessions)

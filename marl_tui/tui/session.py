@@ -1,21 +1,22 @@
-"""One training run as the app sees it: what was asked, the trainer, its thread, its folder.
+"""One training run as the app sees it: what was asked, its training process, its folder.
 
-Building a Trainer takes a moment (torch, the scenario's oracle, the networks), so the app
-calls `build()` from a worker thread; everything else here is quick. The app only uses the
-trainer's public API: stats, records.drain(), explain(), controls, oracle, env.spec,
-scenario and run_config.
+The run trains in its own process (train/remote.py): the screen and the loop then each have
+a core instead of sharing one interpreter. Starting it takes a moment (the first time the
+fork server imports torch; then the scenario's oracle and the networks), so the app calls
+`build()` from a worker thread; everything else here is quick. The app reads the run only
+through the TrainerProcess: stats, records.drain(), request_explain()/take_explain(), info
+(oracle, spec, copies) and controls.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from marl_tui.config import Scenario
-from marl_tui.train.controls import Controls
+from marl_tui.train.remote import RemoteControls, TrainerProcess
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class RunRequest:
     n_envs: int | None = None
     device: str = "cpu"
     overrides: dict[str, Any] = field(default_factory=dict)
+    load: Path | None = None  # continue from this checkpoint (`marl-tui run --load`; also on restart)
 
     @property
     def resolved_seed(self) -> int:
@@ -66,62 +68,58 @@ def no_run_dir(request: RunRequest) -> None:
 
 
 class RunSession:
-    """Builds, starts and stops one Trainer; the dashboard owns one at a time."""
+    """Builds, starts and stops one training process; the dashboard owns one at a time."""
 
     def __init__(self, request: RunRequest, run_dir: RunDirFactory = unique_run_dir,
                  paused: bool = False, trainer_factory: Callable[..., Any] | None = None) -> None:
         self.request = request
-        self.controls = Controls(paused=paused)
+        self.controls = RemoteControls(paused=paused)
         self._run_dir_factory = run_dir
-        self._trainer_factory = trainer_factory
+        self._trainer_factory = trainer_factory  # a Trainer subclass (importable: it is pickled)
         self.run_dir: Path | None = None
-        self.trainer: Any = None
-        self.thread: threading.Thread | None = None
+        self.trainer: TrainerProcess | None = None  # set once the run is built and training
+        self.process: TrainerProcess | None = None
         self.build_error: str | None = None
         self.stopped = False
 
     def build(self) -> None:
-        """Slow: make the Trainer and its run directory. Errors land in build_error."""
+        """Slow: start the training process and wait until it has built the run. Errors land
+        in build_error."""
         from marl_tui.errors import UserError
 
         try:
-            from marl_tui.train.rundir import init_run_dir
-            from marl_tui.train.trainer import RunConfig, Trainer
+            from marl_tui.train.run_config import RunConfig
 
             r = self.request
             run_dir = self._run_dir_factory(r)
             cfg = RunConfig(scenario=r.scenario, algo=r.algo, steps=r.steps, seed=r.seed,
                             n_envs=r.n_envs, device=r.device, overrides=dict(r.overrides),
                             out_dir=run_dir)
-            factory = self._trainer_factory or Trainer
-            trainer = factory(cfg, controls=self.controls)
-            if run_dir is not None:
-                init_run_dir(trainer, run_dir)
+            self.process = TrainerProcess(cfg, self.controls, load=r.load,
+                                          trainer_factory=self._trainer_factory)
+            self.process.start()
+            error = self.process.wait_ready()
+            if error is not None:
+                self.build_error = error
+                return
             self.run_dir = run_dir
-            self.trainer = trainer
+            self.trainer = self.process
         except UserError as exc:
             self.build_error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown in the app, never a crash
             self.build_error = f"{type(exc).__name__}: {exc}"
 
-    def start(self) -> None:
-        if self.trainer is not None and self.thread is None and not self.stopped:
-            self.thread = self.trainer.start_thread()
-
     def stop(self, timeout: float = 0.5) -> None:
-        """Ask the loop to stop and wait a little; the thread is a daemon either way."""
+        """Ask the run to stop (it saves a checkpoint) and wait a little for its process."""
         self.stopped = True
         self.controls.stop()
-        if self.thread is not None:
-            self.thread.join(timeout=timeout)
+        if self.process is not None:
+            self.process.join(timeout)
 
     def wait_stopped(self, timeout: float) -> bool:
-        """True once the training thread has ended (or never started)."""
-        if self.thread is None:
-            return True
-        self.thread.join(timeout=timeout)
-        return not self.thread.is_alive()
+        """True once the training process has ended (or never started)."""
+        return self.process is None or self.process.join(timeout)
 
     @property
     def alive(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+        return self.process is not None and self.process.alive

@@ -1,10 +1,11 @@
 """The live dashboard: status, the scenario panel, "why", and charts for one run.
 
-Threads: the trainer runs in its own daemon thread and never calls the UI. This screen
-polls it ten times a second (set_interval, started in on_mount): it drains the record
-queue, reads the latest Stats snapshot, and updates the panels in one batch. Charts
-redraw at most three times a second and only when their data changed; explain() is
-asked at most twice a second while running, and once per step while paused.
+The run trains in its own process and never calls the UI; what it publishes arrives on a
+receiver thread. This screen polls ten times a second (set_interval, started in on_mount):
+it drains the record queue, reads the latest Stats snapshot, and updates the panels in one
+batch. Charts redraw about once a second and only when their data changed; the algorithm's
+numbers (explain) are asked for about once a second while running, and once per step while
+paused; they arrive by a later poll, stamped with the step they belong to.
 """
 
 from __future__ import annotations
@@ -72,9 +73,9 @@ class DashboardScreen(Screen[None]):
         self._started = False
         self._state = ""
         self._explain_at = 0.0
-        self._explained: int | None = None  # iteration of the last explain() while not running
-        self._exact: dict[int, dict[str, Any]] = {}  # explain() taken while paused, by iteration
-        self._latest_explain: dict[str, Any] | None = None
+        self._asked_for: int | None = None  # step count when explain was last asked for
+        self._explained: int | None = None  # step count of the numbers on screen
+        self._exact: dict[int, dict[str, Any]] = {}  # the latest few explains, by step count
         self._explain_after: int | None = None
         self._charts_at = 0.0
         self._scene_at = 0.0
@@ -128,9 +129,7 @@ class DashboardScreen(Screen[None]):
         self.polls += 1
         s = self.session
         t = s.trainer
-        if t is not None and not self._started and not s.stopped:
-            self._started = True
-            s.start()
+        self._started = t is not None
         state = self.state()
         if t is None:
             self._show_status(state, None)
@@ -154,11 +153,12 @@ class DashboardScreen(Screen[None]):
             self._scene_dirty = True
         self._show_status(state, stats)
         now = time.monotonic()
+        self._take_why()
         if state == "running":
             if now - self._explain_at >= EXPLAIN_SECONDS:
-                self._explain(exact=False)
-        elif self._explained != stats.iteration and state != "error":
-            self._explain(exact=state == "paused" and self._want is None)
+                self._ask_why(stats.iteration)
+        elif self._asked_for != stats.iteration:  # a finished or failed run still answers
+            self._ask_why(stats.iteration)
         if self._scene_dirty and (state != "running" or now - self._scene_at >= SCENE_SECONDS):
             self._scene_dirty = False
             self._scene_at = now
@@ -177,9 +177,10 @@ class DashboardScreen(Screen[None]):
         self._state_changed(state)
 
     def _fast_poll(self) -> None:
-        """After `n`: look every 10 ms until the asked-for step is on screen."""
+        """After `n`: look every 10 ms until the asked-for step and its numbers are on screen."""
         self.poll()
-        if self._want is not None and time.monotonic() < self._fast_until:
+        waiting = self._want is not None or self._explained != self._asked_for
+        if waiting and time.monotonic() < self._fast_until:
             self.set_timer(0.01, self._fast_poll)
 
     def _state_changed(self, state: str) -> None:
@@ -190,8 +191,7 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ panels
     def _show_status(self, state: str, stats: Any) -> None:
         s, req = self.session, self.session.request
-        t = s.trainer
-        oracle = getattr(t, "oracle", None)
+        oracle = s.trainer.info.oracle if s.trainer is not None else None
         self.query_one(StatusLine).show(StatusInfo(
             scenario=req.scenario.name, algo=TITLES.get(req.algo, req.algo), state=state,
             stats=stats, speed=s.controls.speed, headline=HEADLINE_KPI.get(req.scenario.kind, ""),
@@ -201,7 +201,7 @@ class DashboardScreen(Screen[None]):
         ))
 
     def _scene_data(self) -> SceneData:
-        t = self.session.trainer
+        info = self.session.trainer.info
         r = self.record
         explain = None
         if r is not None and not r.greedy:
@@ -209,9 +209,9 @@ class DashboardScreen(Screen[None]):
         stats = self.stats
         return SceneData(
             record=r, kpis=dict(stats.kpis) if stats else {},
-            oracle_kpis=dict(t.oracle.kpis), oracle_values=dict(t.oracle.values),
-            model=t.scenario.model, agent_names=tuple(t.env.spec.agent_names),
-            episode_length=t.env.spec.episode_length, n_envs=t.env.n_envs, explain=explain,
+            oracle_kpis=dict(info.oracle.kpis), oracle_values=dict(info.oracle.values),
+            model=self.session.request.scenario.model, agent_names=tuple(info.spec.agent_names),
+            episode_length=info.spec.episode_length, n_envs=info.n_envs, explain=explain,
             algo=self.session.request.algo,
             recent=tuple(x for x in self.recent if r is None or x.iteration <= r.iteration),
         )
@@ -220,40 +220,37 @@ class DashboardScreen(Screen[None]):
         if self.session.trainer is not None:
             self.scene.show(self._scene_data())
 
-    def _explain(self, exact: bool) -> None:
-        """Ask the algorithm why; never more than ~2 times a second while running."""
-        t = self.session.trainer
+    def _ask_why(self, iteration: int) -> None:
+        """Ask the run for the algorithm's numbers; a later poll picks them up."""
         self._explain_at = time.monotonic()
-        before = t.stats.iteration
-        try:
-            ex = t.explain()
-        except Exception as exc:  # noqa: BLE001 - racing a training step; try again later
-            self._explain_errors += 1
-            if self.state() != "running":
-                self._explained = before
-                self._show_why(None, note=f"explain() failed: {type(exc).__name__}: {exc}")
+        self._asked_for = iteration
+        self.session.trainer.request_explain()
+
+    def _take_why(self) -> None:
+        """Show the numbers that arrived, and keep them for the step they belong to."""
+        got = self.session.trainer.take_explain()
+        if got is None:
             return
-        after = t.stats.iteration
-        # Exact only when the loop is idle: it published after its last step while paused
-        # (or has not stepped at all), so explain() saw the observation of step `after` + 1.
-        idle = t.stats.status in ("paused", "starting")
+        iteration, ex, failure = got
+        if failure is not None:
+            self._explain_errors += 1
+            self._explained = self._asked_for
+            if self.state() != "running":
+                self._show_why(None, note=f"explain() failed: {failure}")
+            return
         if not isinstance(ex, dict):
             ex = {"value": ex}
-        if self.state() != "running":
-            self._explained = after
-        if exact and idle and before == after:
-            self._exact[after] = ex
-            self._scene_dirty = True
-            for k in sorted(self._exact)[:-4]:
-                del self._exact[k]
-        self._latest_explain = ex
-        self._explain_after = after
+        self._explained = self._explain_after = iteration
+        self._exact[iteration] = ex
+        for k in sorted(self._exact)[:-4]:
+            del self._exact[k]
+        self._scene_dirty = True
         self._show_why(ex)
 
     def _show_why(self, ex: dict[str, Any] | None, note: str = "") -> None:
         t = self.session.trainer
         req = self.session.request
-        spec = t.env.spec if t is not None else None
+        spec = t.info.spec if t is not None else None
         if self.stats is not None and self.stats.greedy:
             note = note or "greedy view: the numbers are for the training copy's observation"
         self.query_one(WhyPanel).show(WhyData(
@@ -263,11 +260,11 @@ class DashboardScreen(Screen[None]):
         ))
 
     def _show_charts(self, stats: Any) -> None:
-        t = self.session.trainer
+        info = self.session.trainer.info
         self.query_one(ReturnChart).set_data(ReturnData(
             team=stats.team_history, agents=tuple(stats.agent_history),
-            agent_names=tuple(t.env.spec.agent_names), oracle_team=t.oracle.team_return,
-            episode_length=t.env.spec.episode_length, cooperative=t.env.spec.cooperative,
+            agent_names=tuple(info.spec.agent_names), oracle_team=info.oracle.team_return,
+            episode_length=info.spec.episode_length, cooperative=info.spec.cooperative,
         ))
         self.query_one(LossChart).set_data(LossData(series=dict(stats.loss_history),
                                                     algo=self.session.request.algo))

@@ -127,5 +127,10 @@ def styled_cells(cells: list[str], styles: list[str]) -> Text:
 
 
 def recent_same_view(data: SceneData, span: int) -> list[Any]:
-    """The last `span` step records of the view on screen (training or greedy), oldest first."""
-    return [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
+    """The last `span` consecutive step records of the view on screen (training or greedy),
+    oldest first. At full speed the trainer records bursts of steps: a trail never jumps a gap."""
+    out = [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
+    for k in range(len(out) - 1, 0, -1):
+        if out[k].iteration != out[k - 1].iteration + 1:
+            return out[k:]
+    return out
