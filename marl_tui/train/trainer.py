@@ -1,9 +1,9 @@
 """One training loop for every algorithm: act -> env.step -> observe -> update.
 
-Runs in a background thread (the app) or the main thread (headless). It obeys
-Controls (pause, step n, speed, greedy view, stop), publishes StepRecords into a
-bounded queue and a fresh immutable Stats snapshot a few dozen times a second,
-and imports no view.
+Runs on a worker thread: of `marl-tui train` (headless), or of the app's training
+process (worker.py). It obeys Controls (pause, step n, speed, greedy view, stop),
+publishes StepRecords into a bounded queue and a fresh immutable Stats snapshot a
+few dozen times a second (publish_hook sees each one), and imports no view.
 
 With a run directory it also keeps checkpoints there (see checkpoint.py): every
 `checkpoint_every` environment steps (counted in env steps, never wall time, so a
@@ -463,7 +463,7 @@ class Trainer:
             return iteration, self.algo.explain(self._obs, self._state)
 
     def start_thread(self) -> threading.Thread:
-        """Run in a daemon thread (the app); errors stay in stats.error."""
+        """Run in a daemon thread; errors stay in stats.error."""
 
         def target() -> None:
             with contextlib.suppress(Exception):  # already in stats.error for the view

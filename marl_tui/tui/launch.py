@@ -54,7 +54,7 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
     load: a checkpoint the requested run continues from (`run --load`; a restart of that run
     does too); runs started later from the picker start fresh.
 
-    fast_exit: once the app has closed and the trainer thread has stopped, leave with
+    fast_exit: once the app has closed and its training processes have ended, leave with
     os._exit. Tearing down torch at interpreter exit takes a second or two on a busy
     machine, and `q` should bring the prompt back at once; everything the run writes is
     already on disk (the trainer flushes metrics when its loop ends).

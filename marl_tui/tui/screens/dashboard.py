@@ -109,7 +109,8 @@ class DashboardScreen(Screen[None]):
 
     # ------------------------------------------------------------------ run lifecycle
     def _build(self) -> None:
-        """Build the trainer in a plain daemon thread; poll() starts it once it exists."""
+        """Start the training process from a plain daemon thread (it waits for the run to be
+        built); poll() sees it once it is training."""
         threading.Thread(target=self.session.build, name="marl-tui-build", daemon=True).start()
 
     def state(self) -> str:
