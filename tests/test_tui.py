@@ -281,6 +281,24 @@ async def test_a_training_error_is_shown_not_hung() -> None:
         await until(pilot, lambda: not app.is_running, timeout=2.0)
 
 
+async def test_a_training_process_that_dies_is_shown_not_hung() -> None:
+    """Killed by the system (out of memory, a crash in native code): the app says so."""
+    import signal
+
+    app = dashboard_app("pricing", "random", paused=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        os.kill(screen.session.trainer.pid, signal.SIGKILL)
+        await until(pilot, lambda: screen.state() == "error", what="the error")
+        await pilot.pause(0.2)
+        text = screen.query_one(ErrorView).text.plain
+        assert "training process ended unexpectedly (exit code -9)" in text
+        await pilot.press("r")  # a restart gets a fresh process
+        await until(pilot, lambda: screen._started and screen.state() == "running", what="restart")
+        await pilot.press("q")
+        await until(pilot, lambda: not app.is_running, timeout=2.0)
+
+
 async def test_a_run_that_cannot_start_is_shown() -> None:
     request = RunRequest(scenario=load_scenario("pricing"), algo="mappo", n_envs=2,
                          overrides={"no_such_knob": 1.0})
