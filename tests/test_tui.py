@@ -210,6 +210,25 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+async def test_quick_restarts_each_get_a_run_directory(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """r pressed twice within a second: two runs named in the same second must not collide."""
+    monkeypatch.chdir(tmp_path)
+    request = RunRequest(scenario=load_scenario("pricing"), algo="random", seed=0, n_envs=4)
+    app = MarlApp(request=request)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        await pilot.press("r")
+        await pilot.pause(0.1)
+        await pilot.press("r")
+        await until(pilot, lambda: screen._started and screen.state() == "running", what="the last restart")
+        await pilot.press("q")
+    assert all(s.wait_stopped(timeout=5.0) for s in app.all_sessions)
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert app.all_sessions[-1].run_dir.name in runs and len(set(runs)) == len(runs)
+    assert all(s.build_error is None or "ended before" in s.build_error for s in app.all_sessions)
+
+
 async def test_palette_offers_what_the_state_allows() -> None:
     from marl_tui.tui.commands import RunCommands
 

@@ -73,7 +73,8 @@ class RemoteControls:
         """From now on commands go through send; returns the state to start the process in."""
         with self._lock:
             self._send = send
-            return {"paused": self.local.paused, "speed": self.local.speed, "greedy": self.local.greedy}
+            c = self.local
+            return {"paused": c.paused, "speed": c.speed, "greedy": c.greedy, "stopped": c.stopped}
 
     def _tell(self, *msg: Any) -> None:
         with self._lock:

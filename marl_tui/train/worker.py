@@ -58,6 +58,7 @@ class WorkerStart:
     paused: bool = False
     speed: float | None = None
     greedy: bool = False
+    stopped: bool = False
     load: Path | None = None  # continue from this checkpoint (`marl-tui run --load`)
     trainer_factory: Callable[..., Trainer] | None = None  # a Trainer subclass (tests)
 
@@ -137,14 +138,23 @@ class Commands:
         self.apply(msg)
         return msg[0] != "stop"
 
-    def apply_pending(self) -> None:
-        """Commands sent while the run was being built (a pause, a speed) act before step one."""
-        while self.conn.poll() and self.receive():
-            pass
-
     def serve(self) -> None:
         while self.receive():
             pass
+
+
+def pending(conn: Connection) -> tuple[list[tuple[Any, ...]], bool]:
+    """Commands already waiting in the pipe, and whether the run must stop (told so, or the
+    app has gone)."""
+    msgs: list[tuple[Any, ...]] = []
+    try:
+        while conn.poll():
+            msgs.append(pickle.loads(conn.recv_bytes()))
+            if msgs[-1][0] == "stop":
+                return msgs, True
+    except (EOFError, OSError):
+        return msgs, True
+    return msgs, False
 
 
 def build(start: WorkerStart, controls: Controls) -> Trainer:
@@ -167,6 +177,9 @@ def serve(conn: Connection, start: WorkerStart) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    early, stop = pending(conn)
+    if start.stopped or stop:
+        return  # the app quit (or this run was dropped) before it was built: write nothing
     link = Link(conn)
     controls = Controls(paused=start.paused)
     controls.set_speed(start.speed)
@@ -184,7 +197,11 @@ def serve(conn: Connection, start: WorkerStart) -> None:
                                total_steps=trainer.total_steps))
     trainer.publish_hook = Publisher(trainer, link)
     commands = Commands(conn, trainer, link)
-    commands.apply_pending()
+    later, stop = pending(conn)  # a pause or a speed chosen while it was built acts before step one
+    for msg in early + later:
+        commands.apply(msg)
+    if stop:
+        controls.stop()
     trainer.publish()
     listener = threading.Thread(target=commands.serve, name="marl-tui-commands", daemon=True)
     listener.start()

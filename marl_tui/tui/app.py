@@ -10,6 +10,7 @@ Trainer subclass, e.g. one that fails on purpose).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -72,9 +73,12 @@ class MarlApp(App[None]):
             self.switch_screen(self._picker())
 
     async def action_quit(self) -> None:
-        """Quit from any state in well under a second: stop the loop, wait ≤ 0.5 s, leave."""
+        """Quit from any state in well under a second: tell every run to stop, give them
+        0.5 s in all to save and end, leave. A run still saving finishes after the screen
+        is back (launch_app waits for it and says so)."""
         for session in self.all_sessions:
-            session.controls.stop()  # every loop gets the word at once
+            session.controls.stop()  # every run gets the word at once
+        deadline = time.monotonic() + 0.5
         for session in self.all_sessions:
-            session.stop(timeout=0.5)
+            session.stop(timeout=max(0.0, deadline - time.monotonic()))
         self.exit()

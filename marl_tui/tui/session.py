@@ -10,6 +10,7 @@ through the TrainerProcess: stats, records.drain(), request_explain()/take_expla
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,15 +53,23 @@ RunDirFactory = Callable[[RunRequest], "Path | None"]
 
 
 def unique_run_dir(request: RunRequest) -> Path:
-    """runs/NAME-ALGO-sSEED-TIME, with -2, -3... when a run started in the same second."""
+    """runs/NAME-ALGO-sSEED-TIME, with -2, -3... when that name is taken. Made here, empty, so
+    two runs started in the same second (a quick double restart, two apps) never share one."""
+    from marl_tui.errors import UserError
     from marl_tui.train.rundir import default_run_dir
 
     base = default_run_dir(request.scenario.name, request.algo, request.resolved_seed)
     path, k = base, 2
-    while path.exists():
-        path = base.with_name(f"{base.name}-{k}")
-        k += 1
-    return path
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            path = base.with_name(f"{base.name}-{k}")
+            k += 1
+        except OSError as exc:
+            raise UserError(f"cannot create the run directory {path} ({exc.strerror or exc}); "
+                            "start marl-tui in a folder you can write to") from None
 
 
 def no_run_dir(request: RunRequest) -> None:
@@ -101,6 +110,9 @@ class RunSession:
             error = self.process.wait_ready()
             if error is not None:
                 self.build_error = error
+                if run_dir is not None:
+                    with contextlib.suppress(OSError):
+                        run_dir.rmdir()  # only if still empty: nothing of a run is lost
                 return
             self.run_dir = run_dir
             self.trainer = self.process

@@ -105,7 +105,7 @@ class DashboardScreen(Screen[None]):
         self.scene.focus()
 
     def on_unmount(self) -> None:
-        self.session.stop(timeout=0.5)
+        self.session.stop(timeout=0)  # it saves and ends on its own
 
     # ------------------------------------------------------------------ run lifecycle
     def _build(self) -> None:
@@ -347,7 +347,7 @@ class DashboardScreen(Screen[None]):
 
     def action_restart(self) -> None:
         old = self.session
-        old.stop(timeout=0.5)
+        old.stop(timeout=0)  # it saves and ends on its own while the new one builds
         if self._new_session is not None:
             new = self._new_session(old.request, old.controls.paused)
         else:
@@ -368,7 +368,7 @@ class DashboardScreen(Screen[None]):
         self.notify("restarted with the same settings", timeout=2)
 
     def action_picker(self) -> None:
-        self.session.stop(timeout=0.5)
+        self.session.stop(timeout=0)
         self.app.open_picker()  # type: ignore[attr-defined]
 
     def action_help(self) -> None:
