@@ -134,7 +134,7 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
     async def run() -> None:
         async with app.run_test(size=size) as pilot:
             screen = app.screen
-            await _until(lambda: screen._started and screen._explained == 0)
+            await _until(lambda: screen._started and screen._explained == (False, 0))
             trainer = screen.session.trainer
             await asyncio.sleep(0.2)
             t0 = time.monotonic()
@@ -179,7 +179,7 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
             status = screen.query_one(StatusLine)
-            await _until(lambda: screen._started and screen._explained == 0)
+            await _until(lambda: screen._started and screen._explained == (False, 0))
 
             async def measure(key: str, cond: Any, name: str) -> None:
                 t0 = time.perf_counter()

@@ -72,13 +72,13 @@ def test_the_process_obeys_the_controls_and_answers_explain(started) -> None:
         return bool(answers)
 
     wait_for(answered, what="explain")
-    iteration, numbers, failure = answers[0]
-    assert failure is None and iteration == 1 and {"V", "mean", "std"} <= set(numbers)
+    view, numbers, failure = answers[0]
+    assert failure is None and view == (False, 1) and {"V", "mean", "std"} <= set(numbers)
     proc.controls.set_greedy(True)
     proc.controls.step(1)
-    wait_for(lambda: proc.stats.iteration == 2, what="a greedy step")
-    wait_for(lambda: proc.stats.greedy, what="greedy in stats")
-    assert [r.greedy for r in proc.records.drain()] == [True]
+    wait_for(lambda: proc.stats.greedy_steps == 1, what="a greedy step")
+    assert proc.stats.iteration == 1  # watching the greedy policy is not training
+    assert [(r.greedy, r.iteration) for r in proc.records.drain()] == [(True, 1)]
     proc.controls.set_greedy(False)
     proc.controls.resume()
     wait_for(lambda: proc.stats.updates > 0 and proc.stats.status == "running", what="learning")

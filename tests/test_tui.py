@@ -193,9 +193,12 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await pilot.press("plus")
         assert controls.speed == 1000
         await pilot.press("e")
-        assert controls.greedy
+        status = screen.query_one(StatusLine)
+        assert controls.greedy and "GREEDY EVAL" in status.plain  # at once, though paused
         await pilot.press("n")
         await until(pilot, lambda: screen.record is not None and screen.record.greedy)
+        await until(pilot, lambda: "greedy step 1" in status.plain, what="the greedy step counter")
+        assert screen.stats.iteration == 0  # watching the greedy policy is not training
         await pilot.press("e")
         assert not controls.greedy
         await pilot.press("s")  # the trainer saves (and clears the request) while paused
@@ -401,7 +404,7 @@ async def step_to(pilot: Any, steps: int) -> None:
     screen = await started(pilot)
     screen.session.controls.step(steps)
     await until(pilot, lambda: screen.record is not None and screen.record.iteration == steps
-                and screen._explained == steps, what=f"{steps} steps")
+                and screen._explained == (False, steps), what=f"{steps} steps")
     await pilot.pause(0.3)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class StepRecord:
-    iteration: int  # batched steps taken so far (this one included)
+    iteration: int  # batched steps of its view so far, this one included (training, or greedy view)
     env_steps: int  # environment steps over all copies
     episode: int  # episodes finished per copy before this step
     t: int  # step within the episode (1..T)
@@ -61,7 +61,8 @@ class BoundedSeries:
 @dataclass(frozen=True)
 class Stats:
     status: str  # starting | running | paused | finished | stopped | error
-    iteration: int = 0
+    iteration: int = 0  # training batched steps
+    greedy_steps: int = 0  # batched steps the greedy view has played (no learning, not saved)
     env_steps: int = 0
     total_steps: int = 0
     episodes: int = 0  # finished episodes per copy

@@ -143,7 +143,7 @@ class TrainerProcess:
         self.error: str | None = None  # why the run could not be built
         self._stats = Stats(status="starting")
         self._histories: dict[str, Any] = {}
-        self._explain: tuple[int | None, dict[str, Any] | None, str | None] | None = None
+        self._explain: tuple[tuple[bool, int] | None, dict[str, Any] | None, str | None] | None = None
         self._explain_asked = False
         self._ready = threading.Event()
         self._ended = threading.Event()
@@ -201,8 +201,8 @@ class TrainerProcess:
             self._explain_asked = True
             self._send(("explain",))
 
-    def take_explain(self) -> tuple[int | None, dict[str, Any] | None, str | None] | None:
-        """(step count, numbers, None) or (None, None, why it failed) once; else None."""
+    def take_explain(self) -> tuple[tuple[bool, int] | None, dict[str, Any] | None, str | None] | None:
+        """((greedy view?, step), numbers, None) or (None, None, why it failed), once; else None."""
         got, self._explain = self._explain, None
         return got
 

@@ -95,7 +95,8 @@ class Trainer:
         # Called with every fresh Stats, on the training thread (the app's training process
         # sends it to the screen from here). Keep it quick: it runs up to 1/PUBLISH_SECONDS a second.
         self.publish_hook: Callable[[Stats], None] | None = None
-        self.iteration = 0
+        self.iteration = 0  # training batched steps
+        self.greedy_steps = 0  # steps of the greedy view: watched, never learned from or saved
         self.env_steps = 0
         self.episodes = 0
         self.updates = 0
@@ -407,14 +408,15 @@ class Trainer:
                 out = self.algo.act(obs, state, explore=False)
             res = self._eval_env.step(out.actions)
             self._eval_obs = self._eval_env.reset() if bool(res.done.all()) else (res.obs, res.state)
-            self.iteration += 1
+            self.greedy_steps += 1
             self.records.put(self._record(out.actions, res.reward, res.info, greedy=True))
 
     def _record(self, actions: torch.Tensor, reward: torch.Tensor, info: dict[str, torch.Tensor],
                 greedy: bool) -> StepRecord:
         env = self._eval_env if greedy else self.env
         return StepRecord(
-            iteration=self.iteration, env_steps=self.env_steps, episode=self.episodes, t=env.t,
+            iteration=self.greedy_steps if greedy else self.iteration, env_steps=self.env_steps,
+            episode=self.episodes, t=env.t,
             actions=tuple(_plain(env.to_native(actions)[0])), reward=tuple(_plain(reward[0])),
             info={k: _plain(v[0]) for k, v in info.items()}, greedy=greedy,
         )
@@ -430,7 +432,8 @@ class Trainer:
         if status == "running" and self.controls.paused:
             status = "paused"
         self._stats = Stats(
-            status=status, iteration=self.iteration, env_steps=self.env_steps,
+            status=status, iteration=self.iteration, greedy_steps=self.greedy_steps,
+            env_steps=self.env_steps,
             total_steps=self.total_steps, episodes=self.episodes, updates=self.updates,
             steps_per_second=self._sps, exploration=self.algo.exploration(),
             metrics=dict(self.metrics), kpis=dict(self.kpis), team_return=self.team_return,
@@ -451,16 +454,15 @@ class Trainer:
         training env's, or the greedy view's while that is on. Waits for the step in progress."""
         return self.explain_step()[1]
 
-    def explain_step(self) -> tuple[int, dict[str, Any]]:
-        """explain() and the step count it belongs to, read together: the numbers are for the
-        observation after that many batched steps (the next step acts on it)."""
+    def explain_step(self) -> tuple[tuple[bool, int], dict[str, Any]]:
+        """explain() and the view and step it belongs to, read together: ((greedy view?, steps
+        of that view), numbers); the numbers are for the observation the next step acts on."""
         with self._algo_lock:
-            iteration = self.iteration
             if self.controls.greedy and self._eval_obs is not None:
                 obs, state = self._eval_obs
                 with acting_on(self.algo, self._eval_env):
-                    return iteration, self.algo.explain(obs, state)
-            return iteration, self.algo.explain(self._obs, self._state)
+                    return (True, self.greedy_steps), self.algo.explain(obs, state)
+            return (False, self.iteration), self.algo.explain(self._obs, self._state)
 
     def start_thread(self) -> threading.Thread:
         """Run in a daemon thread; errors stay in stats.error."""

@@ -10,7 +10,7 @@ Messages are pickled tuples of plain data:
                 ("explain",) ("stop",)
   here -> app:  ("ready", RunInfo) or ("failed", one line); then, as the trainer publishes,
                 ("stats", Stats without histories, new StepRecords, histories or None) and
-                ("explain", iteration, numbers) or ("explain_failed", one line).
+                ("explain", (greedy view?, step), numbers) or ("explain_failed", one line).
 The pipe closing (the app has gone) stops the run, which then saves like any stopped run.
 """
 
@@ -122,11 +122,11 @@ class Commands:
 
     def explain(self) -> None:
         try:
-            iteration, numbers = self.trainer.explain_step()
+            view, numbers = self.trainer.explain_step()
         except Exception as exc:  # noqa: BLE001 - the app shows it; training goes on
             self.link.send("explain_failed", f"{type(exc).__name__}: {exc}")
         else:
-            self.link.send("explain", iteration, numbers)
+            self.link.send("explain", view, numbers)
 
     def receive(self) -> bool:
         """Apply one command; False after "stop" or once the app has gone (which stops the run)."""

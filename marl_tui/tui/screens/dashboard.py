@@ -68,15 +68,16 @@ class DashboardScreen(Screen[None]):
         self.record: Any = None  # the StepRecord on screen
         self.recent: deque[Any] = deque(maxlen=RECENT)  # records of copy 0, for short histories
         self.stats: Any = None  # the Stats on screen
-        self._want: int | None = None  # iteration `n` asked for
+        self._want: tuple[bool, int] | None = None  # (greedy view?, step) that `n` asked for
         self._fast_until = 0.0
         self._started = False
         self._state = ""
         self._explain_at = 0.0
-        self._asked_for: int | None = None  # step count when explain was last asked for
-        self._explained: int | None = None  # step count of the numbers on screen
-        self._exact: dict[int, dict[str, Any]] = {}  # the latest few explains, by step count
-        self._explain_after: int | None = None
+        # Explains are stamped with their view and step: (greedy view?, steps of that view).
+        self._asked_for: tuple[bool, int] | None = None  # when explain was last asked for
+        self._explained: tuple[bool, int] | None = None  # of the numbers on screen
+        self._exact: dict[int, dict[str, Any]] = {}  # the latest few training explains, by step
+        self._explain_after: tuple[bool, int] | None = None
         self._charts_at = 0.0
         self._scene_at = 0.0
         self._explain_errors = 0
@@ -145,10 +146,10 @@ class DashboardScreen(Screen[None]):
             self.recent.extend(records)
             record = records[-1]
             if self._want is not None:
-                exact = [r for r in records if r.iteration == self._want]
+                exact = [r for r in records if (r.greedy, r.iteration) == self._want]
                 if exact:
                     record = exact[0]
-                if record.iteration >= self._want:
+                if record.greedy == self._want[0] and record.iteration >= self._want[1]:
                     self._want = None
             self.record = record
             self._scene_dirty = True
@@ -157,9 +158,9 @@ class DashboardScreen(Screen[None]):
         self._take_why()
         if state == "running":
             if now - self._explain_at >= EXPLAIN_SECONDS:
-                self._ask_why(stats.iteration)
-        elif self._asked_for != stats.iteration:  # a finished or failed run still answers
-            self._ask_why(stats.iteration)
+                self._ask_why(self._view_step())
+        elif self._asked_for != self._view_step():  # a finished or failed run still answers
+            self._ask_why(self._view_step())
         if self._scene_dirty and (state != "running" or now - self._scene_at >= SCENE_SECONDS):
             self._scene_dirty = False
             self._scene_at = now
@@ -198,7 +199,7 @@ class DashboardScreen(Screen[None]):
             stats=stats, speed=s.controls.speed, headline=HEADLINE_KPI.get(req.scenario.kind, ""),
             oracle_kpis=dict(oracle.kpis) if oracle else {},
             oracle_return=oracle.team_return if oracle else None,
-            run_dir=str(s.run_dir) if s.run_dir else None,
+            run_dir=str(s.run_dir) if s.run_dir else None, greedy=s.controls.greedy,
         ))
 
     def _scene_data(self) -> SceneData:
@@ -214,17 +215,25 @@ class DashboardScreen(Screen[None]):
             model=self.session.request.scenario.model, agent_names=tuple(info.spec.agent_names),
             episode_length=info.spec.episode_length, n_envs=info.n_envs, explain=explain,
             algo=self.session.request.algo,
-            recent=tuple(x for x in self.recent if r is None or x.iteration <= r.iteration),
+            recent=tuple(x for x in self.recent
+                         if r is None or x.greedy != r.greedy or x.iteration <= r.iteration),
         )
 
     def _show_scene(self) -> None:
         if self.session.trainer is not None:
             self.scene.show(self._scene_data())
 
-    def _ask_why(self, iteration: int) -> None:
+    def _view_step(self) -> tuple[bool, int]:
+        """The view on screen (greedy?) and how many steps it has taken."""
+        greedy, s = self.session.controls.greedy, self.stats
+        if s is None:
+            return greedy, 0
+        return greedy, s.greedy_steps if greedy else s.iteration
+
+    def _ask_why(self, step: tuple[bool, int]) -> None:
         """Ask the run for the algorithm's numbers; a later poll picks them up."""
         self._explain_at = time.monotonic()
-        self._asked_for = iteration
+        self._asked_for = step
         self.session.trainer.request_explain()
 
     def _take_why(self) -> None:
@@ -232,7 +241,7 @@ class DashboardScreen(Screen[None]):
         got = self.session.trainer.take_explain()
         if got is None:
             return
-        iteration, ex, failure = got
+        step, ex, failure = got
         if failure is not None:
             self._explain_errors += 1
             self._explained = self._asked_for
@@ -241,10 +250,11 @@ class DashboardScreen(Screen[None]):
             return
         if not isinstance(ex, dict):
             ex = {"value": ex}
-        self._explained = self._explain_after = iteration
-        self._exact[iteration] = ex
-        for k in sorted(self._exact)[:-4]:
-            del self._exact[k]
+        self._explained = self._explain_after = step
+        if not step[0]:
+            self._exact[step[1]] = ex
+            for k in sorted(self._exact)[:-4]:
+                del self._exact[k]
         self._scene_dirty = True
         self._show_why(ex)
 
@@ -252,12 +262,11 @@ class DashboardScreen(Screen[None]):
         t = self.session.trainer
         req = self.session.request
         spec = t.info.spec if t is not None else None
-        if self.stats is not None and self.stats.greedy:
-            note = note or "greedy view: the numbers are for the training copy's observation"
+        after = self._explain_after
         self.query_one(WhyPanel).show(WhyData(
             explain=ex, algo=req.algo, agent_names=tuple(spec.agent_names) if spec else (),
             kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels) if spec else (),
-            after_step=self._explain_after, note=note,
+            after_step=after[1] if after else None, greedy=bool(after and after[0]), note=note,
         ))
 
     def _show_charts(self, stats: Any) -> None:
@@ -308,9 +317,13 @@ class DashboardScreen(Screen[None]):
     def action_step(self) -> None:
         if self.state() != "paused":
             return
-        shown = self.record.iteration if self.record is not None else 0
-        current = self.stats.iteration if self.stats is not None else 0
-        self._want = max(self._want or 0, shown, current) + 1
+        greedy, current = self._view_step()
+        seen = [current]
+        if self._want is not None and self._want[0] == greedy:
+            seen.append(self._want[1])
+        if self.record is not None and self.record.greedy == greedy:
+            seen.append(self.record.iteration)
+        self._want = (greedy, max(seen) + 1)
         self.session.controls.step(1)
         self._fast_until = time.monotonic() + 3.0
         self.set_timer(0.005, self._fast_poll)
@@ -330,11 +343,13 @@ class DashboardScreen(Screen[None]):
         self.notify("greedy evaluation view: the policy plays without exploration on its own copy; "
                     "no learning until you press e again", timeout=4)
         self.refresh_bindings()
+        self.poll()
 
     def action_learn(self) -> None:
         self.session.controls.set_greedy(False)
         self.notify("back to training", timeout=1.5)
         self.refresh_bindings()
+        self.poll()
 
     def action_save(self) -> None:
         s = self.session

@@ -36,6 +36,7 @@ class StatusInfo:
     oracle_return: float | None = None
     run_dir: str | None = None
     n_envs: int | None = None
+    greedy: bool = False  # the greedy evaluation view is on
 
 
 def _gap(value: Any, ref: Any) -> str:
@@ -56,7 +57,7 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
         [(f"{info.scenario} · {info.algo}", "bold")],
         [(label, style)],
     ]
-    if s is not None and getattr(s, "greedy", False):
+    if info.greedy:
         items.append([(" GREEDY EVAL ", "reverse bold")])
     if s is None:
         items.append([("building the environment, its oracle and the networks…", "dim")])
@@ -64,8 +65,10 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
     total = max(s.total_steps, 1)
     items += [
         [(f"step {s.iteration:,}", "bold")],
+        *([[(f"greedy step {s.greedy_steps:,}", "bold")]] if info.greedy else []),
+        # Batched steps can overshoot the budget by part of a step: never "101%".
         [(f"{'env' if short else 'env steps'} {s.env_steps:,}/{s.total_steps:,} "
-          f"({100 * s.env_steps / total:.0f}%)", "")],
+          f"({min(100.0, 100 * s.env_steps / total):.0f}%)", "")],
         [(f"{'ep' if short else 'episode'} {s.episodes:,}", "")],
         [(f"{'upd' if short else 'updates'} {s.updates:,}", "")],
     ]

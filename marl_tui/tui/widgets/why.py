@@ -24,6 +24,7 @@ class WhyData:
     kind: str = ""
     discrete_levels: tuple[float, ...] = ()  # values of discrete actions (QMIX on prices)
     after_step: int | None = None  # explain() describes the observation after this step
+    greedy: bool = False  # ... of the greedy view
     note: str = ""
 
 
@@ -295,7 +296,8 @@ def why_text(d: WhyData, width: int) -> Text:
         for k, v in ex.items():
             w.line(f"{k}: {str(v)[: max(20, width - len(k) - 6)]}")
     if d.after_step is not None:
-        w.t.append(f"\nfor the observation after step {d.after_step:,}", style="dim")
+        view = "greedy step" if d.greedy else "step"
+        w.t.append(f"\nfor the observation after {view} {d.after_step:,}", style="dim")
     if d.note:
         w.t.append(f"\n{d.note}", style="dim")
     return w.t
