@@ -321,6 +321,27 @@ async def test_a_training_process_that_dies_is_shown_not_hung() -> None:
         await until(pilot, lambda: not app.is_running, timeout=2.0)
 
 
+async def test_sigterm_quits_like_q_and_saves(tmp_path: Path) -> None:
+    """`kill` (or a closed terminal's SIGHUP): every run stops and saves, the app exits 143."""
+    import signal
+
+    caught: list[int] = []  # a SIGTERM the app failed to take lands here, not in pytest's lap
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: caught.append(sig))
+    try:
+        app = dashboard_app("pricing", "random", paused=False, run_dir=lambda r: tmp_path / "run")
+        app.quit_on_signals = True
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await started(pilot)
+            await until(pilot, lambda: (shown_step(screen) or 0) > 2, what="training to run")
+            os.kill(os.getpid(), signal.SIGTERM)
+            await until(pilot, lambda: not app.is_running, timeout=2.0, what="the app to exit")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not caught and app.return_code == 143
+    assert app.all_sessions[0].wait_stopped(timeout=5.0)
+    assert (tmp_path / "run" / "checkpoints" / "latest.pt").is_file()
+
+
 async def test_a_run_that_cannot_start_is_shown() -> None:
     request = RunRequest(scenario=load_scenario("pricing"), algo="mappo", n_envs=2,
                          overrides={"no_such_knob": 1.0})

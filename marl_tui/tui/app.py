@@ -10,6 +10,8 @@ Trainer subclass, e.g. one that fails on purpose).
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,8 +32,10 @@ class MarlApp(App[None]):
 
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
-                 trainer_factory: Callable[..., Any] | None = None) -> None:
+                 trainer_factory: Callable[..., Any] | None = None,
+                 quit_on_signals: bool = False) -> None:
         super().__init__()
+        self.quit_on_signals = quit_on_signals  # SIGTERM/SIGHUP quit like q (launch_app sets it)
         self.request = request
         self.device = device
         self.start_paused = start_paused
@@ -41,6 +45,13 @@ class MarlApp(App[None]):
         warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
     def on_mount(self) -> None:
+        if self.quit_on_signals:
+            # `kill`, a closed terminal: stop and save every run, give the terminal back, and
+            # exit 128 + the signal's number, as the shell expects.
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+                if sig is not None:
+                    loop.add_signal_handler(sig, self._quit_on_signal, sig)
         if self.request is not None:
             self.start_run(self.request)
         else:
@@ -71,6 +82,11 @@ class MarlApp(App[None]):
             self.pop_screen()
         else:
             self.switch_screen(self._picker())
+
+    def _quit_on_signal(self, sig: int) -> None:
+        for session in self.all_sessions:
+            session.controls.stop()
+        self.exit(return_code=128 + sig)
 
     async def action_quit(self) -> None:
         """Quit from any state in well under a second: tell every run to stop, give them

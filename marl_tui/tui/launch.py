@@ -7,6 +7,7 @@ with one line that points to the headless command.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -28,6 +29,12 @@ def require_terminal() -> None:
             ok = False
         if not ok:
             raise UserError(NO_TTY)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, if there still is one (a hang-up takes the terminal away)."""
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, device: str,
@@ -71,13 +78,18 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
                              device=device, overrides=overrides, load=load)
     from marl_tui.tui.app import MarlApp
 
-    app = MarlApp(request=request, device=device)
+    app = MarlApp(request=request, device=device, quit_on_signals=True)
     app.run()
-    # The screen is back. A stopped loop writes its final checkpoint; let it finish.
+    # The screen is back. A stopped run writes its final checkpoint; let it finish.
     stopped = all(session.wait_stopped(timeout=0.3) for session in app.all_sessions)
     if not stopped:
-        print("marl-tui: writing the final checkpoint…", file=sys.stderr, flush=True)
+        _say("marl-tui: writing the final checkpoint…")
         stopped = all(session.wait_stopped(timeout=30.0) for session in app.all_sessions)
+    if (app.return_code or 0) > 128:  # ended by a signal: say where the run is
+        saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
+        if saved:
+            _say(f"marl-tui: stopped by signal {app.return_code - 128}; the run is saved: "
+                 f"continue it with `marl-tui resume {saved[-1]}`")
     if fast_exit and stopped:
         sys.stdout.flush()
         sys.stderr.flush()
