@@ -455,3 +455,14 @@ def test_picker_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Pat
         await pilot.pause(0.5)
 
     assert snap_compare(MarlApp(run_dir=no_run_dir), terminal_size=size, run_before=run_before)
+
+
+def test_chart_titles_fit_or_drop_whole_parts() -> None:
+    """plotext blanks a title wider than the plot: keep the parts that fit, never none."""
+    from marl_tui.tui.widgets.charts import fit_title
+
+    parts = ["policy_loss -0.000132", "value_loss 0.0193", "entropy 0.787"]
+    assert fit_title(parts, 80) == "policy_loss -0.000132 · value_loss 0.0193 · entropy 0.787"
+    assert fit_title(parts, 45) == "policy_loss -0.000132 · value_loss 0.0193"
+    assert fit_title(parts, 10) == "policy_los"
+    assert fit_title([], 10) == ""

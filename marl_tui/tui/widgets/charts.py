@@ -41,6 +41,17 @@ def loss_keys(series: dict[str, Series], limit: int = 4) -> list[str]:
     return (keys or list(series))[:limit]
 
 
+def fit_title(parts: list[str], width: int) -> str:
+    """As many of the parts as fit in width, joined by " · " (plotext drops a title too wide)."""
+    title = ""
+    for part in parts:
+        longer = f"{title} · {part}" if title else part
+        if len(longer) > width:
+            break
+        title = longer
+    return title or (parts[0][: max(width, 0)] if parts else "")
+
+
 def _finite(xs: Any, ys: Any) -> tuple[list[float], list[float]]:
     out_x, out_y = [], []
     for x, y in zip(xs, ys, strict=False):
@@ -130,8 +141,9 @@ class ReturnChart(ChartPanel):
                              marker="braille", yside="right")
         plt.plot(x, y, label="team", color="green", marker="braille")
         last = d.team[1][-1] if d.team[1] else None
-        share = " · every agent gets team/N" if d.cooperative else ""
-        plt.title(f"team {num(last)} · oracle {num(d.oracle_team)}{share}")
+        parts = [f"team {num(last)}", f"oracle {num(d.oracle_team)}"]
+        plt.title(fit_title(parts + (["every agent gets team/N"] if d.cooperative else []),
+                            self.size.width - 4))
         plt.xlabel("env steps")
 
 
@@ -163,5 +175,5 @@ class LossChart(ChartPanel):
             if x:
                 plt.plot(x, y, label=k, color=AGENT_COLORS[i % len(AGENT_COLORS)], marker="braille")
                 last.append(f"{k} {num(y[-1], 3)}")
-        plt.title(" · ".join(last))
+        plt.title(fit_title(last, self.size.width - 4))
         plt.xlabel("env steps")
