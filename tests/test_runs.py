@@ -297,7 +297,7 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
     built: dict[str, RunSession] = {}
 
     class App:  # MarlApp as far as `run --load` uses it: build the sessions it would build
-        def __init__(self, request: RunRequest, device: str) -> None:
+        def __init__(self, request: RunRequest, device: str, **options: object) -> None:
             self.request = request
 
         def run(self) -> None:
