@@ -85,6 +85,8 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
     if not stopped:
         _say("marl-tui: writing the final checkpoint…")
         stopped = all(session.wait_stopped(timeout=30.0) for session in app.all_sessions)
+    for session in app.all_sessions:  # quit before a run was built: leave no empty folder
+        session.discard_unused_dir()
     if (app.return_code or 0) > 128:  # ended by a signal: say where the run is
         saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
         if saved:

@@ -85,7 +85,8 @@ class RunSession:
         self.controls = RemoteControls(paused=paused)
         self._run_dir_factory = run_dir
         self._trainer_factory = trainer_factory  # a Trainer subclass (importable: it is pickled)
-        self.run_dir: Path | None = None
+        self.run_dir: Path | None = None  # once the run is built in it
+        self.reserved_dir: Path | None = None  # made (empty) for the run before it is built
         self.trainer: TrainerProcess | None = None  # set once the run is built and training
         self.process: TrainerProcess | None = None
         self.build_error: str | None = None
@@ -100,7 +101,7 @@ class RunSession:
             from marl_tui.train.run_config import RunConfig
 
             r = self.request
-            run_dir = self._run_dir_factory(r)
+            run_dir = self.reserved_dir = self._run_dir_factory(r)
             cfg = RunConfig(scenario=r.scenario, algo=r.algo, steps=r.steps, seed=r.seed,
                             n_envs=r.n_envs, device=r.device, overrides=dict(r.overrides),
                             out_dir=run_dir)
@@ -110,9 +111,7 @@ class RunSession:
             error = self.process.wait_ready()
             if error is not None:
                 self.build_error = error
-                if run_dir is not None:
-                    with contextlib.suppress(OSError):
-                        run_dir.rmdir()  # only if still empty: nothing of a run is lost
+                self.discard_unused_dir()
                 return
             self.run_dir = run_dir
             self.trainer = self.process
@@ -120,6 +119,12 @@ class RunSession:
             self.build_error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown in the app, never a crash
             self.build_error = f"{type(exc).__name__}: {exc}"
+
+    def discard_unused_dir(self) -> None:
+        """Remove the reserved run directory of a run that was never built (only if empty)."""
+        if self.trainer is None and self.reserved_dir is not None:
+            with contextlib.suppress(OSError):
+                self.reserved_dir.rmdir()
 
     def stop(self, timeout: float = 0.5) -> None:
         """Ask the run to stop (it saves a checkpoint) and wait a little for its process."""
