@@ -174,3 +174,25 @@ def test_a_watched_run_records_every_step(monkeypatch: pytest.MonkeyPatch) -> No
     thread.join(timeout=10)
     assert t.stats.status == "finished"
     assert [r.iteration for r in t.records.drain()] == list(range(1, 51))
+
+
+def test_a_pause_is_published_as_the_loop_settles() -> None:
+    """Views in another process only see what is published: a run paused between steps must
+    say "paused" without waiting for a step that will not come."""
+    controls = Controls()
+    t = make(steps=10**9, controls=controls)
+    seen: list[str] = []
+    t.publish_hook = lambda stats: seen.append(stats.status)
+    thread = t.start_thread()
+    try:
+        deadline = time.monotonic() + 10
+        while t.stats.iteration < 5 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        controls.pause()
+        deadline = time.monotonic() + 5
+        while t.stats.status != "paused" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert t.stats.status == "paused" and seen[-1] == "paused"
+    finally:
+        controls.stop()
+        thread.join(timeout=2)

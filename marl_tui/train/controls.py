@@ -91,21 +91,29 @@ class Controls:
     def speed(self) -> float | None:
         return SPEEDS[self._speed_index]
 
-    def wait_turn(self, on_save: Callable[[], None] | None = None) -> bool:
+    def wait_turn(self, on_save: Callable[[], None] | None = None,
+                  on_pause: Callable[[], None] | None = None) -> bool:
         """Block until the loop may take one batched step. False means: stop now.
 
-        A save asked for while paused is done here (on_save), so `s` works on a paused run.
+        A save asked for while paused is done here (on_save), so `s` works on a paused run;
+        on_pause is called once as the loop settles into a pause (to say so to views).
         """
         with self._cond:
+            announced = False
             while self._paused and self._step_budget == 0 and not self._stopped:
+                todo = None
                 if self.save_requested and on_save is not None:
-                    self._cond.release()  # a save takes a while: views may pause/stop meanwhile
-                    try:
-                        on_save()
-                    finally:
-                        self._cond.acquire()
+                    todo = on_save
+                elif not announced and on_pause is not None:
+                    todo, announced = on_pause, True
+                if todo is None:
+                    self._cond.wait(timeout=0.25)
                     continue
-                self._cond.wait(timeout=0.25)
+                self._cond.release()  # a save takes a while: views may pause/stop meanwhile
+                try:
+                    todo()
+                finally:
+                    self._cond.acquire()
             if self._stopped:
                 return False
             if self._paused:

@@ -146,7 +146,9 @@ class TrainerProcess:
         self._explain: tuple[tuple[bool, int] | None, dict[str, Any] | None, str | None] | None = None
         self._explain_asked = False
         self._ready = threading.Event()
-        self._ended = threading.Event()
+        # Only the receiver thread reaps the process (two threads reading a fork-server child's
+        # exit status race for it); everyone else waits on this.
+        self._exited = threading.Event()
         self._conn: Any = None
         self._proc: Any = None
         self._send_lock = threading.Lock()
@@ -177,14 +179,11 @@ class TrainerProcess:
 
     def join(self, timeout: float) -> bool:
         """True once the process has ended (or never started)."""
-        if self._proc is None:
-            return True
-        self._proc.join(timeout)
-        return not self._proc.is_alive()
+        return self._proc is None or self._exited.wait(timeout)
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        return self._proc is not None and not self._exited.is_set()
 
     @property
     def pid(self) -> int | None:
@@ -220,7 +219,8 @@ class TrainerProcess:
             except (EOFError, OSError):
                 break
             self._handle(msg)
-        self._proc.join(timeout=5)
+        self._proc.join()  # the pipe closes as the process ends: this is quick
+        self._exited.set()
         code = self._proc.exitcode
         if not self._ready.is_set():
             self.error = f"the training process ended before the run was built (exit code {code})"
@@ -230,7 +230,6 @@ class TrainerProcess:
                 self._stats, status="error",
                 error=f"the training process ended unexpectedly (exit code {code}); "
                       "the last checkpoint in the run directory is kept")
-        self._ended.set()
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]

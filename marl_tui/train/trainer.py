@@ -197,7 +197,7 @@ class Trainer:
         return self._stats
 
     def _wait_turn(self) -> bool:
-        return self.controls.wait_turn(on_save=self._save_while_paused)
+        return self.controls.wait_turn(on_save=self._save_while_paused, on_pause=self.publish)
 
     def _save_while_paused(self) -> None:
         self._take_save_request()

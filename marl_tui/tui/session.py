@@ -136,7 +136,3 @@ class RunSession:
     def wait_stopped(self, timeout: float) -> bool:
         """True once the training process has ended (or never started)."""
         return self.process is None or self.process.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive
