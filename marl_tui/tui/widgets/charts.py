@@ -41,6 +41,9 @@ def loss_keys(series: dict[str, Series], limit: int = 4) -> list[str]:
     return (keys or list(series))[:limit]
 
 
+Y_TICKS_WIDTH = 10  # a y axis's tick labels and its line, e.g. "-167028.6┤"
+
+
 def fit_title(parts: list[str], width: int) -> str:
     """As many of the parts as fit in width, joined by " · " (plotext drops a title too wide)."""
     title = ""
@@ -105,6 +108,11 @@ class ChartPanel(PlotextPlot):
     def empty_message(self) -> str:
         return ""
 
+    def title_room(self, y_axes: int) -> int:
+        """Columns a title may take: plotext centres it on the plot area (the panel less its
+        border and each y axis's tick labels) and drops it when it does not fit there."""
+        return self.size.width - 4 - Y_TICKS_WIDTH * y_axes
+
     def plot(self, plt: Any) -> None:
         raise NotImplementedError
 
@@ -143,7 +151,7 @@ class ReturnChart(ChartPanel):
         last = d.team[1][-1] if d.team[1] else None
         parts = [f"team {num(last)}", f"oracle {num(d.oracle_team)}"]
         plt.title(fit_title(parts + (["every agent gets team/N"] if d.cooperative else []),
-                            self.size.width - 4))
+                            self.title_room(y_axes=1 if d.cooperative else 2)))
         plt.xlabel("env steps")
 
 
@@ -175,5 +183,5 @@ class LossChart(ChartPanel):
             if x:
                 plt.plot(x, y, label=k, color=AGENT_COLORS[i % len(AGENT_COLORS)], marker="braille")
                 last.append(f"{k} {num(y[-1], 3)}")
-        plt.title(fit_title(last, self.size.width - 4))
+        plt.title(fit_title(last, self.title_room(y_axes=1)))
         plt.xlabel("env steps")
