@@ -192,13 +192,16 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         assert controls.speed == 500
         await pilot.press("plus")
         assert controls.speed == 1000
+        await pilot.press("n")
+        await until(pilot, lambda: screen.record is not None, what="a training step")
         await pilot.press("e")
         status = screen.query_one(StatusLine)
         assert controls.greedy and "GREEDY EVAL" in status.plain  # at once, though paused
+        assert screen.record is None  # no greedy step yet: the panels do not show a training one
         await pilot.press("n")
         await until(pilot, lambda: screen.record is not None and screen.record.greedy)
         await until(pilot, lambda: "greedy step 1" in status.plain, what="the greedy step counter")
-        assert screen.stats.iteration == 0  # watching the greedy policy is not training
+        assert screen.stats.iteration == 1  # watching the greedy policy is not training
         await pilot.press("e")
         assert not controls.greedy
         await pilot.press("s")  # the trainer saves (and clears the request) while paused

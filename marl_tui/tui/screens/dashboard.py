@@ -339,15 +339,20 @@ class DashboardScreen(Screen[None]):
         self.poll()
 
     def action_greedy(self) -> None:
-        self.session.controls.set_greedy(True)
+        self._switch_view(greedy=True)
         self.notify("greedy evaluation view: the policy plays without exploration on its own copy; "
                     "no learning until you press e again", timeout=4)
-        self.refresh_bindings()
-        self.poll()
 
     def action_learn(self) -> None:
-        self.session.controls.set_greedy(False)
+        self._switch_view(greedy=False)
         self.notify("back to training", timeout=1.5)
+
+    def _switch_view(self, greedy: bool) -> None:
+        """The panels show the chosen view's latest step at once (none yet: they say so)."""
+        self.session.controls.set_greedy(greedy)
+        self._want = None
+        self.record = next((r for r in reversed(self.recent) if r.greedy == greedy), None)
+        self._scene_dirty = True
         self.refresh_bindings()
         self.poll()
 
