@@ -160,3 +160,22 @@ def _running(pid: int) -> bool:
     # Reparented and ended but not yet reaped by init: a zombie counts as ended.
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.is_file() and stat.read_text().split(") ")[1].startswith("Z"))
+
+
+class SlowBuild(Trainer):
+    """A run that takes a second to build (a big replay buffer, a slow oracle)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        time.sleep(1.0)
+        super().__init__(*args, **kwargs)
+
+
+def test_a_run_stopped_while_it_builds_writes_nothing(tmp_path: Path) -> None:
+    """A quick restart or quit while the run is built: no run folder, no step-0 checkpoint."""
+    proc = TrainerProcess(config(out_dir=tmp_path / "run"), RemoteControls(), trainer_factory=SlowBuild)
+    proc.start()
+    time.sleep(0.3)
+    proc.controls.stop()
+    assert proc.wait_ready(timeout=30) is not None  # it ended without a run
+    assert proc.join(timeout=10)
+    assert not (tmp_path / "run").exists()

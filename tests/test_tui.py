@@ -202,6 +202,7 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await until(pilot, lambda: screen.record is not None and screen.record.greedy)
         await until(pilot, lambda: "greedy step 1" in status.plain, what="the greedy step counter")
         assert screen.stats.iteration == 1  # watching the greedy policy is not training
+        await until(pilot, lambda: screen._explained == (True, 1), what="why, for the greedy view")
         await pilot.press("e")
         assert not controls.greedy
         await pilot.press("s")  # the trainer saves (and clears the request) while paused

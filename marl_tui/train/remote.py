@@ -19,6 +19,7 @@ import multiprocessing
 import pickle
 import sys
 import threading
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from marl_tui.train.records import RecordQueue, Stats
 from marl_tui.train.run_config import RunConfig
 from marl_tui.train.worker import RunInfo, WorkerStart, serve
 
-# "__main__": the fork server imports the main module once, not every training process.
-PRELOAD = ["__main__", "marl_tui.train.worker"]
+# Imported once by the fork server. Each training process still imports the main module
+# (multiprocessing's rule; marl-tui's entry points only define functions there).
+PRELOAD = ["marl_tui.train.worker"]
 FINAL = ("finished", "stopped", "error")
 
 
@@ -143,7 +145,8 @@ class TrainerProcess:
         self.error: str | None = None  # why the run could not be built
         self._stats = Stats(status="starting")
         self._histories: dict[str, Any] = {}
-        self._explain: tuple[tuple[bool, int] | None, dict[str, Any] | None, str | None] | None = None
+        # The newest explain answer; a deque so the receiver's put and the screen's take never race.
+        self._answers: deque[tuple[tuple[bool, int] | None, dict[str, Any] | None, str | None]] = deque(maxlen=1)
         self._explain_asked = False
         self._ready = threading.Event()
         # Only the receiver thread reaps the process (two threads reading a fork-server child's
@@ -202,8 +205,10 @@ class TrainerProcess:
 
     def take_explain(self) -> tuple[tuple[bool, int] | None, dict[str, Any] | None, str | None] | None:
         """((greedy view?, step), numbers, None) or (None, None, why it failed), once; else None."""
-        got, self._explain = self._explain, None
-        return got
+        try:
+            return self._answers.popleft()
+        except IndexError:
+            return None
 
     # ------------------------------------------------------------------ the pipe
     def _send(self, msg: tuple[Any, ...]) -> None:
@@ -215,13 +220,16 @@ class TrainerProcess:
     def _receive(self) -> None:
         while True:
             try:
-                msg = pickle.loads(self._conn.recv_bytes())
+                data = self._conn.recv_bytes()
             except (EOFError, OSError):
                 break
-            self._handle(msg)
+            with contextlib.suppress(Exception):  # one bad message must not blind the screen
+                self._handle(pickle.loads(data))
         self._proc.join()  # the pipe closes as the process ends: this is quick
         self._exited.set()
-        code = self._proc.exitcode
+        self._ended(self._proc.exitcode)
+
+    def _ended(self, code: int | None) -> None:
         if not self._ready.is_set():
             self.error = f"the training process ended before the run was built (exit code {code})"
             self._ready.set()
@@ -241,9 +249,11 @@ class TrainerProcess:
                 self.records.put(record)
             self._stats = dataclasses.replace(light, **self._histories)
         elif kind == "explain":
-            self._explain, self._explain_asked = (msg[1], msg[2], None), False
+            self._answers.append((msg[1], msg[2], None))
+            self._explain_asked = False
         elif kind == "explain_failed":
-            self._explain, self._explain_asked = (None, None, msg[1]), False
+            self._answers.append((None, None, msg[1]))
+            self._explain_asked = False
         elif kind == "ready":
             self.info = msg[1]
             self._ready.set()

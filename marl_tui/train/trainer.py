@@ -400,16 +400,20 @@ class Trainer:
     def _greedy_step(self) -> None:
         """The evaluation view: the greedy policy plays a separate copy of the env; no learning."""
         with self._algo_lock:
-            if self._eval_env is None:
-                self._eval_env = self._make_env(self.run_config.n_envs, self.seed + GREEDY_VIEW_SEED_OFFSET)
-                self._eval_obs = self._eval_env.reset()
-            obs, state = self._eval_obs
+            obs, state = self._greedy_view_obs()
             with acting_on(self.algo, self._eval_env):
                 out = self.algo.act(obs, state, explore=False)
             res = self._eval_env.step(out.actions)
             self._eval_obs = self._eval_env.reset() if bool(res.done.all()) else (res.obs, res.state)
             self.greedy_steps += 1
             self.records.put(self._record(out.actions, res.reward, res.info, greedy=True))
+
+    def _greedy_view_obs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The greedy view's current observation; its env is made on first use (under the lock)."""
+        if self._eval_env is None:
+            self._eval_env = self._make_env(self.run_config.n_envs, self.seed + GREEDY_VIEW_SEED_OFFSET)
+            self._eval_obs = self._eval_env.reset()
+        return self._eval_obs
 
     def _record(self, actions: torch.Tensor, reward: torch.Tensor, info: dict[str, torch.Tensor],
                 greedy: bool) -> StepRecord:
@@ -458,8 +462,8 @@ class Trainer:
         """explain() and the view and step it belongs to, read together: ((greedy view?, steps
         of that view), numbers); the numbers are for the observation the next step acts on."""
         with self._algo_lock:
-            if self.controls.greedy and self._eval_obs is not None:
-                obs, state = self._eval_obs
+            if self.controls.greedy:
+                obs, state = self._greedy_view_obs()
                 with acting_on(self.algo, self._eval_env):
                     return (True, self.greedy_steps), self.algo.explain(obs, state)
             return (False, self.iteration), self.algo.explain(self._obs, self._state)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import pickle
 import signal
 import threading
@@ -158,15 +159,12 @@ def pending(conn: Connection) -> tuple[list[tuple[Any, ...]], bool]:
 
 
 def build(start: WorkerStart, controls: Controls) -> Trainer:
-    from marl_tui.train.rundir import init_run_dir
-
+    """The Trainer (from the checkpoint when asked); its run directory is not written yet."""
     trainer = (start.trainer_factory or Trainer)(start.run, controls=controls)
     if start.load is not None:
         from marl_tui.train.resume import load_checkpoint_into
 
         load_checkpoint_into(trainer, start.load)
-    if start.run.out_dir is not None:
-        init_run_dir(trainer, start.run.out_dir)
     return trainer
 
 
@@ -177,6 +175,11 @@ def serve(conn: Connection, start: WorkerStart) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The screen is the app's: a stray warning or traceback from here must not draw over it.
+    # (What goes wrong in training reaches the app as stats.error.)
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    os.dup2(quiet, 2)
     early, stop = pending(conn)
     if start.stopped or stop:
         return  # the app quit (or this run was dropped) before it was built: write nothing
@@ -186,6 +189,13 @@ def serve(conn: Connection, start: WorkerStart) -> None:
     controls.set_greedy(start.greedy)
     try:
         trainer = build(start, controls)
+        later, stop = pending(conn)  # a pause or a speed chosen while it was built acts before step one
+        if stop:
+            return  # dropped while it was built (a quick restart, quit): write nothing
+        if start.run.out_dir is not None:
+            from marl_tui.train.rundir import init_run_dir
+
+            init_run_dir(trainer, start.run.out_dir)
     except UserError as exc:
         link.send("failed", str(exc))
         return
@@ -197,11 +207,8 @@ def serve(conn: Connection, start: WorkerStart) -> None:
                                total_steps=trainer.total_steps))
     trainer.publish_hook = Publisher(trainer, link)
     commands = Commands(conn, trainer, link)
-    later, stop = pending(conn)  # a pause or a speed chosen while it was built acts before step one
     for msg in early + later:
         commands.apply(msg)
-    if stop:
-        controls.stop()
     trainer.publish()
     listener = threading.Thread(target=commands.serve, name="marl-tui-commands", daemon=True)
     listener.start()

@@ -61,10 +61,10 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
     load: a checkpoint the requested run continues from (`run --load`; a restart of that run
     does too); runs started later from the picker start fresh.
 
-    fast_exit: once the app has closed and its training processes have ended, leave with
-    os._exit. Tearing down torch at interpreter exit takes a second or two on a busy
-    machine, and `q` should bring the prompt back at once; everything the run writes is
-    already on disk (the trainer flushes metrics when its loop ends).
+    fast_exit: once the app has closed (and its runs have saved, waiting up to 30 s), leave
+    with os._exit. Tearing down torch at interpreter exit takes a second or two, and `q`
+    should bring the prompt back at once; a normal exit would also SIGTERM a training
+    process still saving.
     """
     require_terminal()
     overrides = dict(overrides or {})
@@ -80,19 +80,27 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
 
     app = MarlApp(request=request, device=device, quit_on_signals=True)
     app.run()
-    # The screen is back. A stopped run writes its final checkpoint; let it finish.
-    stopped = all(session.wait_stopped(timeout=0.3) for session in app.all_sessions)
-    if not stopped:
-        _say("marl-tui: writing the final checkpoint…")
-        stopped = all(session.wait_stopped(timeout=30.0) for session in app.all_sessions)
-    for session in app.all_sessions:  # quit before a run was built: leave no empty folder
-        session.discard_unused_dir()
-    if (app.return_code or 0) > 128:  # ended by a signal: say where the run is
-        saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
-        if saved:
-            _say(f"marl-tui: stopped by signal {app.return_code - 128}; the run is saved: "
-                 f"continue it with `marl-tui resume {saved[-1]}`")
-    if fast_exit and stopped:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(app.return_code or 0)
+    code = app.return_code or 0
+    try:
+        # The screen is back. A stopped run writes its final checkpoint; let it finish.
+        if not all(session.wait_stopped(timeout=0.3) for session in app.all_sessions):
+            _say("marl-tui: writing the final checkpoint…")
+            if not all(session.wait_stopped(timeout=30.0) for session in app.all_sessions):
+                _say("marl-tui: the training process is still saving; it finishes on its own")
+        for session in app.all_sessions:  # quit before a run was built: leave no empty folder
+            session.discard_unused_dir()
+        if code > 128:  # ended by a signal: say where the run is
+            saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
+            if saved:
+                _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
+                     f"continue it with `marl-tui resume {saved[-1]}`")
+    except KeyboardInterrupt:  # Ctrl-C while it saves: the training process saves on its own
+        _say("marl-tui: leaving; the training process finishes its checkpoint on its own")
+        code = 130
+    if fast_exit:
+        # Not a normal exit: that would SIGTERM the (daemon) training processes mid-save. Once
+        # our end of the pipe is gone they stop and save by themselves.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

@@ -142,8 +142,10 @@ class DashboardScreen(Screen[None]):
         records = t.records.drain()
         stats = t.stats
         self.stats = stats
+        self.recent.extend(records)
+        # Only the view on screen: records of the other one may still come after a switch.
+        records = [r for r in records if r.greedy == s.controls.greedy]
         if records:
-            self.recent.extend(records)
             record = records[-1]
             if self._want is not None:
                 exact = [r for r in records if (r.greedy, r.iteration) == self._want]
@@ -251,6 +253,8 @@ class DashboardScreen(Screen[None]):
         if not isinstance(ex, dict):
             ex = {"value": ex}
         self._explained = self._explain_after = step
+        if step != self._asked_for:
+            self._asked_for = None  # asked again while this was on its way: ask once more
         if not step[0]:
             self._exact[step[1]] = ex
             for k in sorted(self._exact)[:-4]:
