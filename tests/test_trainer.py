@@ -148,6 +148,7 @@ def test_full_speed_records_bursts_of_consecutive_steps(monkeypatch: pytest.Monk
     from marl_tui.train import trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
+    monkeypatch.setattr(trainer_module, "RECORD_BURST_SECONDS", 1e9)
     monkeypatch.setattr(trainer_module, "RECORD_BURST", 30)
     t = make(steps=8 * 100)
     t.records = RecordQueue(maxlen=1000)
@@ -196,3 +197,15 @@ def test_a_pause_is_published_as_the_loop_settles() -> None:
     finally:
         controls.stop()
         thread.join(timeout=2)
+
+
+def test_a_burst_of_records_is_cut_short_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slow steps: a burst ends after RECORD_BURST_SECONDS, so records stay a small share."""
+    from marl_tui.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
+    monkeypatch.setattr(trainer_module, "RECORD_BURST_SECONDS", 0.0)
+    t = make(steps=8 * 100)
+    t.records = RecordQueue(maxlen=1000)
+    t.run()
+    assert [r.iteration for r in t.records.drain()] == [1]

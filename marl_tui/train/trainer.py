@@ -39,10 +39,13 @@ from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
 from marl_tui.train.run_config import RunConfig, resolve_device, seed_everything  # noqa: F401
 
 PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
-# At full speed nobody can follow single steps, and building a StepRecord costs ~10 % of a fast
-# step: then a burst of RECORD_BURST consecutive steps is recorded every RECORD_SECONDS (enough
-# for the panels' short histories). Paused, stepped or speed-limited runs record every step.
+# At full speed nobody can follow single steps, and building a StepRecord costs 1-8 % of a step:
+# then bursts of consecutive steps (enough for the panels' short histories) are recorded, each at
+# most RECORD_BURST steps or RECORD_BURST_SECONDS long and RECORD_SECONDS after the last, so
+# records take ~1-2 % of the loop whatever a step costs. Paused, stepped or speed-limited runs
+# record every step.
 RECORD_BURST = 200
+RECORD_BURST_SECONDS = 0.1
 RECORD_SECONDS = 0.25
 # Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
 # fixed amount of work per batched step, so this is roughly a minute of training for each.
@@ -91,7 +94,7 @@ class Trainer:
         # A caller nobody watches step by step (headless, benchmarks) turns records off.
         self.record_steps = True
         self._burst_left = 0
-        self._burst_at = -math.inf
+        self._burst_until = -math.inf  # when the current (or last) burst ends
         # Called with every fresh Stats, on the training thread (the app's training process
         # sends it to the screen from here). Keep it quick: it runs up to 1/PUBLISH_SECONDS a second.
         self.publish_hook: Callable[[Stats], None] | None = None
@@ -359,16 +362,17 @@ class Trainer:
             self._obs, self._state = res.obs, res.state
 
     def _record_due(self) -> bool:
-        """Every step while someone can follow steps; at full speed, bursts (RECORD_BURST)."""
-        if self._burst_left > 0:
-            self._burst_left -= 1
-            return True
+        """Every step while someone can follow steps; at full speed, bursts (see RECORD_BURST)."""
         if self.controls.paused or self.controls.speed is not None:
             return True
         now = time.monotonic()
-        if now - self._burst_at < RECORD_SECONDS:
+        if self._burst_left > 0 and now <= self._burst_until:
+            self._burst_left -= 1
+        elif now - self._burst_until >= RECORD_SECONDS:
+            self._burst_left, self._burst_until = RECORD_BURST - 1, now + RECORD_BURST_SECONDS
+        else:
+            self._burst_left = 0
             return False
-        self._burst_at, self._burst_left = now, RECORD_BURST - 1
         return True
 
     def _check_finite(self, metrics: dict[str, float]) -> None:
