@@ -47,6 +47,7 @@ from marl_tui.tui.widgets.status import StatusLine  # noqa: E402
 CONFIGS = [
     ("pricing", "random", 256, 20_000),
     ("pricing", "mappo", 256, 4_000),
+    ("warehouse", "mappo", 64, 2_500),
     ("fulfillment", "qmix", 128, 600),
 ]
 QUICK = [("pricing", "random", 256, 1500), ("pricing", "mappo", 256, 160)]
