@@ -147,6 +147,7 @@ def test_full_speed_records_bursts_of_consecutive_steps(monkeypatch: pytest.Monk
     recorded, then nothing until RECORD_SECONDS have passed (here: never)."""
     from marl_tui.train import trainer as trainer_module
 
+    monkeypatch.setattr(trainer_module, "RECORD_SHARE", -1.0)  # records never count as cheap
     monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
     monkeypatch.setattr(trainer_module, "RECORD_BURST_SECONDS", 1e9)
     monkeypatch.setattr(trainer_module, "RECORD_BURST", 30)
@@ -203,9 +204,23 @@ def test_a_burst_of_records_is_cut_short_in_time(monkeypatch: pytest.MonkeyPatch
     """Slow steps: a burst ends after RECORD_BURST_SECONDS, so records stay a small share."""
     from marl_tui.train import trainer as trainer_module
 
+    monkeypatch.setattr(trainer_module, "RECORD_SHARE", -1.0)
     monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
     monkeypatch.setattr(trainer_module, "RECORD_BURST_SECONDS", 0.0)
     t = make(steps=8 * 100)
     t.records = RecordQueue(maxlen=1000)
     t.run()
     assert [r.iteration for r in t.records.drain()] == [1]
+
+
+def test_records_cheap_next_to_a_step_are_all_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow learner at full speed: a record costs well under RECORD_SHARE of its step, so every
+    step is recorded (long trails cost nothing)."""
+    from marl_tui.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "RECORD_SHARE", 1e9)
+    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
+    t = make(steps=8 * 100)
+    t.records = RecordQueue(maxlen=1000)
+    t.run()
+    assert [r.iteration for r in t.records.drain()] == list(range(1, 101))

@@ -470,3 +470,23 @@ def test_chart_titles_fit_or_drop_whole_parts() -> None:
     assert fit_title(parts, 45) == "policy_loss -0.000132 · value_loss 0.0193"
     assert fit_title(parts, 10) == "policy_los"
     assert fit_title([], 10) == ""
+
+
+def test_trails_show_the_newest_run_of_consecutive_steps() -> None:
+    """Full-speed records come in bursts: a trail never joins two bursts, and a lone record after
+    a gap (the step a pause landed on) leaves the trail on the burst before it, labelled by steps."""
+    from types import SimpleNamespace
+
+    from marl_tui.tui.widgets.scene import SceneData, recent_same_view, trail_title
+
+    def rec(i: int) -> Any:
+        return SimpleNamespace(iteration=i, greedy=False)
+
+    burst = [rec(i) for i in (10, 11, 12, 50, 51, 52, 53)]
+    data = SceneData(record=burst[-1], recent=tuple(burst))
+    trail = recent_same_view(data, 100)
+    assert [r.iteration for r in trail] == [50, 51, 52, 53] and trail_title(trail, data, "steps") == "last 4 steps"
+    lone = SceneData(record=rec(90), recent=(*burst, rec(90)))
+    trail = recent_same_view(lone, 100)
+    assert [r.iteration for r in trail] == [50, 51, 52, 53]
+    assert trail_title(trail, lone, "steps") == "steps 50–53"

@@ -39,11 +39,12 @@ from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
 from marl_tui.train.run_config import RunConfig, resolve_device, seed_everything  # noqa: F401
 
 PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
-# At full speed nobody can follow single steps, and building a StepRecord costs 1-8 % of a step:
-# then bursts of consecutive steps (enough for the panels' short histories) are recorded, each at
-# most RECORD_BURST steps or RECORD_BURST_SECONDS long and RECORD_SECONDS after the last, so
-# records take ~1-2 % of the loop whatever a step costs. Paused, stepped or speed-limited runs
-# record every step.
+# Paused, stepped or speed-limited runs record every step, and so do runs whose records cost
+# under RECORD_SHARE of a step. Otherwise (fast steps at full speed, where nobody can follow
+# single steps and a record costs up to ~8 % of a step) bursts of consecutive steps, enough for
+# the panels' short histories, are recorded: each at most RECORD_BURST steps or
+# RECORD_BURST_SECONDS long and RECORD_SECONDS after the last, ~1-2 % of the loop.
+RECORD_SHARE = 0.01
 RECORD_BURST = 200
 RECORD_BURST_SECONDS = 0.1
 RECORD_SECONDS = 0.25
@@ -95,6 +96,9 @@ class Trainer:
         self.record_steps = True
         self._burst_left = 0
         self._burst_until = -math.inf  # when the current (or last) burst ends
+        self._due_at = time.monotonic()
+        self._step_seconds = 0.0  # running means: a loop step, and building one record
+        self._record_seconds = 0.0
         # Called with every fresh Stats, on the training thread (the app's training process
         # sends it to the screen from here). Keep it quick: it runs up to 1/PUBLISH_SECONDS a second.
         self.publish_hook: Callable[[Stats], None] | None = None
@@ -334,7 +338,9 @@ class Trainer:
         self._kpi_count += 1
         record = None
         if self.record_steps and self._record_due():
+            started = time.perf_counter()
             record = self._record(out.actions, res.reward, res.info, greedy=False)
+            self._record_seconds += 0.05 * (time.perf_counter() - started - self._record_seconds)
         if self.algo.ready():
             if record is not None and self.controls.paused:
                 # Stepping with `n`: show the step at once; the update's numbers follow.
@@ -366,6 +372,10 @@ class Trainer:
         if self.controls.paused or self.controls.speed is not None:
             return True
         now = time.monotonic()
+        step, self._due_at = now - self._due_at, now
+        self._step_seconds += 0.05 * (step - self._step_seconds)
+        if self._record_seconds <= RECORD_SHARE * self._step_seconds:
+            return True
         if self._burst_left > 0 and now <= self._burst_until:
             self._burst_left -= 1
         elif now - self._burst_until >= RECORD_SECONDS:

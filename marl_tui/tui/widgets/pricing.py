@@ -7,7 +7,15 @@ from typing import Any
 from rich.text import Text
 
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, recent_same_view, step_header, styled_cells
+from marl_tui.tui.widgets.scene import (
+    SceneData,
+    ScenePanel,
+    kpi_lines,
+    recent_same_view,
+    step_header,
+    styled_cells,
+    trail_title,
+)
 
 
 def collusion_index(profits: list[float], nash: Any, collusive: Any) -> float | None:
@@ -107,7 +115,7 @@ class PricingPanel(ScenePanel):
         t = Text()
         if len(recent) < 2:
             return t
-        t.append(f"\n\nprices, last {len(recent)} steps (scale {lo:g}..{hi:g}", style="bold")
+        t.append(f"\n\nprices, {trail_title(recent, data, 'steps')} (scale {lo:g}..{hi:g}", style="bold")
         if finite(nash):
             t.append(f"; Nash at {sparkline([nash], 1, lo, hi)}", style="bold")
         t.append(")", style="bold")

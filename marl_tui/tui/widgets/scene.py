@@ -127,10 +127,21 @@ def styled_cells(cells: list[str], styles: list[str]) -> Text:
 
 
 def recent_same_view(data: SceneData, span: int) -> list[Any]:
-    """The last `span` consecutive step records of the view on screen (training or greedy),
-    oldest first. At full speed the trainer records bursts of steps: a trail never jumps a gap."""
+    """Up to `span` consecutive step records of the view on screen (training or greedy), oldest
+    first: the newest run of two or more. At full speed the trainer records bursts of steps, and
+    a trail never jumps a gap (trail_title says which steps it shows)."""
     out = [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
-    for k in range(len(out) - 1, 0, -1):
-        if out[k].iteration != out[k - 1].iteration + 1:
-            return out[k:]
-    return out
+    end = len(out)
+    for k in range(len(out) - 1, -1, -1):
+        if k == 0 or out[k].iteration != out[k - 1].iteration + 1:
+            if end - k >= 2:
+                return out[k:end]
+            end = k
+    return out[-1:]
+
+
+def trail_title(recent: list[Any], data: SceneData, noun: str) -> str:
+    """"last 40 steps" when the trail ends at the step on screen, else "steps 1,200–1,239"."""
+    if data.record is not None and recent[-1].iteration == data.record.iteration:
+        return f"last {len(recent)} {noun}"
+    return f"{noun} {recent[0].iteration:,}–{recent[-1].iteration:,}"

@@ -7,7 +7,15 @@ from typing import Any
 from rich.text import Text
 
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, recent_same_view, step_header, styled_cells
+from marl_tui.tui.widgets.scene import (
+    SceneData,
+    ScenePanel,
+    kpi_lines,
+    recent_same_view,
+    step_header,
+    styled_cells,
+    trail_title,
+)
 
 
 def _at(xs: list[Any], i: int) -> Any:
@@ -94,7 +102,7 @@ class WarehousePanel(ScenePanel):
         t = Text()
         if len(recent) < 2:
             return t
-        t.append(f"\n\nlast {len(recent)} periods (scale 0..{cap:g})", style="bold")
+        t.append(f"\n\n{trail_title(recent, data, 'periods')} (scale 0..{cap:g})", style="bold")
         for i, name in enumerate(names):
             stock = [_at(as_list(r.info.get("stock")), i) for r in recent]
             target = [_at(as_list(r.info.get("order_up_to")), i) for r in recent]
