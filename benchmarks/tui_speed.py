@@ -6,7 +6,10 @@
    does) and the same run inside the app (headless Textual via App.run_test; the run in the
    app's training process, the dashboard polling it ten times a second, charts and "why"
    refreshing). Both start paused, are resumed at t0 and timed until the step budget is
-   spent; the pairs are interleaved and repeated, and the median is reported.
+   spent; the pairs are interleaved and repeated; rates are medians, ratios the median of
+   the per-pair ratios (a pair runs back to back, so slow drifts cancel). A third run,
+   the app's training process with no screen ("no screen"), separates what the process
+   design costs from what the screen's own CPU use costs on a small machine.
 2. Key-press-to-screen latency inside the app: from sending the key until the status
    line shows its effect (`n` one step while paused, space pause/resume, `+` speed).
    Textual paints the updated widget on its next frame (≤ 1/60 s later), not included.
@@ -35,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from marl_tui.config import load_scenario  # noqa: E402
 from marl_tui.train.controls import Controls  # noqa: E402
+from marl_tui.train.remote import RemoteControls, TrainerProcess  # noqa: E402
 from marl_tui.train.trainer import RunConfig, Trainer  # noqa: E402
 from marl_tui.tui.app import MarlApp  # noqa: E402
 from marl_tui.tui.session import RunRequest, no_run_dir  # noqa: E402
@@ -87,6 +91,23 @@ def headless(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, flo
     wall = time.monotonic() - t0
     return {"wall_s": wall, "env_steps": trainer.stats.env_steps,
             "env_steps_per_s": trainer.stats.env_steps / wall, "trainer_cpu_s": c1 - c0}
+
+
+def process_only(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, float]:
+    """The app's training process with no screen at all: what the process design itself costs."""
+    proc = TrainerProcess(RunConfig(scenario=load_scenario(scenario), algo=algo, seed=0,
+                                    n_envs=n_envs, steps=n_envs * iters), RemoteControls(paused=True))
+    proc.start()
+    if proc.wait_ready() is not None:
+        raise RuntimeError(proc.error)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    proc.controls.resume()
+    while proc.stats.status not in ("finished", "error"):
+        time.sleep(0.01)
+    wall = time.monotonic() - t0
+    proc.stop(timeout=5.0)
+    return {"wall_s": wall, "env_steps_per_s": proc.stats.env_steps / wall}
 
 
 async def _until(cond: Any, timeout: float = 120.0) -> None:
@@ -162,6 +183,10 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
     return out
 
 
+def _pair_ratio(runs: list[dict[str, float]], base: list[dict[str, float]]) -> float:
+    return statistics.median(r["env_steps_per_s"] / b["env_steps_per_s"] for r, b in zip(runs, base, strict=True))
+
+
 def _p95(xs: list[float]) -> float:
     if not xs:
         return float("nan")
@@ -227,36 +252,41 @@ def main() -> None:
 
     rows = []
     for scenario, algo, n_envs, iters in configs:
-        h, a = [], []
-        for _ in range(repeats):  # interleaved: the machine's load hits both alike
+        h, a, p = [], [], []
+        for _ in range(repeats):  # interleaved: the machine's load hits all alike
             h.append(headless(scenario, algo, n_envs, iters))
             a.append(in_app(scenario, algo, n_envs, iters))
+            p.append(process_only(scenario, algo, n_envs, iters))
         hs = statistics.median(x["env_steps_per_s"] for x in h)
         as_ = statistics.median(x["env_steps_per_s"] for x in a)
+        ps = statistics.median(x["env_steps_per_s"] for x in p)
         rows.append({
             "scenario": scenario, "algo": algo, "envs": n_envs, "batched_steps": iters,
             "headless_env_steps_per_s": hs, "app_env_steps_per_s": as_,
-            "app_vs_headless": as_ / hs,
+            # Median of the per-pair ratios: a pair runs back to back, so the machine's slow
+            # drifts (a shared VM's neighbours) cancel within it.
+            "app_vs_headless": _pair_ratio(a, h),
+            "process_env_steps_per_s": ps, "process_vs_headless": _pair_ratio(p, h),
             "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
             "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
             "app_ui_cpu_share": statistics.median(x["ui_cpu_share"] for x in a),
             "poll_ms_median": statistics.median(x["poll_ms_median"] for x in a),
             "poll_ms_p95": max(x["poll_ms_p95"] for x in a),
             "chart_ms_median": statistics.median(x["chart_ms_median"] for x in a),
-            "runs": {"headless": h, "app": a},
+            "runs": {"headless": h, "app": a, "process": p},
         })
         print(f"  {scenario}/{algo}: headless {hs:,.0f} env steps/s, app {as_:,.0f} "
-              f"({as_ / hs:.0%})", flush=True)
+              f"({rows[-1]['app_vs_headless']:.0%})", flush=True)
     lat = latency(5 if args.quick else 15)
 
     print()
-    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'ratio':>7}"
+    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'ratio':>7}{'no screen':>10}"
           f"{'train cpu h/app':>17}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
     for r in rows:
         cpu = f"{r['headless_trainer_cpu_s']:.2f}/{r['app_trainer_cpu_s']:.2f}s"
         print(f"{r['scenario'] + '/' + r['algo']:<20}{r['envs']:>5}"
               f"{r['headless_env_steps_per_s']:>12,.0f}{r['app_env_steps_per_s']:>11,.0f}"
-              f"{r['app_vs_headless']:>7.0%}{cpu:>17}{r['app_ui_cpu_share']:>8.0%}"
+              f"{r['app_vs_headless']:>7.0%}{r['process_vs_headless']:>10.0%}{cpu:>17}{r['app_ui_cpu_share']:>8.0%}"
               f"{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
     print()
     print(f"{'key press -> status line':<26}{'median ms':>11}{'p95 ms':>9}{'n':>5}")
