@@ -142,19 +142,25 @@ def test_oracle_baseline_plays_nash() -> None:
     assert ev["exploitability"] == pytest.approx(0, abs=1e-3)
 
 
-def test_full_speed_records_bursts_of_consecutive_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nobody follows single steps at full speed: a burst of RECORD_BURST consecutive steps is
-    recorded, then nothing until RECORD_SECONDS have passed (here: never)."""
+def recorded(monkeypatch: pytest.MonkeyPatch, **constants: float) -> list[int]:
+    """The steps a 100-step full-speed run records, with these trainer constants (and no second
+    burst: RECORD_SECONDS is endless)."""
     from marl_tui.train import trainer as trainer_module
 
-    monkeypatch.setattr(trainer_module, "RECORD_SHARE", -1.0)  # records never count as cheap
-    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
-    monkeypatch.setattr(trainer_module, "RECORD_BURST_SECONDS", 1e9)
-    monkeypatch.setattr(trainer_module, "RECORD_BURST", 30)
+    for name, value in {"RECORD_SECONDS": 1e9, **constants}.items():
+        monkeypatch.setattr(trainer_module, name, value)
     t = make(steps=8 * 100)
     t.records = RecordQueue(maxlen=1000)
     t.run()
-    assert [r.iteration for r in t.records.drain()] == list(range(1, 31))
+    return [r.iteration for r in t.records.drain()]
+
+
+def test_full_speed_records_bursts_of_consecutive_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody follows single steps at full speed: a burst of RECORD_BURST consecutive steps is
+    recorded, then nothing until RECORD_SECONDS have passed (here: never). RECORD_SHARE < 0:
+    records never count as cheap next to a step."""
+    got = recorded(monkeypatch, RECORD_SHARE=-1.0, RECORD_BURST_SECONDS=1e9, RECORD_BURST=30)
+    assert got == list(range(1, 31))
 
 
 def test_a_watched_run_records_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,25 +208,10 @@ def test_a_pause_is_published_as_the_loop_settles() -> None:
 
 def test_a_burst_of_records_is_cut_short_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slow steps: a burst ends after RECORD_BURST_SECONDS, so records stay a small share."""
-    from marl_tui.train import trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "RECORD_SHARE", -1.0)
-    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
-    monkeypatch.setattr(trainer_module, "RECORD_BURST_SECONDS", 0.0)
-    t = make(steps=8 * 100)
-    t.records = RecordQueue(maxlen=1000)
-    t.run()
-    assert [r.iteration for r in t.records.drain()] == [1]
+    assert recorded(monkeypatch, RECORD_SHARE=-1.0, RECORD_BURST_SECONDS=0.0) == [1]
 
 
 def test_records_cheap_next_to_a_step_are_all_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow learner at full speed: a record costs well under RECORD_SHARE of its step, so every
     step is recorded (long trails cost nothing)."""
-    from marl_tui.train import trainer as trainer_module
-
-    monkeypatch.setattr(trainer_module, "RECORD_SHARE", 1e9)
-    monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
-    t = make(steps=8 * 100)
-    t.records = RecordQueue(maxlen=1000)
-    t.run()
-    assert [r.iteration for r in t.records.drain()] == list(range(1, 101))
+    assert recorded(monkeypatch, RECORD_SHARE=1e9) == list(range(1, 101))
