@@ -79,7 +79,6 @@ class Stats:
     loss_history: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(
         default_factory=dict
     )
-    greedy: bool = False
     error: str | None = None
     save_note: str | None = None  # one line about the last checkpoint save
 

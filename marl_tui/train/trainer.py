@@ -458,7 +458,7 @@ class Trainer:
             agent_returns=self.agent_returns, team_history=self.team_history.snapshot(),
             agent_history=tuple(s.snapshot() for s in self.agent_history),
             loss_history={k: s.snapshot() for k, s in self.loss_history.items()},
-            greedy=self.controls.greedy, error=self.error, save_note=self.save_note,
+            error=self.error, save_note=self.save_note,
         )
         if self.publish_hook is not None:
             self.publish_hook(self._stats)

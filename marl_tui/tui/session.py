@@ -90,7 +90,6 @@ class RunSession:
         self.trainer: TrainerProcess | None = None  # set once the run is built and training
         self.process: TrainerProcess | None = None
         self.build_error: str | None = None
-        self.stopped = False
 
     def build(self) -> None:
         """Slow: start the training process and wait until it has built the run. Errors land
@@ -128,10 +127,8 @@ class RunSession:
 
     def stop(self, timeout: float = 0.5) -> None:
         """Ask the run to stop (it saves a checkpoint) and wait a little for its process."""
-        self.stopped = True
         self.controls.stop()
-        if self.process is not None:
-            self.process.join(timeout)
+        self.wait_stopped(timeout)
 
     def wait_stopped(self, timeout: float) -> bool:
         """True once the training process has ended (or never started)."""
