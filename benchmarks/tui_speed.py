@@ -1,13 +1,14 @@
 """Does the app slow training down, and how fast does the screen answer a key?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--repeats 8]
 
 1. Training throughput, same run twice: a Trainer on its own thread (what `marl-tui train`
    does) and the same run inside the app (headless Textual via App.run_test; the run in the
    app's training process, the dashboard polling it ten times a second, charts and "why"
    refreshing). Both start paused, are resumed at t0 and timed until the step budget is
-   spent; the pairs are interleaved and repeated; rates are medians, ratios the median of
-   the per-pair ratios (a pair runs back to back, so slow drifts cancel). A third run,
+   spent; the runs are interleaved, in an order rotated each round, and repeated; rates are
+   medians, ratios the median of the per-round ratios (a round runs back to back, so slow
+   drifts cancel), with their middle half to say how far one round can be trusted. A third run,
    the app's training process with no screen ("no screen"), separates what the process
    design costs from what the screen's own CPU use costs on a small machine.
 2. Key-press-to-screen latency inside the app: from sending the key until the status
@@ -52,7 +53,7 @@ CONFIGS = [
     ("pricing", "random", 256, 20_000),
     ("pricing", "mappo", 256, 4_000),
     ("warehouse", "mappo", 64, 2_500),
-    ("fulfillment", "qmix", 128, 600),
+    ("fulfillment", "qmix", 128, 300),
 ]
 QUICK = [("pricing", "random", 256, 1500), ("pricing", "mappo", 256, 160)]
 
@@ -161,12 +162,12 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
             await asyncio.sleep(0.2)
             t0 = time.monotonic()
             c0, u0 = _process_cpu(trainer.pid), time.process_time()
-            c1, u1 = c0, u0
             screen.session.controls.resume()
             while trainer.stats.status not in ("finished", "error") and time.monotonic() - t0 < 600:
-                c1, u1 = _process_cpu(trainer.pid), time.process_time()
                 await asyncio.sleep(0.02)
             wall = time.monotonic() - t0
+            # A finished run's process waits for the app's stop: its CPU time is still there.
+            c1, u1 = _process_cpu(trainer.pid), time.process_time()
             out.update(wall_s=wall, env_steps=trainer.stats.env_steps,
                        env_steps_per_s=trainer.stats.env_steps / wall, trainer_cpu_s=c1 - c0,
                        ui_cpu_s=u1 - u0, ui_cpu_share=(u1 - u0) / wall)
@@ -183,8 +184,21 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
     return out
 
 
+def _pair_ratios(runs: list[dict[str, float]], base: list[dict[str, float]]) -> list[float]:
+    return [r["env_steps_per_s"] / b["env_steps_per_s"] for r, b in zip(runs, base, strict=True)]
+
+
 def _pair_ratio(runs: list[dict[str, float]], base: list[dict[str, float]]) -> float:
-    return statistics.median(r["env_steps_per_s"] / b["env_steps_per_s"] for r, b in zip(runs, base, strict=True))
+    return statistics.median(_pair_ratios(runs, base))
+
+
+def _pair_quartiles(runs: list[dict[str, float]], base: list[dict[str, float]]) -> tuple[float, float]:
+    """The middle half of the per-pair ratios: how far one pair can be trusted on this machine."""
+    ratios = _pair_ratios(runs, base)
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    q = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def _p95(xs: list[float]) -> float:
@@ -252,11 +266,14 @@ def main() -> None:
 
     rows = []
     for scenario, algo, n_envs, iters in configs:
-        h, a, p = [], [], []
-        for _ in range(repeats):  # interleaved: the machine's load hits all alike
-            h.append(headless(scenario, algo, n_envs, iters))
-            a.append(in_app(scenario, algo, n_envs, iters))
-            p.append(process_only(scenario, algo, n_envs, iters))
+        runs: dict[str, list[dict[str, float]]] = {"headless": [], "app": [], "process": []}
+        kinds = {"headless": headless, "app": in_app, "process": process_only}
+        for i in range(repeats):
+            # Interleaved, and the order rotated each round: the machine's load and any
+            # first-or-last-in-a-round effect hit all three alike.
+            for kind in (list(kinds) * 2)[i % 3: i % 3 + 3]:
+                runs[kind].append(kinds[kind](scenario, algo, n_envs, iters))
+        h, a, p = runs["headless"], runs["app"], runs["process"]
         hs = statistics.median(x["env_steps_per_s"] for x in h)
         as_ = statistics.median(x["env_steps_per_s"] for x in a)
         ps = statistics.median(x["env_steps_per_s"] for x in p)
@@ -266,6 +283,7 @@ def main() -> None:
             # Median of the per-pair ratios: a pair runs back to back, so the machine's slow
             # drifts (a shared VM's neighbours) cancel within it.
             "app_vs_headless": _pair_ratio(a, h),
+            "app_vs_headless_quartiles": _pair_quartiles(a, h),
             "process_env_steps_per_s": ps, "process_vs_headless": _pair_ratio(p, h),
             "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
             "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
@@ -280,14 +298,15 @@ def main() -> None:
     lat = latency(5 if args.quick else 15)
 
     print()
-    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'ratio':>7}{'no screen':>10}"
-          f"{'train cpu h/app':>17}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
+    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'ratio':>7}{'middle half':>13}"
+          f"{'no screen':>10}{'train cpu h/app':>17}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
     for r in rows:
         cpu = f"{r['headless_trainer_cpu_s']:.2f}/{r['app_trainer_cpu_s']:.2f}s"
+        q1, q3 = r["app_vs_headless_quartiles"]
         print(f"{r['scenario'] + '/' + r['algo']:<20}{r['envs']:>5}"
               f"{r['headless_env_steps_per_s']:>12,.0f}{r['app_env_steps_per_s']:>11,.0f}"
-              f"{r['app_vs_headless']:>7.0%}{r['process_vs_headless']:>10.0%}{cpu:>17}{r['app_ui_cpu_share']:>8.0%}"
-              f"{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
+              f"{r['app_vs_headless']:>7.0%}{f'{q1:.0%}–{q3:.0%}':>13}{r['process_vs_headless']:>10.0%}"
+              f"{cpu:>17}{r['app_ui_cpu_share']:>8.0%}{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
     print()
     print(f"{'key press -> status line':<26}{'median ms':>11}{'p95 ms':>9}{'n':>5}")
     for k, v in lat.items():

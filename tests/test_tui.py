@@ -490,3 +490,39 @@ def test_trails_show_the_newest_run_of_consecutive_steps() -> None:
     trail = recent_same_view(lone, 100)
     assert [r.iteration for r in trail] == [50, 51, 52, 53]
     assert trail_title(trail, lone, "steps") == "steps 50–53"
+
+
+async def test_panels_keep_their_height_while_numbers_change_length() -> None:
+    """A panel or status line whose text gets shorter at the same width keeps its height (a new
+    layout repaints every panel, the app's biggest cost at full speed); a new width starts afresh."""
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+
+    from marl_tui.tui.widgets.panel import Panel
+    from marl_tui.tui.widgets.status import StatusInfo
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield StatusLine(id="status")
+            yield Panel(id="panel")
+
+    def info(name: str) -> StatusInfo:
+        return StatusInfo(scenario=name, algo="MAPPO", state="running", stats=None, speed=None,
+                          headline="", oracle_kpis={}, oracle_return=None, run_dir=None, greedy=False)
+
+    app = Host()
+    async with app.run_test(size=(60, 30)) as pilot:
+        panel, status = app.query_one(Panel), app.query_one(StatusLine)
+        panel.draw(lambda w: Text("\n".join(f"line {i}" for i in range(12))))
+        status.show(info("a scenario name long enough to wrap the status line " * 2))
+        await pilot.pause()
+        tall, status_tall = panel._body.size.height, status.size.height
+        panel.draw(lambda w: Text("two\nlines"))
+        status.show(info("short"))
+        await pilot.pause()
+        assert tall == 12 and panel._body.size.height == tall and "two" in panel._body.render().plain
+        assert status.size.height == status_tall
+        await pilot.resize_terminal(70, 30)
+        await pilot.pause()
+        assert panel._body.size.height == 2
+        assert status.size.height < status_tall

@@ -32,7 +32,7 @@ from marl_tui.tui.widgets.status import StatusInfo, StatusLine
 from marl_tui.tui.widgets.why import WhyData, WhyPanel
 
 POLL_SECONDS = 0.1  # records and stats
-SCENE_SECONDS = 0.25  # scenario panel redraws while running (every step while paused)
+SCENE_SECONDS = 0.5  # scenario panel redraws while running (every step while paused)
 CHART_SECONDS = 1.0  # chart redraws while running (only when their data changed); plotext is the costly part
 EXPLAIN_SECONDS = 1.0  # explain() while running
 RECENT = 300  # records kept for the panels' short histories

@@ -63,9 +63,10 @@ class Panel(VerticalScroll):
         are the app's biggest cost while training runs)."""
         self._fn = fn
         width = self._body.size.width
+        if width != self._width:
+            self._lines = None
         self._width = width if width > 0 else None
         if width <= 0:  # not laid out yet
-            self._lines = None
             self._body.update(Fit(fn))
             return
         content = fn(width)
@@ -74,6 +75,10 @@ class Panel(VerticalScroll):
             self._body.update(Fit(fn))
             return
         wrapped = content.wrap(self.app.console, width)
+        if self._lines is not None and len(wrapped) < self._lines:
+            # Shorter than before at the same width: pad it, so the panel keeps its height
+            # and the screen is not laid out again (the panel does not jump either).
+            wrapped.extend(Text("") for _ in range(self._lines - len(wrapped)))
         lines = len(wrapped)
         self._body.update(Text("\n").join(wrapped), layout=lines != self._lines)
         self._lines = lines

@@ -125,6 +125,7 @@ class StatusLine(Static):
         self.info: StatusInfo | None = None
         self._last: Text | None = None
         self._lines = 0
+        self._width = 0
 
     def show(self, info: StatusInfo) -> None:
         self.info = info
@@ -144,7 +145,11 @@ class StatusLine(Static):
             return
         text = status_text(self.info, width)
         lines = sum(max(1, -(-len(line) // width)) for line in text.plain.split("\n"))
-        if lines != self._lines:
+        if width != self._width:
+            self._width, self._lines = width, 0
+        # Numbers change length as a run goes: a line that wraps for a moment keeps its
+        # height at this width, so the screen is not laid out (and every panel repainted) again.
+        if lines > self._lines:
             self._lines = lines
             self.styles.height = lines
         self.update(text, layout=False)
