@@ -206,6 +206,16 @@ def test_a_pause_is_published_as_the_loop_settles() -> None:
         thread.join(timeout=2)
 
 
+def test_bursts_rest_until_records_are_a_small_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Very fast steps: a burst waits not only RECORD_SECONDS (here none) but until the records
+    made are under RECORD_SHARE of the time since the last burst began (here: never again)."""
+    quick = {"RECORD_SECONDS": 0.0, "RECORD_BURST_SECONDS": 0.0}  # a one-step burst, every step
+    assert recorded(monkeypatch, RECORD_SHARE=-1.0, **quick) == list(range(1, 101))
+    # Records may take a billionth of the loop: after one burst, none (the first step, before
+    # any record was timed, counts as cheap).
+    assert recorded(monkeypatch, RECORD_SHARE=1e-9, **quick) in ([1], [1, 2])
+
+
 def test_a_burst_of_records_is_cut_short_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slow steps: a burst ends after RECORD_BURST_SECONDS, so records stay a small share."""
     assert recorded(monkeypatch, RECORD_SHARE=-1.0, RECORD_BURST_SECONDS=0.0) == [1]

@@ -43,7 +43,8 @@ PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
 # under RECORD_SHARE of a step. Otherwise (fast steps at full speed, where nobody can follow
 # single steps and a record costs up to ~8 % of a step) bursts of consecutive steps, enough for
 # the panels' short histories, are recorded: each at most RECORD_BURST steps or
-# RECORD_BURST_SECONDS long and RECORD_SECONDS after the last, ~1-2 % of the loop.
+# RECORD_BURST_SECONDS long, RECORD_SECONDS after the last, and no sooner than keeps
+# records under RECORD_SHARE of the loop.
 RECORD_SHARE = 0.01
 RECORD_BURST = 200
 RECORD_BURST_SECONDS = 0.1
@@ -65,9 +66,12 @@ ADVICE = (
 
 
 def _plain(x: torch.Tensor) -> float | tuple[float, ...]:
-    """A tensor as plain Python for views: a float, or a flat tuple of floats."""
-    x = x.detach().to("cpu", torch.float64)
-    return float(x) if x.dim() == 0 else tuple(x.flatten().tolist())
+    """A tensor as plain Python for views: a float, or a flat tuple of floats. (One tolist and
+    float() in Python: a record is made per step, and each torch op costs microseconds.)"""
+    x = x.detach().cpu()
+    if x.dim() == 0:
+        return float(x.item())
+    return tuple(float(v) for v in (x if x.dim() == 1 else x.reshape(-1)).tolist())
 
 
 class Trainer:
@@ -96,9 +100,12 @@ class Trainer:
         self.record_steps = True
         self._burst_left = 0
         self._burst_until = -math.inf  # when the current (or last) burst ends
+        self._burst_start = -math.inf
         self._due_at = time.monotonic()
         self._step_seconds = 0.0  # running means: a loop step, and building one record
         self._record_seconds = 0.0
+        self._recording = 0.0  # seconds spent building records, all told
+        self._recording_at_burst = 0.0
         # Called with every fresh Stats, on the training thread (the app's training process
         # sends it to the screen from here). Keep it quick: it runs up to 1/PUBLISH_SECONDS a second.
         self.publish_hook: Callable[[Stats], None] | None = None
@@ -340,7 +347,9 @@ class Trainer:
         if self.record_steps and self._record_due():
             started = time.perf_counter()
             record = self._record(out.actions, res.reward, res.info, greedy=False)
-            self._record_seconds += 0.05 * (time.perf_counter() - started - self._record_seconds)
+            spent = time.perf_counter() - started
+            self._recording += spent
+            self._record_seconds += 0.05 * (spent - self._record_seconds)
         if self.algo.ready():
             if record is not None and self.controls.paused:
                 # Stepping with `n`: show the step at once; the update's numbers follow.
@@ -378,8 +387,12 @@ class Trainer:
             return True
         if self._burst_left > 0 and now <= self._burst_until:
             self._burst_left -= 1
-        elif now - self._burst_until >= RECORD_SECONDS:
+        elif (now - self._burst_until >= RECORD_SECONDS
+              # and the last burst is under RECORD_SHARE of the time since it began (very fast
+              # steps, where a record costs a large part of one, rest longer)
+              and now - self._burst_start >= (self._recording - self._recording_at_burst) / RECORD_SHARE):
             self._burst_left, self._burst_until = RECORD_BURST - 1, now + RECORD_BURST_SECONDS
+            self._burst_start, self._recording_at_burst = now, self._recording
         else:
             self._burst_left = 0
             return False
@@ -435,7 +448,7 @@ class Trainer:
         return StepRecord(
             iteration=self.greedy_steps if greedy else self.iteration, env_steps=self.env_steps,
             episode=self.episodes, t=env.t,
-            actions=tuple(_plain(env.to_native(actions)[0])), reward=tuple(_plain(reward[0])),
+            actions=tuple(_plain(env.to_native(actions[:1])[0])), reward=tuple(_plain(reward[0])),
             info={k: _plain(v[0]) for k, v in info.items()}, greedy=greedy,
         )
 
