@@ -55,6 +55,7 @@ CONFIGS = [
     ("warehouse", "mappo", 64, 2_500),
     ("fulfillment", "qmix", 128, 300),
 ]
+STEADY = "steady_env_steps_per_s"
 QUICK = [("pricing", "random", 256, 1500), ("pricing", "mappo", 256, 160)]
 
 
@@ -75,6 +76,24 @@ def _process_cpu(pid: int | None) -> float:
         return float("nan")
 
 
+class _Windows:
+    """The trainer's own steps/s, one figure per ~1 s window (the same code in every mode):
+    the steady rate is their median after the first window (start-up: a fresh process's first
+    torch calls, page faults), what a person watching a long run gets."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+
+    def see(self, stats: Any) -> None:
+        rate = stats.steps_per_second
+        if rate > 0 and (not self.rates or rate != self.rates[-1]):
+            self.rates.append(rate)
+
+    def steady(self) -> float:
+        later = self.rates[1:] or self.rates
+        return statistics.median(later) if later else float("nan")
+
+
 def headless(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, float]:
     cfg = RunConfig(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
                     steps=n_envs * iters)
@@ -85,13 +104,16 @@ def headless(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, flo
     t0 = time.monotonic()
     c0 = _cpu(thread)
     c1 = c0
+    windows = _Windows()
     trainer.controls.resume()
     while thread.is_alive():
         c1 = max(c1, _cpu(thread)) if thread.is_alive() else c1
+        windows.see(trainer.stats)
         thread.join(timeout=0.02)
     wall = time.monotonic() - t0
     return {"wall_s": wall, "env_steps": trainer.stats.env_steps,
-            "env_steps_per_s": trainer.stats.env_steps / wall, "trainer_cpu_s": c1 - c0}
+            "env_steps_per_s": trainer.stats.env_steps / wall, "trainer_cpu_s": c1 - c0,
+            "steady_env_steps_per_s": windows.steady(), "windows": windows.rates}
 
 
 def process_only(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, float]:
@@ -103,12 +125,15 @@ def process_only(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str,
         raise RuntimeError(proc.error)
     time.sleep(0.2)
     t0 = time.monotonic()
+    windows = _Windows()
     proc.controls.resume()
     while proc.stats.status not in ("finished", "error"):
+        windows.see(proc.stats)
         time.sleep(0.01)
     wall = time.monotonic() - t0
     proc.stop(timeout=5.0)
-    return {"wall_s": wall, "env_steps_per_s": proc.stats.env_steps / wall}
+    return {"wall_s": wall, "env_steps_per_s": proc.stats.env_steps / wall,
+            "steady_env_steps_per_s": windows.steady(), "windows": windows.rates}
 
 
 async def _until(cond: Any, timeout: float = 120.0) -> None:
@@ -162,15 +187,18 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
             await asyncio.sleep(0.2)
             t0 = time.monotonic()
             c0, u0 = _process_cpu(trainer.pid), time.process_time()
+            windows = _Windows()
             screen.session.controls.resume()
             while trainer.stats.status not in ("finished", "error") and time.monotonic() - t0 < 600:
+                windows.see(trainer.stats)
                 await asyncio.sleep(0.02)
             wall = time.monotonic() - t0
             # A finished run's process waits for the app's stop: its CPU time is still there.
             c1, u1 = _process_cpu(trainer.pid), time.process_time()
             out.update(wall_s=wall, env_steps=trainer.stats.env_steps,
                        env_steps_per_s=trainer.stats.env_steps / wall, trainer_cpu_s=c1 - c0,
-                       ui_cpu_s=u1 - u0, ui_cpu_share=(u1 - u0) / wall)
+                       ui_cpu_s=u1 - u0, ui_cpu_share=(u1 - u0) / wall,
+                       steady_env_steps_per_s=windows.steady(), windows=windows.rates)
             await pilot.press("q")
 
     with _Timed(DashboardScreen, "poll") as poll_ms, _Timed(ChartPanel, "render") as chart_ms:
@@ -184,17 +212,20 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
     return out
 
 
-def _pair_ratios(runs: list[dict[str, float]], base: list[dict[str, float]]) -> list[float]:
-    return [r["env_steps_per_s"] / b["env_steps_per_s"] for r, b in zip(runs, base, strict=True)]
+def _pair_ratios(runs: list[dict[str, Any]], base: list[dict[str, Any]],
+                 key: str = "env_steps_per_s") -> list[float]:
+    return [r[key] / b[key] for r, b in zip(runs, base, strict=True)]
 
 
-def _pair_ratio(runs: list[dict[str, float]], base: list[dict[str, float]]) -> float:
-    return statistics.median(_pair_ratios(runs, base))
+def _pair_ratio(runs: list[dict[str, Any]], base: list[dict[str, Any]],
+                key: str = "env_steps_per_s") -> float:
+    return statistics.median(_pair_ratios(runs, base, key))
 
 
-def _pair_quartiles(runs: list[dict[str, float]], base: list[dict[str, float]]) -> tuple[float, float]:
-    """The middle half of the per-pair ratios: how far one pair can be trusted on this machine."""
-    ratios = _pair_ratios(runs, base)
+def _pair_quartiles(runs: list[dict[str, Any]], base: list[dict[str, Any]],
+                    key: str = "env_steps_per_s") -> tuple[float, float]:
+    """The middle half of the per-round ratios: how far one round can be trusted on this machine."""
+    ratios = _pair_ratios(runs, base, key)
     if len(ratios) < 2:
         return ratios[0], ratios[0]
     q = statistics.quantiles(ratios, n=4, method="inclusive")
@@ -284,6 +315,10 @@ def main() -> None:
             # drifts (a shared VM's neighbours) cancel within it.
             "app_vs_headless": _pair_ratio(a, h),
             "app_vs_headless_quartiles": _pair_quartiles(a, h),
+            # The trainer's own 1 s figures past the first second (start-up excluded).
+            "steady_app_vs_headless": _pair_ratio(a, h, STEADY),
+            "steady_app_vs_headless_quartiles": _pair_quartiles(a, h, STEADY),
+            "steady_process_vs_headless": _pair_ratio(p, h, STEADY),
             "process_env_steps_per_s": ps, "process_vs_headless": _pair_ratio(p, h),
             "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
             "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
@@ -294,19 +329,24 @@ def main() -> None:
             "runs": {"headless": h, "app": a, "process": p},
         })
         print(f"  {scenario}/{algo}: headless {hs:,.0f} env steps/s, app {as_:,.0f} "
-              f"({rows[-1]['app_vs_headless']:.0%})", flush=True)
+              f"({rows[-1]['app_vs_headless']:.0%}; steady {rows[-1]['steady_app_vs_headless']:.0%})",
+              flush=True)
     lat = latency(5 if args.quick else 15)
 
     print()
-    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'ratio':>7}{'middle half':>13}"
-          f"{'no screen':>10}{'train cpu h/app':>17}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
+    print("app / headless: whole runs by the wall clock, and steady (the trainer's own 1 s rates, "
+          "first second left out); 'middle half' of the per-round ratios")
+    print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'whole':>7}{'middle half':>13}"
+          f"{'steady':>8}{'middle half':>13}{'no screen':>10}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
     for r in rows:
-        cpu = f"{r['headless_trainer_cpu_s']:.2f}/{r['app_trainer_cpu_s']:.2f}s"
         q1, q3 = r["app_vs_headless_quartiles"]
+        s1, s3 = r["steady_app_vs_headless_quartiles"]
         print(f"{r['scenario'] + '/' + r['algo']:<20}{r['envs']:>5}"
               f"{r['headless_env_steps_per_s']:>12,.0f}{r['app_env_steps_per_s']:>11,.0f}"
-              f"{r['app_vs_headless']:>7.0%}{f'{q1:.0%}–{q3:.0%}':>13}{r['process_vs_headless']:>10.0%}"
-              f"{cpu:>17}{r['app_ui_cpu_share']:>8.0%}{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
+              f"{r['app_vs_headless']:>7.0%}{f'{q1:.0%}–{q3:.0%}':>13}"
+              f"{r['steady_app_vs_headless']:>8.0%}{f'{s1:.0%}–{s3:.0%}':>13}"
+              f"{r['steady_process_vs_headless']:>10.0%}"
+              f"{r['app_ui_cpu_share']:>8.0%}{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
     print()
     print(f"{'key press -> status line':<26}{'median ms':>11}{'p95 ms':>9}{'n':>5}")
     for k, v in lat.items():

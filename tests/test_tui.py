@@ -217,6 +217,32 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+async def test_a_slowed_run_shows_every_step() -> None:
+    """At full speed the scenario panel redraws twice a second; slowed down with `-`, someone is
+    following the steps, and each one is drawn."""
+    app = dashboard_app("pricing", "random", paused=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        drawn: list[int] = []
+        show = screen.scene.show
+
+        def watch(data: Any) -> None:
+            if data.record is not None:
+                drawn.append(data.record.iteration)
+            show(data)
+
+        screen.scene.show = watch
+        for _ in range(8):  # max -> 5 steps/s, a step every 0.2 s
+            await pilot.press("minus")
+        assert screen.session.controls.speed == 5
+        await pilot.press("space")
+        await until(pilot, lambda: len(set(drawn)) >= 9, timeout=10, what="nine steps drawn")
+        steps = sorted(set(drawn))
+        gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
+        assert gaps.count(1) >= 0.75 * len(gaps), steps  # twice a second would skip most
+        await pilot.press("q")
+
+
 async def test_quick_restarts_each_get_a_run_directory(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """r pressed twice within a second: two runs named in the same second must not collide."""

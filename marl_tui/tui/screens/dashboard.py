@@ -32,7 +32,7 @@ from marl_tui.tui.widgets.status import StatusInfo, StatusLine
 from marl_tui.tui.widgets.why import WhyData, WhyPanel
 
 POLL_SECONDS = 0.1  # records and stats
-SCENE_SECONDS = 0.5  # scenario panel redraws while running (every step while paused)
+SCENE_SECONDS = 0.5  # scenario panel redraws at full speed (each poll when paused or slowed)
 CHART_SECONDS = 1.0  # chart redraws while running (only when their data changed); plotext is the costly part
 EXPLAIN_SECONDS = 1.0  # explain() while running
 RECENT = 300  # records kept for the panels' short histories
@@ -163,7 +163,8 @@ class DashboardScreen(Screen[None]):
                 self._ask_why(self._view_step())
         elif self._asked_for != self._view_step():  # a finished or failed run still answers
             self._ask_why(self._view_step())
-        if self._scene_dirty and (state != "running" or now - self._scene_at >= SCENE_SECONDS):
+        watched = state != "running" or s.controls.speed is not None  # someone follows steps
+        if self._scene_dirty and (watched or now - self._scene_at >= SCENE_SECONDS):
             self._scene_dirty = False
             self._scene_at = now
             self._show_scene()
