@@ -225,3 +225,55 @@ def test_records_cheap_next_to_a_step_are_all_kept(monkeypatch: pytest.MonkeyPat
     """A slow learner at full speed: a record costs well under RECORD_SHARE of its step, so every
     step is recorded (long trails cost nothing)."""
     assert recorded(monkeypatch, RECORD_SHARE=1e9) == list(range(1, 101))
+
+
+def test_a_pause_at_full_speed_records_the_step_it_stopped_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At full speed most steps go unrecorded; once paused, the screen must still show the step
+    the status line counts, with that step's own numbers."""
+    from marl_tui.train import trainer as trainer_module
+
+    for name, value in {"RECORD_SECONDS": 1e9, "RECORD_SHARE": -1.0, "RECORD_BURST": 1}.items():
+        monkeypatch.setattr(trainer_module, name, value)
+    controls = Controls()
+    t = make(steps=10**9, controls=controls)
+    t.records = RecordQueue(maxlen=1000)
+    thread = t.start_thread()
+    try:
+        deadline = time.monotonic() + 10
+        while t.stats.iteration < 40 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        controls.pause()
+        deadline = time.monotonic() + 5
+        while t.stats.status != "paused" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        records = t.records.drain()
+        assert [r.iteration for r in records][0] == 1  # the one-step burst
+        last = records[-1]
+        assert last.iteration == t.stats.iteration > 40 and not last.greedy
+        assert last.t == (last.iteration - 1) % 25 + 1  # t and episode as they were at that step
+        assert last.episode == (last.iteration - 1) // 25
+        assert last.actions == last.info["price"]  # the step's own tensors, not a later step's
+    finally:
+        controls.stop()
+        thread.join(timeout=2)
+
+
+def test_greedy_view_records_count_its_own_episodes() -> None:
+    """The greedy view plays its own copy: its records say its own step within its own episode
+    (the last step of an episode is step T, not 0)."""
+    controls = Controls(paused=True)
+    t = make(steps=10**9, controls=controls)
+    t.records = RecordQueue(maxlen=1000)
+    controls.set_greedy(True)
+    controls.step(30)
+    thread = t.start_thread()
+    try:
+        deadline = time.monotonic() + 10
+        while t.stats.greedy_steps < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        records = [r for r in t.records.drain() if r.greedy]
+        assert [(r.t, r.episode) for r in records[23:27]] == [(24, 0), (25, 0), (1, 1), (2, 1)]
+        assert t.stats.episodes == 0  # training finished none
+    finally:
+        controls.stop()
+        thread.join(timeout=2)

@@ -15,7 +15,7 @@ from typing import Any
 class StepRecord:
     iteration: int  # batched steps of its view so far, this one included (training, or greedy view)
     env_steps: int  # environment steps over all copies
-    episode: int  # episodes finished per copy before this step
+    episode: int  # episodes its view (training, or greedy view) finished before this step
     t: int  # step within the episode (1..T)
     actions: tuple[float, ...]  # copy 0, in the scenario's units
     reward: tuple[float, ...]  # copy 0, raw units

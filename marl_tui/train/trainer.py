@@ -106,11 +106,15 @@ class Trainer:
         self._record_seconds = 0.0
         self._recording = 0.0  # seconds spent building records, all told
         self._recording_at_burst = 0.0
+        # The last training step when it was not recorded (its tensors, t, episode): a pause
+        # records it, so a paused screen shows the step it stopped on.
+        self._unrecorded: tuple[Any, ...] | None = None
         # Called with every fresh Stats, on the training thread (the app's training process
         # sends it to the screen from here). Keep it quick: it runs up to 1/PUBLISH_SECONDS a second.
         self.publish_hook: Callable[[Stats], None] | None = None
         self.iteration = 0  # training batched steps
         self.greedy_steps = 0  # steps of the greedy view: watched, never learned from or saved
+        self.greedy_episodes = 0  # episodes the greedy view has finished
         self.env_steps = 0
         self.episodes = 0
         self.updates = 0
@@ -211,7 +215,15 @@ class Trainer:
         return self._stats
 
     def _wait_turn(self) -> bool:
-        return self.controls.wait_turn(on_save=self._save_while_paused, on_pause=self.publish)
+        return self.controls.wait_turn(on_save=self._save_while_paused, on_pause=self._settle)
+
+    def _settle(self) -> None:
+        """The loop has paused: views get the step it stopped on (at full speed that step may
+        not have been recorded) and fresh Stats."""
+        if self._unrecorded is not None:
+            self.records.put(self._record(*self._unrecorded, greedy=False))
+            self._unrecorded = None
+        self.publish()
 
     def _save_while_paused(self) -> None:
         self._take_save_request()
@@ -239,7 +251,7 @@ class Trainer:
         except TrainingFault:
             raise
         except (OSError, UserError) as exc:
-            self.save_note = f"checkpoint not saved at step {self.env_steps:,}: {exc}"
+            self.save_note = f"checkpoint not saved at env step {self.env_steps:,}: {exc}"
 
     def save_checkpoint(self, run_dir: Path | None = None) -> Path:
         """Write checkpoints/latest.pt (and a step-numbered copy) now; returns latest.pt.
@@ -252,7 +264,7 @@ class Trainer:
         path = save_checkpoint(self, run_dir)
         self.last_checkpoint, self.last_checkpoint_step = path, self.env_steps
         self._saved_at = (self.iteration, self.env_steps)
-        self.save_note = f"saved checkpoint at step {self.env_steps:,}: {path}"
+        self.save_note = f"saved checkpoint at env step {self.env_steps:,}: {path}"
         return path
 
     def loop_state(self) -> dict[str, Any]:
@@ -344,12 +356,17 @@ class Trainer:
             self._kpi_sums[k] = self._kpi_sums.get(k, 0.0) + v
         self._kpi_count += 1
         record = None
-        if self.record_steps and self._record_due():
-            started = time.perf_counter()
-            record = self._record(out.actions, res.reward, res.info, greedy=False)
-            spent = time.perf_counter() - started
-            self._recording += spent
-            self._record_seconds += 0.05 * (spent - self._record_seconds)
+        self._unrecorded = None
+        if self.record_steps:
+            step = (out.actions, res.reward, res.info, self.env.t, self.episodes)
+            if self._record_due():
+                started = time.perf_counter()
+                record = self._record(*step, greedy=False)
+                spent = time.perf_counter() - started
+                self._recording += spent
+                self._record_seconds += 0.05 * (spent - self._record_seconds)
+            else:
+                self._unrecorded = step  # references only: a record is built if the loop pauses here
         if self.algo.ready():
             if record is not None and self.controls.paused:
                 # Stepping with `n`: show the step at once; the update's numbers follow.
@@ -431,9 +448,14 @@ class Trainer:
             with acting_on(self.algo, self._eval_env):
                 out = self.algo.act(obs, state, explore=False)
             res = self._eval_env.step(out.actions)
-            self._eval_obs = self._eval_env.reset() if bool(res.done.all()) else (res.obs, res.state)
             self.greedy_steps += 1
-            self.records.put(self._record(out.actions, res.reward, res.info, greedy=True))
+            self.records.put(self._record(out.actions, res.reward, res.info, self._eval_env.t,
+                                          self.greedy_episodes, greedy=True))
+            if bool(res.done.all()):
+                self._eval_obs = self._eval_env.reset()
+                self.greedy_episodes += 1
+            else:
+                self._eval_obs = (res.obs, res.state)
 
     def _greedy_view_obs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The greedy view's current observation; its env is made on first use (under the lock)."""
@@ -443,11 +465,12 @@ class Trainer:
         return self._eval_obs
 
     def _record(self, actions: torch.Tensor, reward: torch.Tensor, info: dict[str, torch.Tensor],
-                greedy: bool) -> StepRecord:
+                t: int, episode: int, greedy: bool) -> StepRecord:
+        """Copy 0 of one step as plain data; t and episode as they were when it was taken."""
         env = self._eval_env if greedy else self.env
         return StepRecord(
             iteration=self.greedy_steps if greedy else self.iteration, env_steps=self.env_steps,
-            episode=self.episodes, t=env.t,
+            episode=episode, t=t,
             actions=tuple(_plain(env.to_native(actions[:1])[0])), reward=tuple(_plain(reward[0])),
             info={k: _plain(v[0]) for k, v in info.items()}, greedy=greedy,
         )
