@@ -31,7 +31,15 @@ app = typer.Typer(
 ScenarioArg = Annotated[
     str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`) or a .toml path")
 ]
-AlgoOpt = Annotated[str, typer.Option("--algo", "-a", help="maddpg | mappo | qmix | random | oracle")]
+
+
+def _algo_name(value: str | None) -> str | None:
+    """The screen says MAPPO; --algo MAPPO means the same as --algo mappo."""
+    return value.strip().lower() if value else value
+
+
+AlgoOpt = Annotated[str, typer.Option("--algo", "-a", help="maddpg | mappo | qmix | random | oracle",
+                                      callback=_algo_name)]
 StepsOpt = Annotated[
     int | None, typer.Option(help="environment steps over all parallel copies [default: per algorithm]")
 ]
@@ -220,7 +228,7 @@ def run(
     algo: Annotated[
         str | None,
         typer.Option("--algo", "-a", help="maddpg | mappo | qmix | random | oracle [default: mappo, "
-                                          "or the checkpoint's]"),
+                                          "or the checkpoint's]", callback=_algo_name),
     ] = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,

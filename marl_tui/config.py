@@ -12,6 +12,7 @@ stay fast.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import sys
@@ -250,6 +251,11 @@ def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
     return isinstance(value, tp), value
 
 
+def _did_you_mean(key: str, allowed: Any) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def build_dataclass(
     cls: type, table: Any, where: str, origin: str, rules: dict[str, dict[str, Any]] | None = None
 ) -> Any:
@@ -265,7 +271,8 @@ def build_dataclass(
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise UserError(
-            f"{origin}: unknown key {where}.{unknown[0]}; allowed keys are: {', '.join(fields)}"
+            f"{origin}: unknown key {where}.{unknown[0]}{_did_you_mean(unknown[0], fields)}; "
+            f"allowed keys are: {', '.join(fields)}"
         )
     values = {}
     for name, value in table.items():
@@ -310,6 +317,13 @@ def parse_scenario(text: str, origin: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML ({exc}); fix the syntax at that line") from None
+    allowed = [*_TOP, "model", "train"]
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:  # before "missing": a misspelt key is the likelier cause of both
+        raise UserError(
+            f"{origin}: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], allowed)}; "
+            f"top-level keys are: {', '.join(allowed)}"
+        )
     top = {}
     for key, (tp, lo, hi) in _TOP.items():
         if key not in data:
@@ -329,12 +343,6 @@ def parse_scenario(text: str, origin: str) -> Scenario:
     if top["kind"] not in MODELS:
         raise UserError(
             f"{origin}: unknown kind {top['kind']!r}; kinds are: {', '.join(KINDS)}"
-        )
-    unknown = sorted(set(data) - set(_TOP) - {"model", "train"})
-    if unknown:
-        raise UserError(
-            f"{origin}: unknown key '{unknown[0]}'; top-level keys are: "
-            f"{', '.join([*_TOP, 'model', 'train'])}"
         )
     model = build_dataclass(MODELS[top["kind"]], data.get("model", {}), "model", origin)
     for fname, problem in model.problems(top["agents"]):
@@ -396,7 +404,7 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 # The one KPI a progress line or status bar shows first, per kind.
 HEADLINE_KPI = {
-    "pricing": "mean_price",
+    "pricing": "mean_profit",  # a mean price can sit on the oracle's while every store is off it
     "warehouse": "pct_of_optimal",
     "fulfillment": "optimal_choice_rate",
 }
