@@ -246,7 +246,7 @@ def test_save_on_request_also_while_paused(tmp_path: Path) -> None:
         controls.request_save()  # the app's `s`, while paused
         while t.last_checkpoint_step != 80 and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert t.last_checkpoint_step == 80 and "saved checkpoint at step 80" in t.save_note
+        assert t.last_checkpoint_step == 80 and "saved checkpoint at env step 80" in t.save_note
         assert read_checkpoint(tmp_path / "run" / "checkpoints" / LATEST)["trainer"]["iteration"] == 10
     finally:
         controls.stop()

@@ -119,6 +119,25 @@ async def test_picker_rejects_a_bad_field_with_one_line() -> None:
         assert "γ" in str(picker.query_one("#form-error").content)
 
 
+async def test_escape_leaves_a_text_field_and_p_comes_back_to_the_run() -> None:
+    """A text field swallows q and ?: escape (shown in the footer) goes back to the list. From a
+    run started with `marl-tui run`, p opens the picker on that scenario and algorithm."""
+    app = dashboard_app("warehouse", "qmix")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen), what="the picker")
+        picker = app.screen
+        assert picker._entry_key() == "warehouse" and picker.algo == "qmix"
+        picker.query_one("#seed").focus()
+        await pilot.pause()
+        assert "leave_field" in {b.binding.action for b in picker.active_bindings.values()}
+        await pilot.press("escape")
+        assert picker.focused is picker.query_one("#scenarios")
+        assert "leave_field" not in {b.binding.action for b in picker.active_bindings.values()}
+        await pilot.press("q")
+
+
 # ---------------------------------------------------------------------------- dashboard
 
 
@@ -145,6 +164,7 @@ async def test_space_freezes_the_counter_and_n_steps_exactly_one() -> None:
         await until(pilot, lambda: screen.state() == "paused")
         await pilot.pause(0.3)  # the step in flight lands
         frozen = shown_step(screen)
+        assert screen.record.iteration == frozen  # the panels show the step it stopped on
         polls = screen.polls
         for _ in range(4):
             await pilot.pause(0.15)

@@ -57,10 +57,10 @@ class MarlApp(App[None]):
         else:
             self.push_screen(self._picker())
 
-    def _picker(self) -> Any:
+    def _picker(self, select: RunRequest | None = None) -> Any:
         from marl_tui.tui.screens.picker import PickerScreen
 
-        return PickerScreen(device=self.device)
+        return PickerScreen(device=self.device, select=select)
 
     def new_session(self, request: RunRequest, paused: bool | None = None) -> RunSession:
         session = RunSession(request, run_dir=self.run_dir_factory,
@@ -74,14 +74,15 @@ class MarlApp(App[None]):
 
         self.push_screen(DashboardScreen(self.new_session(request), new_session=self.new_session))
 
-    def open_picker(self) -> None:
+    def open_picker(self, select: RunRequest | None = None) -> None:
+        """Back to the picker (the one the run was started from, or one showing `select`)."""
         from marl_tui.tui.screens.picker import PickerScreen
 
         below = self.screen_stack[-2] if len(self.screen_stack) >= 2 else None
         if isinstance(below, PickerScreen):
             self.pop_screen()
         else:
-            self.switch_screen(self._picker())
+            self.switch_screen(self._picker(select))
 
     def _quit_on_signal(self, sig: int) -> None:
         for session in self.all_sessions:

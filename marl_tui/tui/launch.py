@@ -89,11 +89,13 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
                 _say("marl-tui: the training process is still saving; it finishes on its own")
         for session in app.all_sessions:  # quit before a run was built: leave no empty folder
             session.discard_unused_dir()
-        if code > 128:  # ended by a signal: say where the run is
-            saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
-            if saved:
-                _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
-                     f"continue it with `marl-tui resume {saved[-1]}`")
+        saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
+        if saved and code > 128:  # ended by a signal
+            _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
+                 f"continue it with `marl-tui resume {saved[-1]}`")
+        elif saved:
+            _say(f"marl-tui: the run is saved in {saved[-1]}: `marl-tui resume {saved[-1]}` "
+                 f"continues it, `marl-tui eval {saved[-1]}` scores its greedy policy")
     except KeyboardInterrupt:  # Ctrl-C while it saves: the training process saves on its own
         _say("marl-tui: leaving; the training process finishes its checkpoint on its own")
         code = 130

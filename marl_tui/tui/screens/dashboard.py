@@ -28,7 +28,7 @@ from marl_tui.tui.session import RunSession
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
 from marl_tui.tui.widgets.error import ErrorView
 from marl_tui.tui.widgets.scene import SceneData, scene_panel_for
-from marl_tui.tui.widgets.status import StatusInfo, StatusLine
+from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label
 from marl_tui.tui.widgets.why import WhyData, WhyPanel
 
 POLL_SECONDS = 0.1  # records and stats
@@ -99,7 +99,8 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.scene.add_class("text-panel")
-        self.scene.border_title = f"{self.scene.TITLE} · {self.session.request.scenario.name}"
+        sc = self.session.request.scenario
+        self.scene.border_title = sc.name if sc.kind in sc.name else f"{sc.kind} · {sc.name}"
         self._build()
         self.set_interval(POLL_SECONDS, self.poll)
         self.poll()
@@ -192,6 +193,18 @@ class DashboardScreen(Screen[None]):
         if state != self._state:
             self._state = state
             self.refresh_bindings()
+            if state == "finished":
+                self._say_finished()
+
+    def _say_finished(self) -> None:
+        """The budget is spent: learning and the greedy view stop; say what comes next."""
+        where = self.session.run_dir
+        if where is None:
+            self.notify("finished: the budget is spent. r trains again", timeout=8)
+            return
+        self.notify(f"finished and saved in {where}. To watch the trained policy: "
+                    f"marl-tui run --load {where / 'checkpoints' / 'latest.pt'} (then e); "
+                    f"to score it: marl-tui eval {where}", timeout=20)
 
     # ------------------------------------------------------------------ panels
     def _show_status(self, state: str, stats: Any) -> None:
@@ -217,7 +230,7 @@ class DashboardScreen(Screen[None]):
             oracle_kpis=dict(info.oracle.kpis), oracle_values=dict(info.oracle.values),
             model=self.session.request.scenario.model, agent_names=tuple(info.spec.agent_names),
             episode_length=info.spec.episode_length, n_envs=info.n_envs, explain=explain,
-            algo=self.session.request.algo,
+            algo=self.session.request.algo, paused=self.state() == "paused",
             recent=tuple(x for x in self.recent
                          if r is None or x.greedy != r.greedy or x.iteration <= r.iteration),
         )
@@ -272,6 +285,7 @@ class DashboardScreen(Screen[None]):
             explain=ex, algo=req.algo, agent_names=tuple(spec.agent_names) if spec else (),
             kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels) if spec else (),
             after_step=after[1] if after else None, greedy=bool(after and after[0]), note=note,
+            reward_scale=spec.reward_scale if spec else 1.0,
         ))
 
     def _show_charts(self, stats: Any) -> None:
@@ -335,12 +349,12 @@ class DashboardScreen(Screen[None]):
 
     def action_faster(self) -> None:
         speed = self.session.controls.faster()
-        self.notify(f"speed: {'max' if speed is None else f'{speed:g} steps/s'}", timeout=1.5)
+        self.notify(speed_label(speed), timeout=1.5)
         self.poll()
 
     def action_slower(self) -> None:
         speed = self.session.controls.slower()
-        self.notify(f"speed: {'max' if speed is None else f'{speed:g} steps/s'}", timeout=1.5)
+        self.notify(speed_label(speed), timeout=1.5)
         self.poll()
 
     def action_greedy(self) -> None:
@@ -394,7 +408,7 @@ class DashboardScreen(Screen[None]):
 
     def action_picker(self) -> None:
         self.session.stop(timeout=0)
-        self.app.open_picker()  # type: ignore[attr-defined]
+        self.app.open_picker(self.session.request)  # type: ignore[attr-defined]
 
     def action_help(self) -> None:
         from marl_tui.tui.screens.help import HelpScreen

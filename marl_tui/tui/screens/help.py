@@ -26,8 +26,9 @@ KEYS = [
 ]
 
 PANELS = [
-    ("status", "scenario · algorithm · state · step (batched) and env steps · episode · updates · "
-               "steps/s · exploration · the headline KPI against the oracle"),
+    ("status", "scenario · algorithm · state · step (one step moves every parallel copy) and env "
+               "steps (steps × copies) · episodes done · updates · env steps/s · the speed limit "
+               "in steps/s · exploration · the headline KPI against the oracle"),
     ("scenario", "what the agents did in the last step shown, for copy 1 of the parallel copies"),
     ("why", "the study guide's equations for the running algorithm, filled with its numbers for "
             "the current observation and last update (refreshed at most twice a second)"),

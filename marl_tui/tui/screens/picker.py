@@ -94,11 +94,13 @@ class PickerScreen(Screen[None]):
         Binding("enter", "start", "start", priority=True),
         Binding("question_mark", "help", "help"),
         Binding("q", "app.quit", "quit"),
+        Binding("escape", "leave_field", "back to the list"),
     ]
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", select: RunRequest | None = None) -> None:
         super().__init__()
         self.device = device
+        self._select = select  # the run to show first (back from its dashboard with p)
         self.entries = load_entries()
         self.algo = DEFAULT_ALGO
         self._lock = threading.Lock()
@@ -145,6 +147,13 @@ class PickerScreen(Screen[None]):
         self.set_interval(0.2, self._apply_infos)
         scenarios = self.query_one("#scenarios", OptionList)
         scenarios.highlighted = 0
+        if self._select is not None:
+            source = self._select.scenario.source
+            found = [k for k, e in enumerate(self.entries) if e.scenario is not None
+                     and e.scenario.source == source]
+            scenarios.highlighted = found[0] if found else 0
+            self.algo = self._select.algo
+            self.select_algo(self._select.algo)
         scenarios.focus()
         self._refresh_form()
 
@@ -280,6 +289,7 @@ class PickerScreen(Screen[None]):
         self._refresh_form()
 
     def on_descendant_focus(self, event: Any) -> None:
+        self.refresh_bindings()  # escape shows only in a text field
         radio = self.query_one("#algo", RadioSet)
         if event.widget is radio:
             radio._selected = ALGO_ORDER.index(self.algo)  # the cursor starts on the chosen one
@@ -373,6 +383,14 @@ class PickerScreen(Screen[None]):
         from marl_tui.tui.screens.help import HelpScreen
 
         self.app.push_screen(HelpScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":  # a text field takes q and ?: say how to get out of it
+            return isinstance(self.focused, Input)
+        return True
+
+    def action_leave_field(self) -> None:
+        self.query_one("#scenarios", OptionList).focus()
 
 
 def _num(x: Any) -> str:

@@ -26,6 +26,7 @@ class SceneData:
     explain: dict[str, Any] | None = None  # explain() for the observation this record acted on
     algo: str = ""
     recent: tuple[Any, ...] = ()  # the last few hundred records of copy 0, oldest first
+    paused: bool = False  # the run is paused (before its first step: say how to take one)
 
 
 def kpi_lines(data: SceneData, width: int) -> Text:
@@ -57,7 +58,8 @@ def step_header(data: SceneData, what: str) -> Text:
     if r is None:
         return t
     t.append(f"{what} {r.t}/{data.episode_length}", style="bold")
-    t.append(f" · episode {r.episode + 1} · step {r.iteration:,} · copy 1 of {data.n_envs}",
+    view = "greedy " if r.greedy else ""
+    t.append(f" · {view}episode {r.episode + 1} · {view}step {r.iteration:,} · copy 1 of {data.n_envs}",
              style="dim")
     if r.greedy:
         t.append("  ")
@@ -80,7 +82,8 @@ class ScenePanel(Panel):
     def show(self, data: SceneData) -> None:
         self.data = data
         if data.record is None:
-            self.message("waiting for the first step…  (paused? press n to take one step)")
+            hint = "  (paused: n takes one step, space runs)" if data.paused else ""
+            self.message(f"waiting for the first step…{hint}")
             return
         self.draw(lambda width: self.safe_lines(data, width))
 

@@ -48,6 +48,13 @@ def _gap(value: Any, ref: Any) -> str:
     return f" ({num(diff, 3, signed=True)})"
 
 
+def speed_label(speed: float | None, short: bool = False) -> str:
+    """The speed limit, in steps (each steps every copy) a second."""
+    if speed is None:
+        return "speed max"
+    return f"speed {speed:g}/s" if short else f"speed ≤ {speed:g} steps/s"
+
+
 def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]:
     """The status line's pieces, each a list of (text, style) kept together on one line."""
     s = info.stats
@@ -69,12 +76,14 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
         # Batched steps can overshoot the budget by part of a step: never "101%".
         [(f"{'env' if short else 'env steps'} {s.env_steps:,}/{s.total_steps:,} "
           f"({min(100.0, 100 * s.env_steps / total):.0f}%)", "")],
-        [(f"{'ep' if short else 'episode'} {s.episodes:,}", "")],
+        # Finished episodes (the scenario panel names the one being played).
+        [(f"{'eps done' if short else 'episodes done'} {s.episodes:,}", "")],
         [(f"{'upd' if short else 'updates'} {s.updates:,}", "")],
     ]
     sps = s.steps_per_second if info.state == "running" and s.steps_per_second > 0 else None
-    items.append([(f"{num(sps, 3) if sps else DASH} steps/s", "bold")])
-    items.append([(f"speed {'max' if info.speed is None else f'{info.speed:g}/s'}", "")])
+    # Throughput counts env steps (every copy); the speed limit counts steps, like "step N".
+    items.append([(f"{num(sps, 3) if sps else DASH} {'env/s' if short else 'env steps/s'}", "bold")])
+    items.append([(speed_label(info.speed, short), "")])
     if s.exploration:
         name, value = s.exploration
         items.append([(f"{name} {num(value, 3)}", "")])

@@ -26,6 +26,7 @@ class WhyData:
     after_step: int | None = None  # explain() describes the observation after this step
     greedy: bool = False  # ... of the greedy view
     note: str = ""
+    reward_scale: float = 1.0  # learners see reward × this (the scenario's reward_scale)
 
 
 ACTION_WORD = {"pricing": "price", "warehouse": "order", "fulfillment": "choice"}
@@ -287,6 +288,14 @@ def why_text(d: WhyData, width: int) -> Text:
     ex = d.explain or {}
     algo = str(ex.get("algo") or d.algo)
     w = _Writer(ex, width)
+    # First, so it is never scrolled away: these numbers are for the next decision, while the
+    # scenario panel shows the step just taken.
+    if d.after_step is not None:
+        view = "greedy step" if d.greedy else "step"
+        w.t.append(f"the next decision: the observation after {view} {d.after_step:,}", style="dim")
+    if algo in ("maddpg", "mappo", "qmix") and d.reward_scale != 1.0:
+        w.t.append(f"{chr(10) if w.t.plain else ''}rewards here are × {d.reward_scale:g} "
+                   "(the scenario's reward_scale)", style="dim")
     try:
         RENDERERS.get(algo, lambda *_: None)(w, d, width)
         w.rest()
@@ -295,9 +304,6 @@ def why_text(d: WhyData, width: int) -> Text:
         w.title(f"explain() (shown raw: {type(exc).__name__})")
         for k, v in ex.items():
             w.line(f"{k}: {str(v)[: max(20, width - len(k) - 6)]}")
-    if d.after_step is not None:
-        view = "greedy step" if d.greedy else "step"
-        w.t.append(f"\nfor the observation after {view} {d.after_step:,}", style="dim")
     if d.note:
         w.t.append(f"\n{d.note}", style="dim")
     return w.t
