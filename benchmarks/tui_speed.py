@@ -1,6 +1,6 @@
 """Does the app slow training down, and how fast does the screen answer a key?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--repeats 8]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--repeats N]
 
 1. Training throughput, same run twice: a Trainer on its own thread (what `marl-tui train`
    does) and the same run inside the app (headless Textual via App.run_test; the run in the
@@ -10,7 +10,9 @@
    medians, ratios the median of the per-round ratios (a round runs back to back, so slow
    drifts cancel), with their middle half to say how far one round can be trusted. A third run,
    the app's training process with no screen ("no screen"), separates what the process
-   design costs from what the screen's own CPU use costs on a small machine.
+   design costs from what the screen's own CPU use costs on a small machine. A fourth, the
+   headless run beside a process that keeps NEIGHBOUR_SHARE of a core busy ("busy neighbour",
+   about what the screen uses), tells what any such neighbour costs training on this machine.
 2. Key-press-to-screen latency inside the app: from sending the key until the status
    line shows its effect (`n` one step while paused, space pause/resume, `+` speed).
    Textual paints the updated widget on its next frame (≤ 1/60 s later), not included.
@@ -44,17 +46,26 @@ from marl_tui.train.trainer import RunConfig, Trainer  # noqa: E402
 from marl_tui.tui.app import MarlApp  # noqa: E402
 from marl_tui.tui.session import RunRequest, no_run_dir  # noqa: E402
 from marl_tui.tui.widgets.charts import ChartPanel  # noqa: E402
-from marl_tui.tui.widgets.status import StatusLine  # noqa: E402
+from marl_tui.tui.widgets.status import StatusLine, speed_label  # noqa: E402
 
 # (scenario, algorithm, parallel copies, batched steps)
-# Long enough (several seconds each) that the app's start-up paint does not dominate:
-# what a person notices is the steady state.
+# About five seconds each: long enough for a steady state (the first second is left out of
+# the steady figures), short enough for many rounds (single rounds vary by ±15 % on a
+# shared 2-vCPU VM).
 CONFIGS = [
-    ("pricing", "random", 256, 20_000),
-    ("pricing", "mappo", 256, 4_000),
-    ("warehouse", "mappo", 64, 2_500),
-    ("fulfillment", "qmix", 128, 300),
+    ("pricing", "random", 256, 10_000),
+    ("pricing", "mappo", 256, 2_000),
+    ("warehouse", "mappo", 64, 1_250),
+    ("fulfillment", "qmix", 128, 160),
 ]
+NEIGHBOUR_SHARE = 0.16  # of a core: what the screen measured (app_ui_cpu_share)
+NEIGHBOUR = """import time
+while True:
+    t = time.perf_counter()
+    while time.perf_counter() - t < {busy}:
+        pass
+    time.sleep({idle})
+"""
 STEADY = "steady_env_steps_per_s"
 QUICK = [("pricing", "random", 256, 1500), ("pricing", "mappo", 256, 160)]
 
@@ -114,6 +125,20 @@ def headless(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, flo
     return {"wall_s": wall, "env_steps": trainer.stats.env_steps,
             "env_steps_per_s": trainer.stats.env_steps / wall, "trainer_cpu_s": c1 - c0,
             "steady_env_steps_per_s": windows.steady(), "windows": windows.rates}
+
+
+def beside_neighbour(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, float]:
+    """headless() while another process keeps NEIGHBOUR_SHARE of a core busy (in 0.1 s cycles)."""
+    import subprocess
+
+    busy = 0.1 * NEIGHBOUR_SHARE
+    code = NEIGHBOUR.format(busy=busy, idle=0.1 - busy)
+    neighbour = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        return headless(scenario, algo, n_envs, iters)
+    finally:
+        neighbour.kill()
+        neighbour.wait()
 
 
 def process_only(scenario: str, algo: str, n_envs: int, iters: int) -> dict[str, float]:
@@ -273,8 +298,7 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
             await asyncio.sleep(0.2)
 
             def speed_shown() -> bool:
-                s = screen.session.controls.speed
-                return f"speed {'max' if s is None else f'{s:g}/s'}" in status.plain
+                return speed_label(screen.session.controls.speed) in status.plain
 
             for _ in range(9):
                 await measure("plus", speed_shown, "+ (speed)")
@@ -289,7 +313,7 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tui_speed.json")
     args = parser.parse_args()
     configs = QUICK if args.quick else CONFIGS
@@ -297,14 +321,16 @@ def main() -> None:
 
     rows = []
     for scenario, algo, n_envs, iters in configs:
-        runs: dict[str, list[dict[str, float]]] = {"headless": [], "app": [], "process": []}
-        kinds = {"headless": headless, "app": in_app, "process": process_only}
+        kinds = {"headless": headless, "app": in_app, "process": process_only,
+                 "neighbour": beside_neighbour}
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
         for i in range(repeats):
             # Interleaved, and the order rotated each round: the machine's load and any
-            # first-or-last-in-a-round effect hit all three alike.
-            for kind in (list(kinds) * 2)[i % 3: i % 3 + 3]:
+            # first-or-last-in-a-round effect hit every kind alike.
+            k = i % len(kinds)
+            for kind in (list(kinds) * 2)[k: k + len(kinds)]:
                 runs[kind].append(kinds[kind](scenario, algo, n_envs, iters))
-        h, a, p = runs["headless"], runs["app"], runs["process"]
+        h, a, p, nb = runs["headless"], runs["app"], runs["process"], runs["neighbour"]
         hs = statistics.median(x["env_steps_per_s"] for x in h)
         as_ = statistics.median(x["env_steps_per_s"] for x in a)
         ps = statistics.median(x["env_steps_per_s"] for x in p)
@@ -319,6 +345,8 @@ def main() -> None:
             "steady_app_vs_headless": _pair_ratio(a, h, STEADY),
             "steady_app_vs_headless_quartiles": _pair_quartiles(a, h, STEADY),
             "steady_process_vs_headless": _pair_ratio(p, h, STEADY),
+            "steady_neighbour_vs_headless": _pair_ratio(nb, h, STEADY),
+            "neighbour_vs_headless": _pair_ratio(nb, h),
             "process_env_steps_per_s": ps, "process_vs_headless": _pair_ratio(p, h),
             "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
             "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
@@ -326,7 +354,7 @@ def main() -> None:
             "poll_ms_median": statistics.median(x["poll_ms_median"] for x in a),
             "poll_ms_p95": max(x["poll_ms_p95"] for x in a),
             "chart_ms_median": statistics.median(x["chart_ms_median"] for x in a),
-            "runs": {"headless": h, "app": a, "process": p},
+            "runs": runs,
         })
         print(f"  {scenario}/{algo}: headless {hs:,.0f} env steps/s, app {as_:,.0f} "
               f"({rows[-1]['app_vs_headless']:.0%}; steady {rows[-1]['steady_app_vs_headless']:.0%})",
@@ -337,7 +365,8 @@ def main() -> None:
     print("app / headless: whole runs by the wall clock, and steady (the trainer's own 1 s rates, "
           "first second left out); 'middle half' of the per-round ratios")
     print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'whole':>7}{'middle half':>13}"
-          f"{'steady':>8}{'middle half':>13}{'no screen':>10}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
+          f"{'steady':>8}{'middle half':>13}{'no screen':>10}{'neighbour':>10}{'UI cpu':>8}{'poll ms':>9}"
+          f"{'chart ms':>10}")
     for r in rows:
         q1, q3 = r["app_vs_headless_quartiles"]
         s1, s3 = r["steady_app_vs_headless_quartiles"]
@@ -345,7 +374,7 @@ def main() -> None:
               f"{r['headless_env_steps_per_s']:>12,.0f}{r['app_env_steps_per_s']:>11,.0f}"
               f"{r['app_vs_headless']:>7.0%}{f'{q1:.0%}–{q3:.0%}':>13}"
               f"{r['steady_app_vs_headless']:>8.0%}{f'{s1:.0%}–{s3:.0%}':>13}"
-              f"{r['steady_process_vs_headless']:>10.0%}"
+              f"{r['steady_process_vs_headless']:>10.0%}{r['steady_neighbour_vs_headless']:>10.0%}"
               f"{r['app_ui_cpu_share']:>8.0%}{r['poll_ms_median']:>9.2f}{r['chart_ms_median']:>10.1f}")
     print()
     print(f"{'key press -> status line':<26}{'median ms':>11}{'p95 ms':>9}{'n':>5}")
@@ -363,7 +392,8 @@ def main() -> None:
                  "(120x40), training in the app's training process, the dashboard polling at "
                  "10 Hz. train cpu = CPU seconds of the training thread (headless) or training "
                  "process (app) for the same work; UI cpu = the app process's CPU time / wall "
-                 "time (screen and receiver thread). On a machine shared with other "
+                 "time (screen and receiver thread). neighbour = headless beside a process "
+                 "that keeps NEIGHBOUR_SHARE of a core busy. On a machine shared with other "
                  "jobs the wall-clock ratio is noisy: read it with the CPU figures. Latency: key "
                  "sent -> status line updated (the frame is painted at most 1/60 s later).",
     }
