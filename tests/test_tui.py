@@ -536,6 +536,14 @@ def test_trails_show_the_newest_run_of_consecutive_steps() -> None:
     trail = recent_same_view(lone, 100)
     assert [r.iteration for r in trail] == [50, 51, 52, 53]
     assert trail_title(trail, lone, "steps") == "steps 50–53"
+    # A long burst, then the step a pause landed on and one `n`: the burst stays until the steps
+    # after the pause are MIN_TRAIL long.
+    long = [rec(i) for i in range(10, 30)]
+    paused = SceneData(record=rec(91), recent=(*long, rec(90), rec(91)))
+    assert trail_title(recent_same_view(paused, 100), paused, "steps") == "steps 10–29"
+    later = [rec(i) for i in range(90, 98)]
+    stepped = SceneData(record=later[-1], recent=(*long, *later))
+    assert [r.iteration for r in recent_same_view(stepped, 100)] == list(range(90, 98))
 
 
 async def test_panels_keep_their_height_while_numbers_change_length() -> None:

@@ -129,17 +129,25 @@ def styled_cells(cells: list[str], styles: list[str]) -> Text:
     return t
 
 
+MIN_TRAIL = 8  # steps in a run before a trail shows it rather than the longer burst before
+
+
 def recent_same_view(data: SceneData, span: int) -> list[Any]:
     """Up to `span` consecutive step records of the view on screen (training or greedy), oldest
-    first: the newest run of two or more. At full speed the trainer records bursts of steps, and
-    a trail never jumps a gap (trail_title says which steps it shows)."""
+    first: the newest run of at least MIN_TRAIL (else of two or more). At full speed the trainer
+    records bursts of steps, and a pause adds the step it stopped on after a gap: a trail never
+    jumps a gap, and stays on the last burst until the steps after it make a trail worth reading
+    (trail_title says which steps it shows)."""
     out = [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
-    end = len(out)
+    runs, end = [], len(out)  # newest first
     for k in range(len(out) - 1, -1, -1):
         if k == 0 or out[k].iteration != out[k - 1].iteration + 1:
-            if end - k >= 2:
-                return out[k:end]
+            runs.append(out[k:end])
             end = k
+    for least in (min(MIN_TRAIL, span), 2):
+        for run in runs:
+            if len(run) >= least:
+                return run
     return out[-1:]
 
 

@@ -292,10 +292,10 @@ def why_text(d: WhyData, width: int) -> Text:
     # scenario panel shows the step just taken.
     if d.after_step is not None:
         view = "greedy step" if d.greedy else "step"
-        w.t.append(f"the next decision: the observation after {view} {d.after_step:,}", style="dim")
+        w.t.append(f"the next decision, after {view} {d.after_step:,}", style="dim")
     if algo in ("maddpg", "mappo", "qmix") and d.reward_scale != 1.0:
-        w.t.append(f"{chr(10) if w.t.plain else ''}rewards here are × {d.reward_scale:g} "
-                   "(the scenario's reward_scale)", style="dim")
+        w.t.append(f"{chr(10) if w.t.plain else ''}rewards × {d.reward_scale:g} (reward_scale)",
+                   style="dim")
     try:
         RENDERERS.get(algo, lambda *_: None)(w, d, width)
         w.rest()
