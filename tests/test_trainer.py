@@ -184,6 +184,17 @@ def test_a_watched_run_records_every_step(monkeypatch: pytest.MonkeyPatch) -> No
     assert [r.iteration for r in t.records.drain()] == list(range(1, 51))
 
 
+def pause_after(t: Trainer, controls: Controls, steps: int) -> None:
+    """Let a started run take `steps` steps at full speed, then pause it and wait until it says so."""
+    deadline = time.monotonic() + 10
+    while t.stats.iteration < steps and time.monotonic() < deadline:
+        time.sleep(0.005)
+    controls.pause()
+    deadline = time.monotonic() + 5
+    while t.stats.status != "paused" and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def test_a_pause_is_published_as_the_loop_settles() -> None:
     """Views in another process only see what is published: a run paused between steps must
     say "paused" without waiting for a step that will not come."""
@@ -193,13 +204,7 @@ def test_a_pause_is_published_as_the_loop_settles() -> None:
     t.publish_hook = lambda stats: seen.append(stats.status)
     thread = t.start_thread()
     try:
-        deadline = time.monotonic() + 10
-        while t.stats.iteration < 5 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        controls.pause()
-        deadline = time.monotonic() + 5
-        while t.stats.status != "paused" and time.monotonic() < deadline:
-            time.sleep(0.005)
+        pause_after(t, controls, 5)
         assert t.stats.status == "paused" and seen[-1] == "paused"
     finally:
         controls.stop()
@@ -239,13 +244,7 @@ def test_a_pause_at_full_speed_records_the_step_it_stopped_on(monkeypatch: pytes
     t.records = RecordQueue(maxlen=1000)
     thread = t.start_thread()
     try:
-        deadline = time.monotonic() + 10
-        while t.stats.iteration < 40 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        controls.pause()
-        deadline = time.monotonic() + 5
-        while t.stats.status != "paused" and time.monotonic() < deadline:
-            time.sleep(0.005)
+        pause_after(t, controls, 40)
         records = t.records.drain()
         assert [r.iteration for r in records][0] == 1  # the one-step burst
         last = records[-1]
