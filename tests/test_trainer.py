@@ -160,7 +160,7 @@ def test_full_speed_records_bursts_of_consecutive_steps(monkeypatch: pytest.Monk
     recorded, then nothing until RECORD_SECONDS have passed (here: never). RECORD_SHARE < 0:
     records never count as cheap next to a step."""
     got = recorded(monkeypatch, RECORD_SHARE=-1.0, RECORD_BURST_SECONDS=1e9, RECORD_BURST=30)
-    assert got == list(range(1, 31))
+    assert got == [*range(1, 31), 100]  # and the last step, which the finished run stops on
 
 
 def test_a_watched_run_records_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -218,12 +218,12 @@ def test_bursts_rest_until_records_are_a_small_share(monkeypatch: pytest.MonkeyP
     assert recorded(monkeypatch, RECORD_SHARE=-1.0, **quick) == list(range(1, 101))
     # Records may take a billionth of the loop: after one burst, none (the first step, before
     # any record was timed, counts as cheap).
-    assert recorded(monkeypatch, RECORD_SHARE=1e-9, **quick) in ([1], [1, 2])
+    assert recorded(monkeypatch, RECORD_SHARE=1e-9, **quick) in ([1, 100], [1, 2, 100])
 
 
 def test_a_burst_of_records_is_cut_short_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """Slow steps: a burst ends after RECORD_BURST_SECONDS, so records stay a small share."""
-    assert recorded(monkeypatch, RECORD_SHARE=-1.0, RECORD_BURST_SECONDS=0.0) == [1]
+    assert recorded(monkeypatch, RECORD_SHARE=-1.0, RECORD_BURST_SECONDS=0.0) == [1, 100]
 
 
 def test_records_cheap_next_to_a_step_are_all_kept(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -580,3 +580,50 @@ async def test_panels_keep_their_height_while_numbers_change_length() -> None:
         await pilot.pause()
         assert panel._body.size.height == 2
         assert status.size.height < status_tall
+
+
+def test_q_in_a_real_terminal_says_where_the_run_is(tmp_path: Path) -> None:
+    """`marl-tui run` under a pseudo-terminal: q gives the shell back with one line naming the
+    run directory and what to do with it (here a run that has finished: eval it, watch it)."""
+    import pty
+    import struct
+    import threading
+
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marl_tui", "run", "pricing", "--algo", "random", "--steps", "800",
+         "--envs", "8"], stdin=slave, stdout=slave, stderr=slave, cwd=tmp_path,
+        env={**os.environ, "TERM": "xterm-256color", "OMP_NUM_THREADS": "1"})
+    os.close(slave)
+    screen = bytearray()
+
+    def drain() -> None:  # the app draws into the terminal; read it so it never blocks
+        try:
+            while chunk := os.read(master, 65536):
+                screen.extend(chunk)
+        except OSError:
+            pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 60
+        done = "✓ finished".encode()  # the status line's mark (charts say "no finished episode")
+        while done not in screen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert done in screen, "the app did not show its finished run"
+        os.write(master, b"q")
+        proc.wait(timeout=30)
+        time.sleep(0.2)  # the last line reaches the reader
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert proc.returncode == 0
+    # Textual draws on stderr; the line comes after the screen is given back.
+    line = screen.decode(errors="replace").rstrip().splitlines()[-1]
+    run_dir = next((tmp_path / "runs").iterdir()).relative_to(tmp_path)
+    assert f"finished and saved in {run_dir}" in line and f"marl-tui eval {run_dir}" in line

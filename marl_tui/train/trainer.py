@@ -193,6 +193,7 @@ class Trainer:
                     last_publish = now
             else:
                 self.status = "finished"
+            self._record_last_step()
             if self.run_config.out_dir is not None:
                 self._save_if_possible(periodic=False)
         except Exception as exc:  # noqa: BLE001 - shown to the person, never swallowed
@@ -218,12 +219,16 @@ class Trainer:
         return self.controls.wait_turn(on_save=self._save_while_paused, on_pause=self._settle)
 
     def _settle(self) -> None:
-        """The loop has paused: views get the step it stopped on (at full speed that step may
-        not have been recorded) and fresh Stats."""
+        """The loop has paused: views get the step it stopped on and fresh Stats."""
+        self._record_last_step()
+        self.publish()
+
+    def _record_last_step(self) -> None:
+        """At full speed the last step may not have been recorded: a loop that pauses or ends
+        records it, so the panels show the step the status line counts."""
         if self._unrecorded is not None:
             self.records.put(self._record(*self._unrecorded, greedy=False))
             self._unrecorded = None
-        self.publish()
 
     def _save_while_paused(self) -> None:
         self._take_save_request()

@@ -89,13 +89,17 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
                 _say("marl-tui: the training process is still saving; it finishes on its own")
         for session in app.all_sessions:  # quit before a run was built: leave no empty folder
             session.discard_unused_dir()
-        saved = [s.run_dir for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
-        if saved and code > 128:  # ended by a signal
+        saved = [s for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
+        where = saved[-1].run_dir if saved else None
+        if where is not None and code > 128:  # ended by a signal
             _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
-                 f"continue it with `marl-tui resume {saved[-1]}`")
-        elif saved:
-            _say(f"marl-tui: the run is saved in {saved[-1]}: `marl-tui resume {saved[-1]}` "
-                 f"continues it, `marl-tui eval {saved[-1]}` scores its greedy policy")
+                 f"continue it with `marl-tui resume {where}`")
+        elif where is not None and saved[-1].trainer.stats.status == "finished":
+            _say(f"marl-tui: the run is finished and saved in {where}: `marl-tui eval {where}` scores "
+                 f"its greedy policy, `marl-tui run --load {where}` watches it (press e)")
+        elif where is not None:
+            _say(f"marl-tui: the run is saved in {where}: `marl-tui resume {where}` continues it, "
+                 f"`marl-tui eval {where}` scores its greedy policy")
     except KeyboardInterrupt:  # Ctrl-C while it saves: the training process saves on its own
         _say("marl-tui: leaving; the training process finishes its checkpoint on its own")
         code = 130

@@ -203,7 +203,7 @@ class DashboardScreen(Screen[None]):
             self.notify("finished: the budget is spent. r trains again", timeout=8)
             return
         self.notify(f"finished and saved in {where}. To watch the trained policy: "
-                    f"marl-tui run --load {where / 'checkpoints' / 'latest.pt'} (then e); "
+                    f"marl-tui run --load {where} (then e); "
                     f"to score it: marl-tui eval {where}", timeout=20)
 
     # ------------------------------------------------------------------ panels
