@@ -607,7 +607,8 @@ def test_q_in_a_real_terminal_says_where_the_run_is(tmp_path: Path) -> None:
         except OSError:
             pass
 
-    threading.Thread(target=drain, daemon=True).start()
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 60
         done = "✓ finished".encode()  # the status line's mark (charts say "no finished episode")
@@ -616,7 +617,7 @@ def test_q_in_a_real_terminal_says_where_the_run_is(tmp_path: Path) -> None:
         assert done in screen, "the app did not show its finished run"
         os.write(master, b"q")
         proc.wait(timeout=30)
-        time.sleep(0.2)  # the last line reaches the reader
+        reader.join(timeout=5)  # reading fails once the app has closed the terminal
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -188,6 +188,8 @@ class Trainer:
                 if self.controls.save_requested:
                     self._take_save_request()
                 now = time.monotonic()
+                if self.controls.paused:  # "paused" goes out with the step it stopped on
+                    self._record_last_step()
                 if now - last_publish >= PUBLISH_SECONDS or self.controls.paused:
                     self.publish()
                     last_publish = now

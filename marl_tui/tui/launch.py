@@ -96,7 +96,10 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
                  f"continue it with `marl-tui resume {where}`")
         elif where is not None and saved[-1].trainer.stats.status == "finished":
             _say(f"marl-tui: the run is finished and saved in {where}: `marl-tui eval {where}` scores "
-                 f"its greedy policy, `marl-tui run --load {where}` watches it (press e)")
+                 f"its greedy policy; `marl-tui run --load {where}` trains on from it (e: greedy view)")
+        elif where is not None and saved[-1].trainer.stats.status == "error":
+            _say(f"marl-tui: the run in {where} ended with an error (shown in the app); its last "
+                 "good checkpoint, if one was written, stays there")
         elif where is not None:
             _say(f"marl-tui: the run is saved in {where}: `marl-tui resume {where}` continues it, "
                  f"`marl-tui eval {where}` scores its greedy policy")

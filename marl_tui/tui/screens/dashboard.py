@@ -202,9 +202,8 @@ class DashboardScreen(Screen[None]):
         if where is None:
             self.notify("finished: the budget is spent. r trains again", timeout=8)
             return
-        self.notify(f"finished and saved in {where}. To watch the trained policy: "
-                    f"marl-tui run --load {where} (then e); "
-                    f"to score it: marl-tui eval {where}", timeout=20)
+        self.notify(f"finished and saved in {where}. Score its greedy policy: marl-tui eval {where}; "
+                    f"train on from it: marl-tui run --load {where} (e: greedy view)", timeout=20)
 
     # ------------------------------------------------------------------ panels
     def _show_status(self, state: str, stats: Any) -> None:
