@@ -188,14 +188,11 @@ class Trainer:
                 if self.controls.save_requested:
                     self._take_save_request()
                 now = time.monotonic()
-                if self.controls.paused:  # "paused" goes out with the step it stopped on
-                    self._record_last_step()
                 if now - last_publish >= PUBLISH_SECONDS or self.controls.paused:
                     self.publish()
                     last_publish = now
             else:
                 self.status = "finished"
-            self._record_last_step()
             if self.run_config.out_dir is not None:
                 self._save_if_possible(periodic=False)
         except Exception as exc:  # noqa: BLE001 - shown to the person, never swallowed
@@ -218,19 +215,7 @@ class Trainer:
         return self._stats
 
     def _wait_turn(self) -> bool:
-        return self.controls.wait_turn(on_save=self._save_while_paused, on_pause=self._settle)
-
-    def _settle(self) -> None:
-        """The loop has paused: views get the step it stopped on and fresh Stats."""
-        self._record_last_step()
-        self.publish()
-
-    def _record_last_step(self) -> None:
-        """At full speed the last step may not have been recorded: a loop that pauses or ends
-        records it, so the panels show the step the status line counts."""
-        if self._unrecorded is not None:
-            self.records.put(self._record(*self._unrecorded, greedy=False))
-            self._unrecorded = None
+        return self.controls.wait_turn(on_save=self._save_while_paused, on_pause=self.publish)
 
     def _save_while_paused(self) -> None:
         self._take_save_request()
@@ -492,6 +477,11 @@ class Trainer:
         status = self.status
         if status == "running" and self.controls.paused:
             status = "paused"
+        if status != "running" and self._unrecorded is not None:
+            # Paused or ended: at full speed its last step may not have been recorded; it goes
+            # out with this Stats, so the panels show the step the status line counts.
+            self.records.put(self._record(*self._unrecorded, greedy=False))
+            self._unrecorded = None
         self._stats = Stats(
             status=status, iteration=self.iteration, greedy_steps=self.greedy_steps,
             env_steps=self.env_steps,

@@ -91,13 +91,14 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
             session.discard_unused_dir()
         saved = [s for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
         where = saved[-1].run_dir if saved else None
+        status = saved[-1].trainer.stats.status if saved else None
         if where is not None and code > 128:  # ended by a signal
             _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
                  f"continue it with `marl-tui resume {where}`")
-        elif where is not None and saved[-1].trainer.stats.status == "finished":
+        elif where is not None and status == "finished":
             _say(f"marl-tui: the run is finished and saved in {where}: `marl-tui eval {where}` scores "
                  f"its greedy policy; `marl-tui run --load {where}` trains on from it (e: greedy view)")
-        elif where is not None and saved[-1].trainer.stats.status == "error":
+        elif where is not None and status == "error":
             _say(f"marl-tui: the run in {where} ended with an error (shown in the app); its last "
                  "good checkpoint, if one was written, stays there")
         elif where is not None:

@@ -149,9 +149,8 @@ class PickerScreen(Screen[None]):
         scenarios.highlighted = 0
         if self._select is not None:
             source = self._select.scenario.source
-            found = [k for k, e in enumerate(self.entries) if e.scenario is not None
-                     and e.scenario.source == source]
-            scenarios.highlighted = found[0] if found else 0
+            scenarios.highlighted = next((k for k, e in enumerate(self.entries) if e.scenario is not None
+                                          and e.scenario.source == source), 0)
             self.algo = self._select.algo
             self.select_algo(self._select.algo)
         scenarios.focus()

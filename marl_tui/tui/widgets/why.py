@@ -294,8 +294,8 @@ def why_text(d: WhyData, width: int) -> Text:
         view = "greedy step" if d.greedy else "step"
         w.t.append(f"the next decision, after {view} {d.after_step:,}", style="dim")
     if algo in ("maddpg", "mappo", "qmix") and d.reward_scale != 1.0:
-        w.t.append(f"{chr(10) if w.t.plain else ''}rewards × {d.reward_scale:g} (reward_scale)",
-                   style="dim")
+        newline = "\n" if w.t.plain else ""
+        w.t.append(f"{newline}rewards × {d.reward_scale:g} (reward_scale)", style="dim")
     try:
         RENDERERS.get(algo, lambda *_: None)(w, d, width)
         w.rest()
