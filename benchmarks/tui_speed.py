@@ -226,7 +226,7 @@ def in_app(scenario: str, algo: str, n_envs: int, iters: int,
                        steady_env_steps_per_s=windows.steady(), windows=windows.rates)
             await pilot.press("q")
 
-    with _Timed(DashboardScreen, "poll") as poll_ms, _Timed(ChartPanel, "render") as chart_ms:
+    with _Timed(DashboardScreen, "poll") as poll_ms, _Timed(ChartPanel, "draw_plot") as chart_ms:
         asyncio.run(run())
     out["poll_ms_median"] = statistics.median(poll_ms) if poll_ms else float("nan")
     out["poll_ms_p95"] = _p95(poll_ms)

@@ -518,6 +518,39 @@ def test_chart_titles_fit_or_drop_whole_parts() -> None:
     assert fit_title([], 10) == ""
 
 
+def test_plot_lines_match_what_rich_reads_from_plotext() -> None:
+    """The charts parse plotext's escape codes themselves (Rich's decoder was the costly part):
+    every cell keeps its character, colour and background, and lines are padded to the width."""
+    from rich.console import Console
+    from rich.style import Style
+    from rich.text import Text
+    from textual_plotext.plot import Plot
+
+    from marl_tui.tui.widgets.charts import ansi_strips
+
+    plt = Plot()
+    plt.plot([0, 1, 2, 3], [1.0, 3.0, 2.0, 4.0], color="cyan", marker="braille")
+    plt.plot([0, 3], [2.0, 2.0], color="red", marker="-", yside="right")
+    plt.title("team 4 · oracle 2")
+    plt.plotsize(40, 12)
+    ansi = plt.build()
+    pad = Style(bgcolor="black")
+    strips = ansi_strips(ansi, 44, pad)
+    expected = Text.from_ansi(ansi).split("\n")
+    assert len(strips) == len(expected) == 12
+    console = Console(width=44)
+
+    def cells(segments: Any) -> list[tuple[str, Any, Any]]:
+        return [(ch, seg.style.color, seg.style.bgcolor) for seg in segments for ch in seg.text]
+
+    for strip, line in zip(strips, expected, strict=True):
+        assert strip.cell_length == 44
+        got = cells(strip)
+        assert got[:40] == cells(line.render(console))
+        assert got[40:] == [(" ", None, pad.bgcolor)] * 4
+    assert any(color is not None and color.number == 6 for _, color, _ in cells(strips[5]) + cells(strips[6]))
+
+
 def test_trails_show_the_newest_run_of_consecutive_steps() -> None:
     """Full-speed records come in bursts: a trail never joins two bursts, and a lone record after
     a gap (the step a pause landed on) leaves the trail on the burst before it, labelled by steps."""

@@ -38,7 +38,7 @@ from marl_tui.train.records import BoundedSeries, RecordQueue, Stats, StepRecord
 # The trainer's public API includes the run description it is built from.
 from marl_tui.train.run_config import RunConfig, resolve_device, seed_everything  # noqa: F401
 
-PUBLISH_SECONDS = 0.05  # how often a fresh Stats snapshot is made for views
+PUBLISH_SECONDS = 0.1  # how often a fresh Stats snapshot is made for views (the app polls 10 times a second)
 # Paused, stepped or speed-limited runs record every step, and so do runs whose records cost
 # under RECORD_SHARE of a step. Otherwise (fast steps at full speed, where nobody can follow
 # single steps and a record costs up to ~8 % of a step) bursts of consecutive steps, enough for

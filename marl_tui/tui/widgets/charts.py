@@ -1,16 +1,24 @@
 """Plotext charts: episode return per agent and team (with the oracle's line), and losses.
 
-Histories arrive downsampled by the trainer (bounded); here they are cut again to about
-twice the plot's width, and a chart only redraws when its data or size changed.
+Histories arrive downsampled by the trainer (bounded); here they are cut again to one point
+per plot column, and a chart only redraws when its data or size changed. A plot becomes the
+screen's lines here (ansi_strips), not through Rich's Text.from_ansi and Textual's Content:
+those cost more than plotext itself, on a CPU the training process shares.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from rich.ansi import AnsiDecoder
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
 from marl_tui.tui.fmt import downsample, num
@@ -55,6 +63,35 @@ def fit_title(parts: list[str], width: int) -> str:
     return title or (parts[0][: max(width, 0)] if parts else "")
 
 
+SGR = re.compile(r"(\x1b\[[0-9;]*m)")
+RESET = "\x1b[0m"
+
+
+@lru_cache(maxsize=256)
+def sgr_style(codes: str) -> Style:
+    """The style a run of SGR escape codes (since the last reset) sets, as Rich reads it."""
+    text = AnsiDecoder().decode_line(codes + "x")
+    return Style.combine(span.style for span in text.spans if isinstance(span.style, Style))
+
+
+def ansi_strips(ansi: str, width: int, pad: Style) -> list[Strip]:
+    """Lines of SGR-coloured text (what plotext prints) as Strips `width` cells wide (padded
+    in `pad`). Plotext colours every cell itself."""
+    strips = []
+    for line in ansi.removesuffix("\n").split("\n"):
+        segments = []
+        codes = ""
+        for part in SGR.split(line):
+            if not part:
+                continue
+            if part.startswith("\x1b["):
+                codes = "" if part == RESET else codes + part
+            else:
+                segments.append(Segment(part, sgr_style(codes)))
+        strips.append(Strip(segments).adjust_cell_length(width, pad))
+    return strips
+
+
 def _finite(xs: Any, ys: Any) -> tuple[list[float], list[float]]:
     out_x, out_y = [], []
     for x, y in zip(xs, ys, strict=False):
@@ -74,7 +111,9 @@ class ChartPanel(PlotextPlot):
         self.border_title = self.TITLE
         self._data: Any = None
         self._signature: Any = None
-        self.redraws = 0
+        self._drawn_for: Any = None  # (signature, size, theme) of the lines below
+        self._lines: list[Strip] | None = None  # the plot, or None: a message instead
+        self._message = Text("")
 
     def set_data(self, data: Any) -> bool:
         """Store new data; repaint only if it differs from what is drawn. True if repainted."""
@@ -90,20 +129,42 @@ class ChartPanel(PlotextPlot):
         raise NotImplementedError
 
     def points(self) -> int:
-        return max(8, 2 * max(self.size.width - 10, 4))
+        return max(8, self.size.width - Y_TICKS_WIDTH)
+
+    def render_line(self, y: int) -> Strip:
+        """The plot line by line; a message ("no update yet", a failure) is rendered as usual."""
+        key = (self._signature, self.size, self.app.theme)
+        if key != self._drawn_for:
+            self._drawn_for = key
+            self._lines = self.draw_plot()
+        if self._lines is None:
+            return super().render_line(y)
+        if y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, self.visual_style.rich_style)
 
     def render(self) -> Any:
-        self.redraws += 1
+        return self._message
+
+    def draw_plot(self) -> list[Strip] | None:
+        """Plot the data for the current size and theme; None (and a message) if there is no plot."""
         message = self.empty_message()
         if message:
-            return Text(message, style="dim", justify="center")
+            self._message = Text(message, style="dim", justify="center")
+            return None
         plt = self.plt
         plt.clear_figure()
+        width, height = self.size
         try:
             self.plot(plt)
+            # What PlotextPlot.render does before it builds, then our own parse of the output.
+            plt.plotsize(width, height)
+            plt._set_size(width, height)
+            plt.theme(self._get_plotext_theme_name(self.app.theme))
+            return ansi_strips(plt.build(), width, self.visual_style.rich_style)
         except Exception as exc:  # noqa: BLE001 - a chart must never take the app down
-            return Text(f"cannot draw the chart: {exc}", style="red")
-        return super().render()
+            self._message = Text(f"cannot draw the chart: {exc}", style="red")
+            return None
 
     def empty_message(self) -> str:
         return ""
