@@ -1,6 +1,6 @@
 """Does the app slow training down, and how fast does the screen answer a key?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--repeats N]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--repeats N] [--pool EARLIER.json]
 
 1. Training throughput, same run twice: a Trainer on its own thread (what `marl-tui train`
    does) and the same run inside the app (headless Textual via App.run_test; the run in the
@@ -310,15 +310,53 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
             for k, v in res.items() if v}
 
 
+def _earlier_runs(path: Path) -> dict[tuple[str, str, int, int], dict[str, list[dict[str, Any]]]]:
+    """The rounds of an earlier result file (same code, same machine), by configuration."""
+    rows = json.loads(path.read_text(encoding="utf-8"))["throughput"]
+    return {(r["scenario"], r["algo"], r["envs"], r["batched_steps"]): r["runs"] for r in rows}
+
+
+def summarise(scenario: str, algo: str, n_envs: int, iters: int,
+              runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    h, a, p, nb = runs["headless"], runs["app"], runs["process"], runs["neighbour"]
+    return {
+        "scenario": scenario, "algo": algo, "envs": n_envs, "batched_steps": iters, "rounds": len(h),
+        "headless_env_steps_per_s": statistics.median(x["env_steps_per_s"] for x in h),
+        "app_env_steps_per_s": statistics.median(x["env_steps_per_s"] for x in a),
+        # Median of the per-pair ratios: a pair runs back to back, so the machine's slow
+        # drifts (a shared VM's neighbours) cancel within it.
+        "app_vs_headless": _pair_ratio(a, h),
+        "app_vs_headless_quartiles": _pair_quartiles(a, h),
+        # The trainer's own 1 s figures past the first second (start-up excluded).
+        "steady_app_vs_headless": _pair_ratio(a, h, STEADY),
+        "steady_app_vs_headless_quartiles": _pair_quartiles(a, h, STEADY),
+        "steady_process_vs_headless": _pair_ratio(p, h, STEADY),
+        "steady_neighbour_vs_headless": _pair_ratio(nb, h, STEADY),
+        "neighbour_vs_headless": _pair_ratio(nb, h),
+        "process_env_steps_per_s": statistics.median(x["env_steps_per_s"] for x in p),
+        "process_vs_headless": _pair_ratio(p, h),
+        "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
+        "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
+        "app_ui_cpu_share": statistics.median(x["ui_cpu_share"] for x in a),
+        "poll_ms_median": statistics.median(x["poll_ms_median"] for x in a),
+        "poll_ms_p95": max(x["poll_ms_p95"] for x in a),
+        "chart_ms_median": statistics.median(x["chart_ms_median"] for x in a),
+        "runs": runs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter runs")
     parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tui_speed.json")
+    parser.add_argument("--pool", type=Path, default=None,
+                        help="an earlier result file of the same code: its rounds are added to this run's")
     args = parser.parse_args()
     configs = QUICK if args.quick else CONFIGS
     repeats = 1 if args.quick else args.repeats
 
+    pooled = _earlier_runs(args.pool) if args.pool else {}
     rows = []
     for scenario, algo, n_envs, iters in configs:
         kinds = {"headless": headless, "app": in_app, "process": process_only,
@@ -330,35 +368,12 @@ def main() -> None:
             k = i % len(kinds)
             for kind in (list(kinds) * 2)[k: k + len(kinds)]:
                 runs[kind].append(kinds[kind](scenario, algo, n_envs, iters))
-        h, a, p, nb = runs["headless"], runs["app"], runs["process"], runs["neighbour"]
-        hs = statistics.median(x["env_steps_per_s"] for x in h)
-        as_ = statistics.median(x["env_steps_per_s"] for x in a)
-        ps = statistics.median(x["env_steps_per_s"] for x in p)
-        rows.append({
-            "scenario": scenario, "algo": algo, "envs": n_envs, "batched_steps": iters,
-            "headless_env_steps_per_s": hs, "app_env_steps_per_s": as_,
-            # Median of the per-pair ratios: a pair runs back to back, so the machine's slow
-            # drifts (a shared VM's neighbours) cancel within it.
-            "app_vs_headless": _pair_ratio(a, h),
-            "app_vs_headless_quartiles": _pair_quartiles(a, h),
-            # The trainer's own 1 s figures past the first second (start-up excluded).
-            "steady_app_vs_headless": _pair_ratio(a, h, STEADY),
-            "steady_app_vs_headless_quartiles": _pair_quartiles(a, h, STEADY),
-            "steady_process_vs_headless": _pair_ratio(p, h, STEADY),
-            "steady_neighbour_vs_headless": _pair_ratio(nb, h, STEADY),
-            "neighbour_vs_headless": _pair_ratio(nb, h),
-            "process_env_steps_per_s": ps, "process_vs_headless": _pair_ratio(p, h),
-            "headless_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in h),
-            "app_trainer_cpu_s": statistics.median(x["trainer_cpu_s"] for x in a),
-            "app_ui_cpu_share": statistics.median(x["ui_cpu_share"] for x in a),
-            "poll_ms_median": statistics.median(x["poll_ms_median"] for x in a),
-            "poll_ms_p95": max(x["poll_ms_p95"] for x in a),
-            "chart_ms_median": statistics.median(x["chart_ms_median"] for x in a),
-            "runs": runs,
-        })
-        print(f"  {scenario}/{algo}: headless {hs:,.0f} env steps/s, app {as_:,.0f} "
-              f"({rows[-1]['app_vs_headless']:.0%}; steady {rows[-1]['steady_app_vs_headless']:.0%})",
-              flush=True)
+        for kind, earlier in pooled.get((scenario, algo, n_envs, iters), {}).items():
+            runs[kind] = earlier + runs[kind]
+        rows.append(summarise(scenario, algo, n_envs, iters, runs))
+        print(f"  {scenario}/{algo}: headless {rows[-1]['headless_env_steps_per_s']:,.0f} env steps/s, "
+              f"app {rows[-1]['app_env_steps_per_s']:,.0f} ({rows[-1]['app_vs_headless']:.0%}; "
+              f"steady {rows[-1]['steady_app_vs_headless']:.0%}; {rows[-1]['rounds']} rounds)", flush=True)
     lat = latency(5 if args.quick else 15)
 
     print()
@@ -387,6 +402,7 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "load_average": load, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "threads_at_end": threading.active_count()},
+        "pooled_with": str(args.pool) if args.pool else None,
         "throughput": rows, "latency": lat,
         "notes": "headless = Trainer on its own thread; app = same run inside MarlApp.run_test "
                  "(120x40), training in the app's training process, the dashboard polling at "

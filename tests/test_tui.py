@@ -476,7 +476,21 @@ async def step_to(pilot: Any, steps: int) -> None:
     screen.session.controls.step(steps)
     await until(pilot, lambda: screen.record is not None and screen.record.iteration == steps
                 and screen._explained == (False, steps), what=f"{steps} steps")
-    await pilot.pause(0.3)
+    await settled(pilot)
+
+
+async def settled(pilot: Any, timeout: float = 10.0) -> None:
+    """Until two captures 0.2 s apart are the same: a scrollbar that appears narrows a panel,
+    which then draws again for its new width (a snapshot taken between the two differed)."""
+    before = pilot.app.export_screenshot()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(0.2)
+        now = pilot.app.export_screenshot()
+        if now == before:
+            return
+        before = now
+    raise AssertionError("the screen kept changing")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
@@ -502,7 +516,7 @@ def test_picker_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Pat
         await until(pilot, app.screen.ready.is_set, timeout=60, what="the oracles")
         # The random baseline's few settings: the learners' defaults are still being tuned.
         app.screen.select_algo("random")
-        await pilot.pause(0.5)
+        await settled(pilot)
 
     assert snap_compare(MarlApp(run_dir=no_run_dir), terminal_size=size, run_before=run_before)
 

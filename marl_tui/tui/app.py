@@ -11,6 +11,7 @@ Trainer subclass, e.g. one that fails on purpose).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -21,6 +22,15 @@ from textual.binding import Binding
 
 from marl_tui.train.remote import warm_up
 from marl_tui.tui.session import RunDirFactory, RunRequest, RunSession, unique_run_dir
+
+
+def freeze_imports() -> None:
+    """Once per process: this one holds torch and Textual, ~200k long-lived objects, and each
+    full garbage collection walked them all (150-200 ms in which no key was answered). Frozen
+    after one last collection, they are left out; what is made later is collected as usual."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 class MarlApp(App[None]):
@@ -56,6 +66,7 @@ class MarlApp(App[None]):
             self.start_run(self.request)
         else:
             self.push_screen(self._picker())
+        freeze_imports()
 
     def _picker(self, select: RunRequest | None = None) -> Any:
         from marl_tui.tui.screens.picker import PickerScreen
