@@ -257,6 +257,35 @@ def test_a_pause_at_full_speed_records_the_step_it_stopped_on(monkeypatch: pytes
         thread.join(timeout=2)
 
 
+def test_a_pause_is_not_time_the_loop_could_spend_on_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record shares count the loop's CPU time: after a pause, full speed records no more than
+    before it (as wall-clock time, the pause made steps look slow and every step's record cheap)."""
+    from marl_tui.train import trainer as trainer_module
+
+    # One burst of 100 steps times a record; a record costs far more than RECORD_SHARE of a
+    # step, unless a second's pause were a step.
+    constants = {"RECORD_SECONDS": 1e9, "RECORD_BURST_SECONDS": 1e9, "RECORD_BURST": 100,
+                 "RECORD_SHARE": 0.005}
+    for name, value in constants.items():
+        monkeypatch.setattr(trainer_module, name, value)
+    controls = Controls()
+    t = make(steps=10**9, controls=controls)
+    t.records = RecordQueue(maxlen=1000)
+    thread = t.start_thread()
+    try:
+        pause_after(t, controls, 150)
+        time.sleep(1.0)
+        t.records.drain()
+        resumed_at = t.stats.iteration
+        controls.resume()
+        pause_after(t, controls, resumed_at + 40)
+        # Only the step it paused on again (recorded as the pause is published).
+        assert [r.iteration for r in t.records.drain()] == [t.stats.iteration]
+    finally:
+        controls.stop()
+        thread.join(timeout=2)
+
+
 def test_greedy_view_records_count_its_own_episodes() -> None:
     """The greedy view plays its own copy: its records say its own step within its own episode
     (the last step of an episode is step T, not 0)."""

@@ -44,7 +44,8 @@ PUBLISH_SECONDS = 0.1  # how often a fresh Stats snapshot is made for views (the
 # single steps and a record costs up to ~8 % of a step) bursts of consecutive steps, enough for
 # the panels' short histories, are recorded: each at most RECORD_BURST steps or
 # RECORD_BURST_SECONDS long, RECORD_SECONDS after the last, and no sooner than keeps
-# records under RECORD_SHARE of the loop.
+# records under RECORD_SHARE of the loop. Shares count the loop thread's CPU time: a pause,
+# or other programs taking the CPU, is no time in which the loop could have paid for records.
 RECORD_SHARE = 0.01
 RECORD_BURST = 200
 RECORD_BURST_SECONDS = 0.1
@@ -100,9 +101,9 @@ class Trainer:
         self.record_steps = True
         self._burst_left = 0
         self._burst_until = -math.inf  # when the current (or last) burst ends
-        self._burst_start = -math.inf
-        self._due_at = time.monotonic()
-        self._step_seconds = 0.0  # running means: a loop step, and building one record
+        self._burst_start = -math.inf  # loop CPU time (time.thread_time) when the last burst began
+        self._step_cpu_at: float | None = None  # loop CPU time at the last full-speed step
+        self._step_seconds = 0.0  # running means: a loop step (CPU), and building one record
         self._record_seconds = 0.0
         self._recording = 0.0  # seconds spent building records, all told
         self._recording_at_burst = 0.0
@@ -172,6 +173,7 @@ class Trainer:
         self.status = "running"
         self._rate = (time.monotonic(), self.env_steps)
         self._segment_start = time.monotonic()
+        self._step_cpu_at = time.thread_time()  # this thread's: the loop's
         last_publish = 0.0
         try:
             while self.env_steps < self.total_steps:
@@ -389,19 +391,20 @@ class Trainer:
         """Every step while someone can follow steps; at full speed, bursts (see RECORD_BURST)."""
         if self.controls.paused or self.controls.speed is not None:
             return True
-        now = time.monotonic()
-        step, self._due_at = now - self._due_at, now
-        self._step_seconds += 0.05 * (step - self._step_seconds)
+        now, cpu = time.monotonic(), time.thread_time()
+        if self._step_cpu_at is not None:
+            self._step_seconds += 0.05 * (cpu - self._step_cpu_at - self._step_seconds)
+        self._step_cpu_at = cpu
         if self._record_seconds <= RECORD_SHARE * self._step_seconds:
             return True
         if self._burst_left > 0 and now <= self._burst_until:
             self._burst_left -= 1
         elif (now - self._burst_until >= RECORD_SECONDS
-              # and the last burst is under RECORD_SHARE of the time since it began (very fast
-              # steps, where a record costs a large part of one, rest longer)
-              and now - self._burst_start >= (self._recording - self._recording_at_burst) / RECORD_SHARE):
+              # and the last burst is under RECORD_SHARE of the loop's time since it began (very
+              # fast steps, where a record costs a large part of one, rest longer)
+              and cpu - self._burst_start >= (self._recording - self._recording_at_burst) / RECORD_SHARE):
             self._burst_left, self._burst_until = RECORD_BURST - 1, now + RECORD_BURST_SECONDS
-            self._burst_start, self._recording_at_burst = now, self._recording
+            self._burst_start, self._recording_at_burst = cpu, self._recording
         else:
             self._burst_left = 0
             return False
