@@ -32,6 +32,7 @@ from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label
 from marl_tui.tui.widgets.why import WhyData, WhyPanel
 
 POLL_SECONDS = 0.1  # records and stats
+STATUS_SECONDS = 0.25  # the status line's counters while running (a change of state, speed or view shows at once)
 SCENE_SECONDS = 0.5  # scenario panel redraws at full speed (each poll when paused or slowed)
 CHART_SECONDS = 1.0  # chart redraws while running (only when their data changed); plotext is the costly part
 EXPLAIN_SECONDS = 1.0  # explain() while running
@@ -80,6 +81,8 @@ class DashboardScreen(Screen[None]):
         self._explain_after: tuple[bool, int] | None = None
         self._charts_at = 0.0
         self._scene_at = 0.0
+        self._status_at = 0.0
+        self._status_mode: tuple[Any, ...] = ()  # (state, speed, greedy view) last shown
         self._explain_errors = 0
         self._scene_dirty = False
         self._save_note: str | None = None
@@ -128,7 +131,7 @@ class DashboardScreen(Screen[None]):
 
     # ------------------------------------------------------------------ polling
     def poll(self) -> None:
-        """Ten times a second: drain records, read stats, update every panel at once."""
+        """Ten times a second: drain records, read stats, update the panels that are due."""
         self.polls += 1
         s = self.session
         t = s.trainer
@@ -208,6 +211,10 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ panels
     def _show_status(self, state: str, stats: Any) -> None:
         s, req = self.session, self.session.request
+        now, mode = time.monotonic(), (state, s.controls.speed, s.controls.greedy)
+        if state == "running" and mode == self._status_mode and now - self._status_at < STATUS_SECONDS:
+            return  # counters only: a few times a second is enough to read, and costs less
+        self._status_at, self._status_mode = now, mode
         oracle = s.trainer.info.oracle if s.trainer is not None else None
         self.query_one(StatusLine).show(StatusInfo(
             scenario=req.scenario.name, algo=TITLES.get(req.algo, req.algo), state=state,
