@@ -143,10 +143,10 @@ class _InApp:
 
     async def pause(self) -> None:
         self.session.controls.pause()
-        stats = lambda: self.session.trainer.stats  # noqa: E731 - the newest, each time
-        while stats().status != "paused":
+        trainer = self.session.trainer  # its .stats: the newest the pipe has brought
+        while trainer.stats.status != "paused":
             await asyncio.sleep(0.0002)
-        self.steps = stats().env_steps
+        self.steps = trainer.stats.env_steps
 
     async def settle(self) -> None:
         """A pause asks the run for its "why" numbers: let that finish outside the turns."""
