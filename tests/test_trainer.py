@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -195,6 +197,24 @@ def pause_after(t: Trainer, controls: Controls, steps: int) -> None:
         time.sleep(0.005)
 
 
+@contextlib.contextmanager
+def full_speed(monkeypatch: pytest.MonkeyPatch, **constants: float) -> Iterator[tuple[Trainer, Controls]]:
+    """An endless run at full speed on its thread, with these trainer constants; stopped after."""
+    from marl_tui.train import trainer as trainer_module
+
+    for name, value in constants.items():
+        monkeypatch.setattr(trainer_module, name, value)
+    controls = Controls()
+    t = make(steps=10**9, controls=controls)
+    t.records = RecordQueue(maxlen=1000)
+    thread = t.start_thread()
+    try:
+        yield t, controls
+    finally:
+        controls.stop()
+        thread.join(timeout=2)
+
+
 def test_a_pause_is_published_as_the_loop_settles() -> None:
     """Views in another process only see what is published: a run paused between steps must
     say "paused" without waiting for a step that will not come."""
@@ -235,15 +255,7 @@ def test_records_cheap_next_to_a_step_are_all_kept(monkeypatch: pytest.MonkeyPat
 def test_a_pause_at_full_speed_records_the_step_it_stopped_on(monkeypatch: pytest.MonkeyPatch) -> None:
     """At full speed most steps go unrecorded; once paused, the screen must still show the step
     the status line counts, with that step's own numbers."""
-    from marl_tui.train import trainer as trainer_module
-
-    for name, value in {"RECORD_SECONDS": 1e9, "RECORD_SHARE": -1.0, "RECORD_BURST": 1}.items():
-        monkeypatch.setattr(trainer_module, name, value)
-    controls = Controls()
-    t = make(steps=10**9, controls=controls)
-    t.records = RecordQueue(maxlen=1000)
-    thread = t.start_thread()
-    try:
+    with full_speed(monkeypatch, RECORD_SECONDS=1e9, RECORD_SHARE=-1.0, RECORD_BURST=1) as (t, controls):
         pause_after(t, controls, 40)
         records = t.records.drain()
         assert [r.iteration for r in records][0] == 1  # the one-step burst
@@ -252,27 +264,16 @@ def test_a_pause_at_full_speed_records_the_step_it_stopped_on(monkeypatch: pytes
         assert last.t == (last.iteration - 1) % 25 + 1  # t and episode as they were at that step
         assert last.episode == (last.iteration - 1) // 25
         assert last.actions == last.info["price"]  # the step's own tensors, not a later step's
-    finally:
-        controls.stop()
-        thread.join(timeout=2)
 
 
 def test_a_pause_is_not_time_the_loop_could_spend_on_records(monkeypatch: pytest.MonkeyPatch) -> None:
     """Record shares count the loop's CPU time: after a pause, full speed records no more than
     before it (as wall-clock time, the pause made steps look slow and every step's record cheap)."""
-    from marl_tui.train import trainer as trainer_module
-
     # One burst of 100 steps times a record; a record costs far more than RECORD_SHARE of a
     # step, unless a second's pause were a step.
     constants = {"RECORD_SECONDS": 1e9, "RECORD_BURST_SECONDS": 1e9, "RECORD_BURST": 100,
                  "RECORD_SHARE": 0.005}
-    for name, value in constants.items():
-        monkeypatch.setattr(trainer_module, name, value)
-    controls = Controls()
-    t = make(steps=10**9, controls=controls)
-    t.records = RecordQueue(maxlen=1000)
-    thread = t.start_thread()
-    try:
+    with full_speed(monkeypatch, **constants) as (t, controls):
         pause_after(t, controls, 150)
         time.sleep(1.0)
         t.records.drain()
@@ -281,9 +282,6 @@ def test_a_pause_is_not_time_the_loop_could_spend_on_records(monkeypatch: pytest
         pause_after(t, controls, resumed_at + 40)
         # Only the step it paused on again (recorded as the pause is published).
         assert [r.iteration for r in t.records.drain()] == [t.stats.iteration]
-    finally:
-        controls.stop()
-        thread.join(timeout=2)
 
 
 def test_greedy_view_records_count_its_own_episodes() -> None:
