@@ -1,6 +1,6 @@
 """Does the app slow training down, and how fast does the screen answer a key?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--blocks N]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--blocks N] [--only SCENARIO/ALGO]
 
 1. Training throughput, headless against in the app, taking turns. The headless run (a
    Trainer as `marl-tui train` runs it, in a process of its own) and the same run inside the
@@ -339,9 +339,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="two runs, two short blocks each")
     parser.add_argument("--blocks", type=int, default=8, help="blocks of turns per run (default 8)")
+    parser.add_argument("--only", metavar="SCENARIO/ALGO", action="append", default=None,
+                        help="measure only this run of the table (repeatable), e.g. fulfillment/qmix")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tui_speed.json")
     args = parser.parse_args()
     configs = QUICK if args.quick else CONFIGS
+    if args.only:
+        configs = [c for c in CONFIGS if f"{c[0]}/{c[1]}" in args.only]
+        if not configs:
+            parser.error(f"--only: pick from {', '.join(f'{c[0]}/{c[1]}' for c in CONFIGS)}")
     blocks, cycles = (2, 8) if args.quick else (args.blocks, CYCLES)
 
     rows = []
