@@ -30,6 +30,7 @@ from marl_tui.algos.base import Algorithm, Transition
 from marl_tui.algos.registry import make_algorithm, needs_discrete, resolve_hparams
 from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, Oracle, make_env
 from marl_tui.errors import UserError
+from marl_tui.train.allocator import keep_freed_memory
 from marl_tui.train.controls import Controls
 from marl_tui.train.evaluation import EVALUATION_SEED_OFFSET, GREEDY_VIEW_SEED_OFFSET, acting_on, evaluate
 from marl_tui.train.metrics import MetricsWriter
@@ -77,6 +78,7 @@ def _plain(x: torch.Tensor) -> float | tuple[float, ...]:
 
 class Trainer:
     def __init__(self, run: RunConfig, controls: Controls | None = None) -> None:
+        keep_freed_memory()  # the process that trains: no page faults step after step
         self.run_config = run
         self.scenario = run.scenario
         self.controls = controls or Controls()
