@@ -4,10 +4,10 @@ Every training step allocates and frees the same tensors: batches sampled from a
 buffer, activations and gradients of an update. glibc's malloc serves blocks over its mmap
 threshold (128 KiB to start, moved by what was freed last) with fresh mmap()s and gives
 free heap tops back (trim), so the next step faults the same pages in again and the kernel
-zeroes them: measured on a 2-vCPU VM, 500-3,800 page faults per QMIX step on fulfillment
-and 7-25 % of the step's CPU time, and more or less from one process to the next as the
-moving threshold landed. Fixed thresholds keep blocks up to 32 MiB in the heap and the
-heap's free top in the process, so after the first steps a step faults no page in; the
+zeroes them: on a 2-vCPU VM, 500-3,800 page faults per QMIX step on fulfillment, 7-23 % of
+a step's CPU time, more or less from one process to the next as the moving threshold landed.
+Fixed thresholds keep blocks up to 32 MiB in the heap and the heap's free top in the process:
+after warm-up a step faults a few pages in at most (benchmarks/allocator.py), and the
 resident size stays at the run's peak, which bounded buffers keep flat (benchmarks/memory.py).
 """
 

@@ -45,10 +45,13 @@ PUBLISH_SECONDS = 0.1  # how often a fresh Stats snapshot is made for views (the
 # single steps and a record costs up to ~8 % of a step) bursts of consecutive steps, enough for
 # the panels' short histories, are recorded: each at most RECORD_BURST steps or
 # RECORD_BURST_SECONDS long, RECORD_SECONDS after the last, and no sooner than keeps
-# records under RECORD_SHARE of the loop. Shares count the loop thread's CPU time: a pause,
-# or other programs taking the CPU, is no time in which the loop could have paid for records.
-RECORD_SHARE = 0.01
-RECORD_BURST = 200
+# records under RECORD_SHARE of the loop (building them; the app's training process spends
+# about as much again sending them). Shares count the loop thread's CPU time: a pause, or
+# other programs taking the CPU, is no time in which the loop could have paid for records.
+# 100 steps fill a price trail across a 120-column screen; a full-speed scene panel redraws
+# twice a second, so bursts every second or so keep it as fresh as a reader can follow.
+RECORD_SHARE = 0.005
+RECORD_BURST = 100
 RECORD_BURST_SECONDS = 0.1
 RECORD_SECONDS = 0.25
 # Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
