@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from marl_tui.config import load_scenario  # noqa: E402
+from marl_tui.train import trainer as trainer_module  # noqa: E402
 from marl_tui.train.controls import Controls  # noqa: E402
 from marl_tui.train.remote import warm_up  # noqa: E402
 from marl_tui.train.trainer import RunConfig, Trainer  # noqa: E402
@@ -75,9 +76,12 @@ def _run(scenario: str, algo: str, n_envs: int) -> RunConfig:
                      steps=n_envs * ENDLESS)
 
 
-def _headless_child(conn: Connection, run: RunConfig) -> None:
+def _headless_child(conn: Connection, run: RunConfig, tuned_malloc: bool = True) -> None:
     """The headless run's process: a Trainer as `marl-tui train` runs it, paused and resumed
-    over a pipe; a pause is answered once the loop stands between steps, with its env steps."""
+    over a pipe; a pause is answered once the loop stands between steps, with its env steps.
+    tuned_malloc=False leaves glibc malloc's thresholds as they are (benchmarks/allocator.py)."""
+    if not tuned_malloc:
+        trainer_module.keep_freed_memory = lambda: False
     trainer = Trainer(run, controls=Controls(paused=True))
     trainer.record_steps = False  # as `marl-tui train` does
     thread = trainer.start_thread()
@@ -101,12 +105,12 @@ def _headless_child(conn: Connection, run: RunConfig) -> None:
 class _Headless:
     """One turn-taker: the headless run in its own process."""
 
-    def __init__(self, name: str, run: RunConfig) -> None:
+    def __init__(self, name: str, run: RunConfig, tuned_malloc: bool = True) -> None:
         warm_up()  # the fork server the app's training processes come from, torch imported
         ctx = multiprocessing.get_context("forkserver")
         self.name = name
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_headless_child, args=(child, run), daemon=True)
+        self.proc = ctx.Process(target=_headless_child, args=(child, run, tuned_malloc), daemon=True)
         self.proc.start()
         self.pid: int = self.proc.pid  # type: ignore[assignment]
         self.steps: int = self.conn.recv()
