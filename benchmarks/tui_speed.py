@@ -13,9 +13,10 @@
    both runs paused between steps, so its env steps are exact; a block gives one ratio (app
    rate / headless rate), and the figure is their geometric mean with a 95 % interval. An
    A/A control, the headless run against a second copy of itself in the same turns, shows
-   what the method resolves. The app's work that keeps to the wall clock (the screen's
-   redraws, the "why" numbers and chart histories once a second) falls into its half of the
-   time, twice as dense as in a real run: the figure errs against the app.
+   what the method resolves. Turns do not copy a real run exactly: the screen's timed work
+   (polls, status line, charts) goes on during the headless turns too, while the training
+   process's once-a-second work (the "why" numbers, chart histories) falls into the app's
+   half of the time, twice as dense as in a real run.
 2. Key-press-to-screen latency inside the app: from sending the key until the status
    line shows its effect (`n` one step while paused, space pause/resume, `+` speed).
    Textual paints the updated widget on its next frame (≤ 1/60 s later), not included.
