@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import time
@@ -105,9 +104,7 @@ def main() -> None:
                  "over fresh pairs of processes (low/high: 95 % interval over pairs); "
                  "faults_per_step = minor page faults per batched step of each process.",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out}")
+    turns.write_result(args.out, result)
 
 
 if __name__ == "__main__":

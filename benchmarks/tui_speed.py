@@ -340,6 +340,13 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
             for k, v in res.items() if v}
 
 
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's JSON and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="two runs, two short blocks each")
@@ -401,9 +408,7 @@ def main() -> None:
                  "while the two take turns. Latency: key sent -> status line updated (the frame "
                  "is painted at most 1/60 s later).",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":
