@@ -42,7 +42,7 @@ from marl_tui.train.run_config import RunConfig, resolve_device, seed_everything
 PUBLISH_SECONDS = 0.1  # how often a fresh Stats snapshot is made for views (the app polls 10 times a second)
 # Paused, stepped or speed-limited runs record every step, and so do runs whose records cost
 # under RECORD_SHARE of a step. Otherwise (fast steps at full speed, where nobody can follow
-# single steps and a record costs up to ~8 % of a step) bursts of consecutive steps, enough for
+# single steps and a record costs up to ~12 % of a step) bursts of consecutive steps, enough for
 # the panels' short histories, are recorded: each at most RECORD_BURST steps or
 # RECORD_BURST_SECONDS long, RECORD_SECONDS after the last, and no sooner than keeps
 # records under RECORD_SHARE of the loop (building them; the app's training process spends
