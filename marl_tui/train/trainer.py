@@ -396,12 +396,13 @@ class Trainer:
         """Every step while someone can follow steps; at full speed, bursts (see RECORD_BURST)."""
         if self.controls.paused or self.controls.speed is not None:
             return True
-        now, cpu = time.monotonic(), time.thread_time()
+        cpu = time.thread_time()
         if self._step_cpu_at is not None:
             self._step_seconds += 0.05 * (cpu - self._step_cpu_at - self._step_seconds)
         self._step_cpu_at = cpu
         if self._record_seconds <= RECORD_SHARE * self._step_seconds:
             return True
+        now = time.monotonic()  # only bursts keep to the wall clock
         if self._burst_left > 0 and now <= self._burst_until:
             self._burst_left -= 1
         elif (now - self._burst_until >= RECORD_SECONDS
