@@ -14,9 +14,11 @@ import pytest
 STEPS_AFTER_WARM_UP = """
 import json, os, resource
 from marl_tui.config import load_scenario
-from marl_tui.train.trainer import RunConfig, Trainer
-t = Trainer(RunConfig(scenario=load_scenario("fulfillment"), algo="qmix", seed=0, n_envs=32))
-t.record_steps = False
+from marl_tui.train.build import build_run
+from marl_tui.train.allocator import keep_freed_memory
+from marl_tui.train.run_config import RunConfig
+keep_freed_memory()  # what the training processes' entry points do
+t = build_run(RunConfig(scenario=load_scenario("fulfillment"), algo="qmix", seed=0, n_envs=32))
 while t.updates < 3:  # the replay buffer filled, the first updates' memory allocated
     t.train_step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

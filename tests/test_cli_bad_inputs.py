@@ -18,7 +18,8 @@ import torch
 from marl_tui.config import load_scenario
 from marl_tui.train.checkpoint import read_checkpoint
 from marl_tui.train.rundir import init_run_dir, lock_run_dir
-from marl_tui.train.trainer import RunConfig, Trainer
+from marl_tui.train.build import build_run
+from marl_tui.train.run_config import RunConfig
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 SCENARIOS = sorted((CORPUS / "scenarios").glob("*.toml"))
@@ -67,7 +68,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny finished run (random baseline) with its checkpoint."""
     run_dir = tmp_path_factory.mktemp("runs") / "pricing-random"
-    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=400, n_envs=8,
+    t = build_run(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=400, n_envs=8,
                           seed=1, out_dir=run_dir))
     init_run_dir(t, run_dir)
     t.run()
@@ -85,7 +86,7 @@ def run_copy(finished_run: Path, tmp_path: Path) -> Path:
 def stopped_run(tmp_path: Path) -> Path:
     """A run stopped half way (budget 800, checkpoint at 400)."""
     run_dir = tmp_path / "stopped"
-    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=400, n_envs=8,
+    t = build_run(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=400, n_envs=8,
                           seed=1, out_dir=run_dir))
     init_run_dir(t, run_dir)
     t.run()

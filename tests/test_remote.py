@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from marl_tui.stream.frames import ControlState
 from marl_tui.config import load_scenario
 from marl_tui.train.remote import RemoteControls, TrainerProcess
 from marl_tui.train.run_config import RunConfig

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from marl_tui.stream.frames import ControlState
 from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
 from marl_tui.train import rundir
@@ -23,7 +24,11 @@ from marl_tui.train.controls import Controls
 from marl_tui.train.metrics import tensorboard_available
 from marl_tui.train.resume import load_checkpoint_into, trainer_from_checkpoint
 from marl_tui.train.rundir import init_run_dir
-from marl_tui.train.trainer import RunConfig, Trainer, TrainingFault
+from marl_tui.train.build import build_run
+from marl_tui.train.callbacks.checkpointer import Checkpointer
+from marl_tui.train.faults import TrainingFault
+from marl_tui.train.run import Run
+from marl_tui.train.run_config import RunConfig
 
 # Small settings so learners update within a few hundred steps; the replay buffers are
 # small enough to wrap around, which a resume must get right too.
@@ -38,9 +43,9 @@ LEARNERS = {
 
 
 def make(out: Path | None, algo: str = "random", steps: int | None = None, seed: int = 3,
-         controls: Controls | None = None, checkpoint_every: int | None = None) -> Trainer:
+         controls: Controls | None = None, checkpoint_every: int | None = None) -> Run:
     overrides, default_steps = LEARNERS[algo]
-    t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo=algo, steps=steps or default_steps,
+    t = build_run(RunConfig(scenario=load_scenario("pricing"), algo=algo, steps=steps or default_steps,
                           n_envs=8, seed=seed, overrides=dict(overrides), out_dir=out,
                           checkpoint_every=checkpoint_every), controls=controls)
     if out is not None:
@@ -48,7 +53,7 @@ def make(out: Path | None, algo: str = "random", steps: int | None = None, seed:
     return t
 
 
-def run_for(t: Trainer, iterations: int) -> None:
+def run_for(t: Run, iterations: int) -> None:
     """Run the worker thread until exactly `iterations` batched steps are done, then stop
     (which saves)."""
     assert t.controls.paused
@@ -63,7 +68,7 @@ def run_for(t: Trainer, iterations: int) -> None:
     assert t.iteration == iterations, t.stats.error
 
 
-def resume(run_dir: Path, steps: int | None = None) -> Trainer:
+def resume(run_dir: Path, steps: int | None = None) -> Run:
     t, _ = trainer_from_checkpoint(find_checkpoint(run_dir)[0], out_dir=run_dir, steps=steps,
                                    keep_rows=True)
     return t
@@ -95,7 +100,7 @@ def test_stop_and_resume_gives_the_same_metrics(algo: str, references: dict[str,
     """Stopped mid-episode and mid-rollout, then resumed: the same metrics.csv, byte for byte,
     and the same final networks, optimisers and buffers."""
     run_dir = tmp_path / algo
-    t = make(run_dir, algo, controls=Controls(paused=True))
+    t = make(run_dir, algo, controls=Controls(ControlState(paused=True)))
     run_for(t, 77)  # 77 = 3 episodes of 25 + 2 steps; mid-rollout for MAPPO (16)
     assert t.stats.status == "stopped" and t.last_checkpoint_step == 77 * 8
     r = resume(run_dir)
@@ -136,7 +141,7 @@ def test_resume_twice_and_extend_the_budget(tmp_path: Path) -> None:
     ref = make(tmp_path / "ref", "mappo", steps=2_400)
     ref.run()
     run_dir = tmp_path / "run"
-    t = make(run_dir, "mappo", steps=1_200, controls=Controls(paused=True))
+    t = make(run_dir, "mappo", steps=1_200, controls=Controls(ControlState(paused=True)))
     run_for(t, 40)
     r = resume(run_dir)
     r.controls.pause()
@@ -155,9 +160,9 @@ def test_resume_after_a_kill_drops_rows_written_after_the_checkpoint(
     """A process killed (no save on the way out) after a periodic checkpoint: metrics.csv holds
     rows past it; resume cuts them and writes them again, identically."""
     run_dir = tmp_path / "killed"
-    t = make(run_dir, "mappo", controls=Controls(paused=True), checkpoint_every=400)
-    original = t._save_if_possible
-    t._save_if_possible = lambda periodic, force=False: original(periodic, force) if periodic else None
+    t = make(run_dir, "mappo", controls=Controls(ControlState(paused=True)), checkpoint_every=400)
+    checkpointer = next(c for c in t.callbacks if isinstance(c, Checkpointer))
+    checkpointer.on_end = lambda run: None  # killed: no save on the way out
     run_for(t, 90)  # checkpoints at 400 and 800 env steps (iterations 50, 100): last at 400
     assert t.last_checkpoint_step == 400
     rows = csv(run_dir).decode().splitlines()
@@ -204,7 +209,7 @@ def test_checkpoints_are_periodic_bounded_and_deterministic(tmp_path: Path) -> N
 def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir = tmp_path / "run"
-    t = make(run_dir, "random", controls=Controls(paused=True))
+    t = make(run_dir, "random", controls=Controls(ControlState(paused=True)))
     run_for(t, 20)
     before = (run_dir / "checkpoints" / LATEST).read_bytes()
 
@@ -213,8 +218,8 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path: Path
         assert Path(str(src)).read_bytes()
         raise KeyboardInterrupt
 
-    t.iteration += 1  # something new to save
-    t.env_steps += 8
+    t.loop.step_count += 1  # something new to save
+    t.loop.env_steps += 8
     monkeypatch.setattr(rundir.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(t)
@@ -235,7 +240,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path: Path
 
 
 def test_save_on_request_also_while_paused(tmp_path: Path) -> None:
-    controls = Controls(paused=True)
+    controls = Controls(ControlState(paused=True))
     t = make(tmp_path / "run", "random", controls=controls, checkpoint_every=0)
     thread = t.start_thread()
     try:
@@ -254,7 +259,7 @@ def test_save_on_request_also_while_paused(tmp_path: Path) -> None:
 
 
 def test_save_request_without_a_run_directory_is_a_note_not_a_crash() -> None:
-    controls = Controls(paused=True)
+    controls = Controls(ControlState(paused=True))
     t = make(None, "random", controls=controls)
     controls.request_save()
     run_for(t, 3)
@@ -264,7 +269,7 @@ def test_save_request_without_a_run_directory_is_a_note_not_a_crash() -> None:
 def test_load_checkpoint_into_a_new_trainer(references: dict[str, Path], tmp_path: Path) -> None:
     """The app's --load: a trainer built for the same setup continues from the checkpoint."""
     src = tmp_path / "src"
-    t = make(src, "qmix", controls=Controls(paused=True))
+    t = make(src, "qmix", controls=Controls(ControlState(paused=True)))
     run_for(t, 100)
     fresh = make(tmp_path / "new", "qmix")
     config = load_checkpoint_into(fresh, src)
@@ -291,7 +296,7 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
     from marl_tui.tui.session import RunRequest, RunSession, no_run_dir
 
     src = tmp_path / "src"
-    t = make(src, "qmix", controls=Controls(paused=True))
+    t = make(src, "qmix", controls=Controls(ControlState(paused=True)))
     run_for(t, 100)
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
     built: dict[str, RunSession] = {}
@@ -339,7 +344,7 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
 
 def test_non_finite_parameters_are_never_saved(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    t = make(run_dir, "mappo", controls=Controls(paused=True))
+    t = make(run_dir, "mappo", controls=Controls(ControlState(paused=True)))
     run_for(t, 40)
     good = (run_dir / "checkpoints" / LATEST).read_bytes()
     assert t.non_finite_parameter() is None
@@ -347,7 +352,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path: Path) -> None:
         next(t.algo.policy.parameters()).view(-1)[0] = float("nan")
     bad = t.non_finite_parameter()
     assert bad is not None and bad.startswith("policy.")
-    t.iteration += 1
+    t.loop.step_count += 1
     with pytest.raises(TrainingFault, match="NaN/inf.*last good checkpoint \\(step 320\\) stays"):
         t.save_checkpoint()
     assert (run_dir / "checkpoints" / LATEST).read_bytes() == good
@@ -356,7 +361,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path: Path) -> None:
 
 def test_nan_in_training_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    t = make(run_dir, "mappo", controls=Controls(paused=True), checkpoint_every=160)
+    t = make(run_dir, "mappo", controls=Controls(ControlState(paused=True)), checkpoint_every=160)
     run_for(t, 40)
     r = resume(run_dir)
     with torch.no_grad():

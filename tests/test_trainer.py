@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from marl_tui.stream.frames import ControlState
 from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
 from marl_tui.train.controls import Controls
@@ -39,7 +40,7 @@ def test_same_seed_same_numbers() -> None:
 
 
 def test_pause_blocks_and_step_runs_exactly_one() -> None:
-    controls = Controls(paused=True)
+    controls = Controls(ControlState(paused=True))
     t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=10**9, n_envs=4),
                 controls=controls)
     thread = t.start_thread()
@@ -60,7 +61,7 @@ def test_pause_blocks_and_step_runs_exactly_one() -> None:
 
 
 def test_stop_while_paused_returns_promptly() -> None:
-    controls = Controls(paused=True)
+    controls = Controls(ControlState(paused=True))
     t = Trainer(RunConfig(scenario=load_scenario("pricing"), algo="random", steps=10**9, n_envs=4),
                 controls=controls)
     thread = t.start_thread()
@@ -171,7 +172,7 @@ def test_a_watched_run_records_every_step(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(trainer_module, "RECORD_SECONDS", 1e9)
     monkeypatch.setattr(trainer_module, "RECORD_BURST", 1)
-    controls = Controls(paused=True)
+    controls = Controls(ControlState(paused=True))
     t = make(steps=8 * 50, controls=controls)
     t.records = RecordQueue(maxlen=1000)
     controls.step(20)
@@ -287,7 +288,7 @@ def test_a_pause_is_not_time_the_loop_could_spend_on_records(monkeypatch: pytest
 def test_greedy_view_records_count_its_own_episodes() -> None:
     """The greedy view plays its own copy: its records say its own step within its own episode
     (the last step of an episode is step T, not 0)."""
-    controls = Controls(paused=True)
+    controls = Controls(ControlState(paused=True))
     t = make(steps=10**9, controls=controls)
     t.records = RecordQueue(maxlen=1000)
     controls.set_greedy(True)

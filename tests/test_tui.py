@@ -1,7 +1,7 @@
 """The app as a person uses it: picker, dashboard, keys, errors, layouts (pilot + snapshots).
 
 Runs are small (a few parallel copies, the random baseline where learning does not
-matter) and deterministic: snapshots start paused (Controls(paused=True)), take a known
+matter) and deterministic: snapshots start paused (Controls(ControlState(paused=True))), take a known
 number of steps, and show no wall-clock figures while paused.
 """
 
@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from marl_tui.stream.frames import ControlState
 from marl_tui.config import bundled_names, load_scenario
 from marl_tui.train.trainer import Trainer
 from marl_tui.tui.app import MarlApp

@@ -14,9 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
 import torch
 
 from marl_tui.envs.base import EnvSpec
+
+
+class Explain(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """The numbers behind an algorithm's equations for copy 0: plain data, one type per algorithm."""
 
 
 @dataclass(frozen=True)

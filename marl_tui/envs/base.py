@@ -101,8 +101,9 @@ class BatchedEnv(ABC):
         return actions
 
     @abstractmethod
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
-        """The scenario's business figures for one step, averaged over the copies."""
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """The scenario's business figures for one step, averaged over the copies: 0-dim
+        tensors on the env's device (or constants), so a loop can sum them without a sync."""
 
     # --- state for checkpoints -------------------------------------------------
     @abstractmethod
@@ -166,7 +167,7 @@ class DiscretisedEnv(BatchedEnv):
             return None
         return (native.unsqueeze(-1) - self.levels).abs().argmin(-1)
 
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         return self.inner.kpis(info)
 
     def get_state(self) -> dict[str, torch.Tensor]:

@@ -233,7 +233,7 @@ class FulfillmentEnv(BatchedEnv):
         """1 for the cheapest able store of each copy, 0 elsewhere: [B, N] long."""
         return _one_hot(self.costs.oracle_store, self.spec.n_agents).long()
 
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         """Business figures of one step, averaged over the copies.
 
         optimal_choice_rate: share of copies whose set of accepting stores is exactly
@@ -246,11 +246,11 @@ class FulfillmentEnv(BatchedEnv):
         wanted = _one_hot(info["oracle_store"], accept.shape[-1])
         team, best = info["team_cost"].float(), info["oracle_cost"].float()
         return {
-            "optimal_choice_rate": (accept == wanted).all(-1).float().mean().item(),
-            "regret": (team.mean() - best.mean()).item(),
-            "conflict_rate": (accept.sum(-1) > 1).float().mean().item(),
-            "miss_rate": (info["served_by"] < 0).float().mean().item(),
-            "mean_cost": team.mean().item(),
+            "optimal_choice_rate": (accept == wanted).all(-1).float().mean(),
+            "regret": (team.mean() - best.mean()),
+            "conflict_rate": (accept.sum(-1) > 1).float().mean(),
+            "miss_rate": (info["served_by"] < 0).float().mean(),
+            "mean_cost": team.mean(),
         }
 
     # --- checkpoints ----------------------------------------------------------------

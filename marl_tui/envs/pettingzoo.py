@@ -240,8 +240,8 @@ class PettingZooBatched(BatchedEnv):
     def oracle(self) -> Oracle:
         return Oracle(values={}, summary="no reference answer", kpis={}, team_return=float("nan"))
 
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
-        return {"team_reward_per_step": info["team_reward"].mean().item()}
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        return {"team_reward_per_step": info["team_reward"].mean()}
 
     def get_state(self) -> dict[str, torch.Tensor]:
         return {"t": torch.tensor(self.t)}

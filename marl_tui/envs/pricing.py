@@ -143,10 +143,10 @@ class PricingEnv(BatchedEnv):
             (self.n_envs, self.spec.n_agents), self.solution().nash_price, device=self.device
         )
 
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         s = self.solution()
-        mean_price = info["price"].mean().item()
-        mean_profit = info["profit"].mean().item()
+        mean_price = info["price"].mean()
+        mean_profit = info["profit"].mean()
         # float64: the gain is a small difference of large profits.
         gain = exploitability(info["price"].double(), self.model)
         return {
@@ -154,7 +154,7 @@ class PricingEnv(BatchedEnv):
             "mean_profit": mean_profit,
             "collusion_index": normalised_index(mean_profit, s.nash_profit, s.collusive_profit),
             "price_index": normalised_index(mean_price, s.nash_price, s.collusive_price),
-            "exploitability": gain.mean().item(),
+            "exploitability": gain.mean(),
         }
 
     # --- checkpoints --------------------------------------------------------

@@ -181,7 +181,7 @@ class WarehouseEnv(BatchedEnv):
         table = self._policy[:, season]  # [N, states]
         return torch.gather(table.expand(self.n_envs, -1, -1), 2, flat[..., None])[..., 0].float()
 
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, float]:
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
         """One step's figures, averaged over the copies (the trainer then averages the steps).
 
         team_reward_per_step: the warehouses' summed reward, mean over copies.
@@ -197,10 +197,10 @@ class WarehouseEnv(BatchedEnv):
         """
         ref = wo.reference(self.model, self.n_agents)
         return wo.kpis(
-            team_reward=float(info["reward"].sum(-1).mean()),
-            fill_rate=wo.fill_ratio(float(info["sold"].sum()), float(info["demand"].sum())),
-            stockout_rate=float((info["lost"] > 0).float().mean()),
-            mean_order=float(info["order"].mean()),
+            team_reward=info["reward"].sum(-1).mean(),
+            fill_rate=_fill_ratio(info["sold"].sum(), info["demand"].sum()),
+            stockout_rate=(info["lost"] > 0).float().mean(),
+            mean_order=info["order"].mean(),
             optimum=ref.optimum,
         )
 
@@ -214,3 +214,8 @@ class WarehouseEnv(BatchedEnv):
         self.pipeline = state["pipeline"].to(self.device).clone()
         self.history = state["history"].to(self.device).clone()
         self._load_rng_state(state)
+
+
+def _fill_ratio(sold: torch.Tensor, demand: torch.Tensor) -> torch.Tensor:
+    """wo.fill_ratio on the device (no host sync): sold / demanded, 1 when nothing was demanded."""
+    return torch.where(demand > 0, sold / demand.clamp_min(1e-12), torch.ones_like(sold))

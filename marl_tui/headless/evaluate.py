@@ -17,14 +17,14 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
     """Greedy play of a checkpoint's policy on `device`; writes eval.json beside the run."""
     from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
     from marl_tui.train.resume import load_algorithm, run_config_from
-    from marl_tui.train.trainer import Trainer
+    from marl_tui.train.build import build_run
 
     if episodes <= 0:
         raise UserError(f"--episodes {episodes}: give a positive number of episodes")
     ckpt_path, run_dir = find_checkpoint(target)
     ckpt = read_checkpoint(ckpt_path)
     cfg = run_config_from(ckpt, ckpt_path, out_dir=None, device=device)
-    trainer = Trainer(cfg)
+    trainer = build_run(cfg)
     load_algorithm(trainer, ckpt, ckpt_path)
     started = time.monotonic()
     evaluation = trainer.evaluate(episodes=episodes)

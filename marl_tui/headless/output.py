@@ -15,10 +15,10 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from marl_tui.config import HEADLINE_KPI, Scenario
-from marl_tui.train.records import Stats
+from marl_tui.train.stats import Stats
 
 if TYPE_CHECKING:
-    from marl_tui.train.trainer import Trainer
+    from marl_tui.train.run import Run
 
 PROGRESS_SECONDS = 5.0  # plain lines and JSON lines
 BAR_SECONDS = 0.25  # the progress bar on a terminal
@@ -98,7 +98,7 @@ class Out:
 class Progress:
     """Progress shown while training: plain lines, JSON lines, or a rich bar on a terminal."""
 
-    def __init__(self, out: Out, trainer: Trainer, jsonl: bool) -> None:
+    def __init__(self, out: Out, trainer: Run, jsonl: bool) -> None:
         self.out, self.trainer, self.jsonl = out, trainer, jsonl
         self.bar: Any = None
         self.closed = False

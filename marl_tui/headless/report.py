@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from marl_tui.headless.output import Out, fmt
-from marl_tui.train.records import Stats
+from marl_tui.train.stats import Stats
 from marl_tui.train.rundir import write_json
 
 if TYPE_CHECKING:
-    from marl_tui.train.trainer import Trainer
+    from marl_tui.train.run import Run
 
 
 def team_return_chart(stats: Stats, oracle_return: float, color: bool = False,
@@ -44,7 +44,7 @@ def team_return_chart(stats: Stats, oracle_return: float, color: bool = False,
     return text if color else plt.uncolorize(text)
 
 
-def reference_of(trainer: Trainer) -> dict[str, float]:
+def reference_of(trainer: Run) -> dict[str, float]:
     """The oracle's KPIs and team return: the column the learned values are compared with."""
     oracle = trainer.oracle
     return oracle.kpis | {"team_return": oracle.team_return}
@@ -65,7 +65,7 @@ def final_table(evaluation: dict[str, float], reference: dict[str, float], wall:
     return "\n".join(rows + kpi_rows(evaluation, reference))
 
 
-def run_summary(trainer: Trainer, stats: Stats, wall: float, steps_here: int) -> dict[str, Any]:
+def run_summary(trainer: Run, stats: Stats, wall: float, steps_here: int) -> dict[str, Any]:
     """summary.json as the run ends (the ending adds status details and the evaluation)."""
     oracle = trainer.oracle
     return {

@@ -21,11 +21,11 @@ from marl_tui.headless.report import (
     write_result,
 )
 from marl_tui.headless.signals import StopOnSignal, signal_name
-from marl_tui.train.records import Stats
+from marl_tui.train.stats import Stats
 from marl_tui.train.rundir import default_run_dir, init_run_dir, lock_run_dir, write_run_config
 
 if TYPE_CHECKING:
-    from marl_tui.train.trainer import Trainer
+    from marl_tui.train.run import Run
 
 
 def run_headless(
@@ -43,7 +43,8 @@ def run_headless(
 ) -> int:
     """`marl-tui train`: a new run directory, training, evaluation. Returns the exit code."""
     from marl_tui.algos.registry import algorithm_class
-    from marl_tui.train.trainer import RunConfig, Trainer
+    from marl_tui.train.build import build_run
+    from marl_tui.train.run_config import RunConfig
 
     algorithm_class(algo)  # unknown names fail before anything is written
     run_seed = scenario.seed if seed is None else seed
@@ -51,7 +52,7 @@ def run_headless(
     cfg = RunConfig(scenario=scenario, algo=algo, steps=steps, seed=seed, n_envs=n_envs,
                     device=device, overrides=overrides, out_dir=run_dir,
                     checkpoint_every=checkpoint_every)
-    trainer = Trainer(cfg)  # validates everything before the folder is made
+    trainer = build_run(cfg)  # validates everything before the folder is made
     init_run_dir(trainer, run_dir)
     lock = lock_run_dir(run_dir)
     o = Out(stream)
@@ -71,8 +72,8 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
 
     steps: a new total budget counted from the run's start (not extra steps)."""
     from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
+    from marl_tui.train.build import build_run
     from marl_tui.train.resume import check_belongs, restore_state, run_config_from
-    from marl_tui.train.trainer import Trainer
 
     ckpt_path, run_dir = find_checkpoint(target)
     if run_dir is None:
@@ -92,7 +93,7 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
     if device is not None and device not in ("auto", "cpu", "cuda"):
         raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
     cfg = run_config_from(ckpt, ckpt_path, out_dir=run_dir, steps=steps, device=device)
-    trainer = Trainer(cfg)
+    trainer = build_run(cfg)
     restore_state(trainer, ckpt, ckpt_path)  # in memory: a bad checkpoint changes no file
     lock = lock_run_dir(run_dir)  # before anything in the folder changes
     try:
@@ -112,10 +113,12 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
         lock.close()
 
 
-def drive(trainer: Trainer, run_dir: Path, o: Out, jsonl: bool) -> int:
+def drive(trainer: Run, run_dir: Path, o: Out, jsonl: bool) -> int:
     """Run the trainer in a worker thread with signal handlers, progress, and the ending."""
+    from marl_tui.train.allocator import keep_freed_memory
+
+    keep_freed_memory()  # this process trains: no page faults step after step
     started_steps = trainer.env_steps
-    trainer.record_steps = False  # progress lines read Stats; nobody reads single steps
     started = time.monotonic()
     progress = Progress(o, trainer, jsonl)
     notes_seen = None
@@ -154,7 +157,7 @@ def _resume_hint(run_dir: Path) -> str:
     return f"marl-tui resume {run_dir}"
 
 
-def _ended_in_error(trainer: Trainer, run_dir: Path, o: Out, stats: Stats, summary: dict[str, Any]) -> int:
+def _ended_in_error(trainer: Run, run_dir: Path, o: Out, stats: Stats, summary: dict[str, Any]) -> int:
     """A fault stopped the loop: one line saying where, and the last good checkpoint. Exit 1."""
     last = trainer.last_checkpoint_step
     keep = (f"last good checkpoint at step {last:,} ({_resume_hint(run_dir)})" if last is not None
@@ -166,7 +169,7 @@ def _ended_in_error(trainer: Trainer, run_dir: Path, o: Out, stats: Stats, summa
     return 1
 
 
-def _ended_by_stop(trainer: Trainer, run_dir: Path, o: Out, jsonl: bool, stats: Stats,
+def _ended_by_stop(trainer: Run, run_dir: Path, o: Out, jsonl: bool, stats: Stats,
                    summary: dict[str, Any], signum: int | None) -> int:
     """A signal (or a stop) ended the loop: how to continue. Exit 128 + the signal number."""
     resume_hint = _resume_hint(run_dir)
@@ -185,7 +188,7 @@ def _ended_by_stop(trainer: Trainer, run_dir: Path, o: Out, jsonl: bool, stats: 
     return 128 + signum if signum is not None else 130
 
 
-def _finished(trainer: Trainer, run_dir: Path, o: Out, jsonl: bool, stats: Stats,
+def _finished(trainer: Run, run_dir: Path, o: Out, jsonl: bool, stats: Stats,
               summary: dict[str, Any], wall: float, steps_here: int) -> int:
     """The budget is done: greedy evaluation, chart, KPI table. Exit 0."""
     evaluation = trainer.evaluate()  # after the final checkpoint: it may draw random numbers

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from marl_tui.headless.output import Out
 
 if TYPE_CHECKING:
-    from marl_tui.train.trainer import Trainer
+    from marl_tui.train.run import Run
 
 SIGNAL_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)", signal.SIGTERM: "SIGTERM"}
 if hasattr(signal, "SIGHUP"):
@@ -32,7 +32,7 @@ class StopOnSignal:
     """Main-thread handlers: the first signal stops the loop (the trainer saves on its way
     out); a second SIGINT/SIGTERM exits at once (atomic writes keep every file whole)."""
 
-    def __init__(self, trainer: Trainer, out: Out) -> None:
+    def __init__(self, trainer: Run, out: Out) -> None:
         self.trainer, self.out = trainer, out
         self.signum: int | None = None
         self.notice: str | None = None

@@ -23,7 +23,7 @@ Contents (format 1):
                                          optimisers, replay buffer or rollout, generators
     env                                  BatchedEnv.get_state() (its RNG included)
     rng: torch, numpy, python[, cuda]    the global generators, as tensors and lists
-    trainer                              Trainer.loop_state(): counters, accumulators,
+    trainer                              Run.loop_state(): counters, accumulators,
                                          histories, last metrics, current observation
     metrics_writer                       metrics.csv header, rows written, rows pending
 """
@@ -38,7 +38,7 @@ import random
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,7 +47,10 @@ from marl_tui import __version__
 from marl_tui.config import Scenario, parse_scenario
 from marl_tui.errors import UserError
 from marl_tui.train.rundir import atomic_write, temp_path
-from marl_tui.train.trainer import ADVICE, Trainer, TrainingFault
+from marl_tui.train.faults import ADVICE, TrainingFault
+
+if TYPE_CHECKING:
+    from marl_tui.train.run import Run
 
 FORMAT = "marl-tui checkpoint"
 VERSION = 1
@@ -97,7 +100,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- saving
 
 
-def capture(trainer: Trainer) -> dict[str, Any]:
+def capture(trainer: Run) -> dict[str, Any]:
     run = trainer.run_config
     return {
         "format": FORMAT,
@@ -166,7 +169,7 @@ def first_non_finite(tree: Any, where: str = "") -> str | None:
     return None
 
 
-def save_checkpoint(trainer: Trainer, run_dir: Path | None = None) -> Path:
+def save_checkpoint(trainer: Run, run_dir: Path | None = None) -> Path:
     """Write a step-numbered checkpoint and point latest.pt at it; returns latest.pt.
 
     Refuses (TrainingFault, nothing written) when the algorithm's state holds NaN/inf.

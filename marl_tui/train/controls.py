@@ -1,7 +1,11 @@
-"""Thread-safe controls a view uses to steer the training loop.
+"""Controls as state: how a view wants the run driven, and the run's wait between steps.
 
-Every wait checks for stop, so quitting never hangs: a paused loop wakes on
-stop(), and the speed limit sleeps on the same condition.
+A view changes a ControlState (stream/frames.py) and the whole state travels to the run,
+which applies it idempotently: flags are set, counters (steps granted, saves and frames asked
+for) only grow, so a state that arrives twice, or late, changes nothing. The same class serves
+both sides: the app's Controls sends each new state to the training process (`on_change`); the
+training process's Controls receives them (`apply`). Every wait checks for stop, so quitting
+never hangs.
 """
 
 from __future__ import annotations
@@ -10,124 +14,142 @@ import threading
 import time
 from collections.abc import Callable
 
-# Batched steps per second offered by the app's +/- keys; None means "as fast as it goes".
+import msgspec
+
+from marl_tui.stream.frames import ControlState
+
+# Batched steps per second offered by the +/- keys; None means "as fast as it goes".
 SPEEDS: tuple[float | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)
+IDLE_WAIT = 0.25  # seconds a paused loop sleeps between looks (a change wakes it at once)
 
 
 class Controls:
-    def __init__(self, paused: bool = False) -> None:
+    def __init__(self, state: ControlState | None = None,
+                 on_change: Callable[[ControlState], None] | None = None) -> None:
         self._cond = threading.Condition()
-        self._paused = paused
-        self._step_budget = 0
-        self._stopped = False
-        self._speed_index = len(SPEEDS) - 1
-        self._greedy = False
+        self._state = state or ControlState()
+        self._on_change = on_change
+        self._steps_used = self._state.steps_granted  # grants consumed by paused steps
+        self._saves_done = self._state.saves_requested
         self._last_step = 0.0
-        self.save_requested = False
 
-    # --- what views call ----------------------------------------------------
-    def pause(self) -> None:
+    # --- changing the state ---------------------------------------------------
+    @property
+    def state(self) -> ControlState:
+        return self._state
+
+    def apply(self, state: ControlState) -> None:
+        """Take a view's state. Resuming forfeits grants not used while paused (an `n` pressed
+        just before space must not step a later pause)."""
         with self._cond:
-            self._paused = True
+            if self._state.paused and not state.paused:
+                self._steps_used = state.steps_granted
+            self._steps_used = min(self._steps_used, state.steps_granted)
+            self._state = state
             self._cond.notify_all()
+
+    def change(self, **fields: object) -> ControlState:
+        """A new state from this one with `fields` replaced; applied here and sent on."""
+        with self._cond:
+            state = msgspec.structs.replace(self._state, **fields)
+            self.apply(state)
+        if self._on_change is not None:
+            self._on_change(state)
+        return state
+
+    def pause(self) -> None:
+        self.change(paused=True)
 
     def resume(self) -> None:
-        with self._cond:
-            self._paused = False
-            self._step_budget = 0
-            self._cond.notify_all()
+        self.change(paused=False)
 
     def step(self, n: int = 1) -> None:
         """While paused: let exactly n more batched steps run."""
-        with self._cond:
-            self._step_budget += n
-            self._cond.notify_all()
+        self.change(steps_granted=self._state.steps_granted + n)
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    def faster(self) -> float | None:
-        with self._cond:
-            self._speed_index = min(self._speed_index + 1, len(SPEEDS) - 1)
-            return SPEEDS[self._speed_index]
-
-    def slower(self) -> float | None:
-        with self._cond:
-            self._speed_index = max(self._speed_index - 1, 0)
-            return SPEEDS[self._speed_index]
+        self.change(stop=True)
 
     def set_speed(self, speed: float | None) -> None:
-        """Set the limit to one of SPEEDS (what another process's +/- chose)."""
-        with self._cond:
-            self._speed_index = SPEEDS.index(speed)
-            self._cond.notify_all()
+        if speed not in SPEEDS:
+            raise ValueError(f"speed {speed} is not one of {SPEEDS}")
+        self.change(speed=speed)
+
+    def faster(self) -> float | None:
+        self.set_speed(SPEEDS[min(SPEEDS.index(self.speed) + 1, len(SPEEDS) - 1)])
+        return self.speed
+
+    def slower(self) -> float | None:
+        self.set_speed(SPEEDS[max(SPEEDS.index(self.speed) - 1, 0)])
+        return self.speed
 
     def set_greedy(self, on: bool) -> None:
-        with self._cond:
-            self._greedy = on
-            self._cond.notify_all()
+        self.change(greedy=on)
 
     def request_save(self) -> None:
-        with self._cond:
-            self.save_requested = True
-            self._cond.notify_all()
+        self.change(saves_requested=self._state.saves_requested + 1)
 
-    # --- what the loop reads ------------------------------------------------
+    def grant_frame(self) -> None:
+        """The view is ready for one more frame."""
+        self.change(frames_granted=self._state.frames_granted + 1)
+
+    # --- what the run reads ---------------------------------------------------
     @property
     def paused(self) -> bool:
-        return self._paused
+        return self._state.paused
 
     @property
     def stopped(self) -> bool:
-        return self._stopped
+        return self._state.stop
 
     @property
     def greedy(self) -> bool:
-        return self._greedy
+        return self._state.greedy
 
     @property
     def speed(self) -> float | None:
-        return SPEEDS[self._speed_index]
+        return self._state.speed
 
-    def wait_turn(self, on_save: Callable[[], None] | None = None,
-                  on_pause: Callable[[], None] | None = None) -> bool:
+    @property
+    def save_due(self) -> bool:
+        return self._state.saves_requested > self._saves_done
+
+    def save_taken(self) -> None:
+        self._saves_done = self._state.saves_requested
+
+    def wait_turn(self, on_idle: Callable[[], None] | None = None) -> bool:
         """Block until the loop may take one batched step. False means: stop now.
 
-        A save asked for while paused is done here (on_save), so `s` works on a paused run;
-        on_pause is called once as the loop settles into a pause (to say so to views).
+        While paused, on_idle is called as the loop settles into the pause and again after
+        every change of state (a save or a frame asked for, a view switched), outside the lock.
         """
         with self._cond:
-            announced = False
-            while self._paused and self._step_budget == 0 and not self._stopped:
-                todo = None
-                if self.save_requested and on_save is not None:
-                    todo = on_save
-                elif not announced and on_pause is not None:
-                    todo, announced = on_pause, True
-                if todo is None:
-                    self._cond.wait(timeout=0.25)
+            seen: ControlState | None = None
+            while self._state.paused and self._steps_used >= self._state.steps_granted \
+                    and not self._state.stop:
+                if on_idle is not None and self._state is not seen:
+                    seen = self._state
+                    self._cond.release()
+                    try:
+                        on_idle()
+                    finally:
+                        self._cond.acquire()
                     continue
-                self._cond.release()  # a save takes a while: views may pause/stop meanwhile
-                try:
-                    todo()
-                finally:
-                    self._cond.acquire()
-            if self._stopped:
+                self._cond.wait(timeout=IDLE_WAIT)
+            if self._state.stop:
                 return False
-            if self._paused:
-                self._step_budget -= 1
+            if self._state.paused:
+                self._steps_used += 1
                 return True
-            speed = SPEEDS[self._speed_index]
+            speed = self._state.speed
             if speed is not None:
                 deadline = self._last_step + 1.0 / speed
-                while not self._stopped and not self._paused:
+                while not self._state.stop and not self._state.paused:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
-                    self._cond.wait(timeout=min(left, 0.25))
-                if self._stopped:
+                    self._cond.wait(timeout=min(left, IDLE_WAIT))
+                if self._state.stop:
                     return False
             self._last_step = time.monotonic()
             return True

@@ -9,6 +9,7 @@ import torch
 
 from marl_tui.algos.base import Algorithm
 from marl_tui.envs.base import BatchedEnv
+from marl_tui.train.loop import Loop
 
 # Seed offsets of the envs greedy play uses, so they never replay the training env's stream.
 GREEDY_VIEW_SEED_OFFSET = 1_000_003
@@ -31,19 +32,13 @@ def acting_on(algo: Algorithm, env: BatchedEnv) -> Iterator[None]:
 
 def evaluate(algo: Algorithm, env: BatchedEnv, episodes: int) -> dict[str, float]:
     """The scenario's KPIs, averaged over `episodes` greedy episodes of every copy, and team return."""
-    obs, state = env.reset()
-    sums: dict[str, float] = {}
-    count = 0
-    team = torch.zeros(env.n_envs, device=env.device)
+    loop = Loop(env, algo, seed=None, learn=False)  # the env as built: its own seed
+    ends = []
     with acting_on(algo, env), torch.no_grad():
-        for _ in range(episodes * env.spec.episode_length):
-            out = algo.act(obs, state, explore=False)
-            res = env.step(out.actions)
-            team += res.reward.sum(-1)
-            for k, v in env.kpis(res.info).items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
-            obs, state = env.reset() if bool(res.done.all()) else (res.obs, res.state)
-    kpis = {k: v / count for k, v in sums.items()}
-    kpis["team_return"] = float(team.mean()) / episodes
+        while len(ends) < episodes:
+            _, ended = loop.step()
+            if ended is not None:
+                ends.append(ended)
+    kpis = {k: sum(e.kpis[k] for e in ends) / episodes for k in ends[0].kpis}
+    kpis["team_return"] = sum(e.team_return for e in ends) / episodes
     return kpis

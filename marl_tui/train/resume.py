@@ -31,7 +31,9 @@ from marl_tui.train.checkpoint import (
     set_rng_state,
 )
 from marl_tui.train.controls import Controls
-from marl_tui.train.trainer import RunConfig, Trainer
+from marl_tui.train.build import build_run
+from marl_tui.train.run import Run
+from marl_tui.train.run_config import RunConfig
 
 # What a state_dict that does not fit raises while loading.
 _LOAD_ERRORS = (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
@@ -67,7 +69,7 @@ def run_config_from(ckpt: dict[str, Any], path: Path, *, out_dir: Path | None,
     )
 
 
-def _does_not_fit(trainer: Trainer, ckpt: dict[str, Any], path: Path, exc: BaseException) -> UserError:
+def _does_not_fit(trainer: Run, ckpt: dict[str, Any], path: Path, exc: BaseException) -> UserError:
     """The one line for a checkpoint whose state a trainer cannot take."""
     saved = str(ckpt["config"].get("device", "cpu"))
     if saved.split(":")[0] != trainer.device.type:
@@ -79,7 +81,7 @@ def _does_not_fit(trainer: Trainer, ckpt: dict[str, Any], path: Path, exc: BaseE
     )
 
 
-def load_algorithm(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
+def load_algorithm(trainer: Run, ckpt: dict[str, Any], path: Path) -> None:
     """Only the algorithm's state (networks, optimisers, buffers, generators); UserError if it
     does not fit the trainer."""
     try:
@@ -88,7 +90,7 @@ def load_algorithm(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
         raise _does_not_fit(trainer, ckpt, path, exc) from None
 
 
-def restore_state(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
+def restore_state(trainer: Run, ckpt: dict[str, Any], path: Path) -> None:
     """Everything but metrics.csv: algorithm, env, loop state, global RNGs (no file changes)."""
     load_algorithm(trainer, ckpt, path)
     try:
@@ -102,7 +104,7 @@ def restore_state(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
         raise UserError(f"{path}: its random-generator states are damaged ({first_line(exc)})") from None
 
 
-def restore(trainer: Trainer, ckpt: dict[str, Any], path: Path, keep_rows: bool) -> str | None:
+def restore(trainer: Run, ckpt: dict[str, Any], path: Path, keep_rows: bool) -> str | None:
     """Load a validated checkpoint into a trainer built from the same config.
 
     keep_rows: the trainer writes into the run directory the checkpoint came from (resume):
@@ -115,10 +117,10 @@ def restore(trainer: Trainer, ckpt: dict[str, Any], path: Path, keep_rows: bool)
 
 def trainer_from_checkpoint(path: Path, *, out_dir: Path | None = None, steps: int | None = None,
                             device: str | None = None, controls: Controls | None = None,
-                            keep_rows: bool = False) -> tuple[Trainer, dict[str, Any]]:
+                            keep_rows: bool = False) -> tuple[Run, dict[str, Any]]:
     """Build the checkpoint's trainer and restore it. Returns (trainer, checkpoint)."""
     ckpt = read_checkpoint(path)
-    trainer = Trainer(run_config_from(ckpt, path, out_dir=out_dir, steps=steps, device=device),
+    trainer = build_run(run_config_from(ckpt, path, out_dir=out_dir, steps=steps, device=device),
                       controls=controls)
     restore(trainer, ckpt, path, keep_rows=keep_rows)
     return trainer, ckpt
@@ -175,7 +177,7 @@ def check_belongs(ckpt: dict[str, Any], ckpt_path: Path, run_dir: Path) -> None:
                                 "resume the run it came from")
 
 
-def load_checkpoint_into(trainer: Trainer, path: Path) -> dict[str, Any]:
+def load_checkpoint_into(trainer: Run, path: Path) -> dict[str, Any]:
     """For the app's `--load`: restore a checkpoint into a trainer built for the same algorithm,
     scenario and number of copies (UserError otherwise). Training then continues from it.
 

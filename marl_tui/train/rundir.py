@@ -163,7 +163,7 @@ def lock_run_dir(path: Path) -> RunLock:
 
 
 def init_run_dir(trainer: Any, run_dir: Path) -> Path:
-    """Make a fresh run directory for a Trainer: the scenario file as given and config.toml."""
+    """Make a fresh run directory for a Run: the scenario file as given and config.toml."""
     try:
         prepare_new(run_dir)
         atomic_write_bytes(run_dir / "scenario.toml", trainer.run_config.scenario.text.encode("utf-8"))

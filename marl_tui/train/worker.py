@@ -1,171 +1,137 @@
-"""The app's training process: one Trainer, steered and watched over a pipe.
+"""The app's training process: one Run, steered by ControlStates and watched through frames.
 
 Why a process and not a thread: in one process the screen and the training loop share the
 interpreter lock, and the screen's ~10 % of it slowed a fast loop by as much. In its own
-process the loop runs as fast as `marl-tui train` does. remote.TrainerProcess starts this
+process the loop runs as fast as `marl-tui train` does. stream/sources.LiveSource starts this
 and is the app's side of the pipe.
 
-Messages are pickled tuples of plain data:
-  app -> here:  ("pause",) ("resume",) ("step", n) ("speed", s) ("greedy", on) ("save",)
-                ("explain",) ("stop",)
-  here -> app:  ("ready", RunInfo) or ("failed", one line); then, as the trainer publishes,
-                ("stats", Stats without histories, new StepRecords, histories or None) and
-                ("explain", (greedy view?, step), numbers) or ("explain_failed", one line).
-The pipe closing (the app has gone) stops the run, which then saves like any stopped run.
+Over the pipe travel only the typed messages of stream/frames.py, in their one codec:
+  app -> here:  ControlState (the whole state, on every change)
+  here -> app:  Ready or Failed once; then Frame (when the app has asked for one) and Progress.
+A message that does not decode is written to this process's log (RUN_DIR/train.log) and
+skipped. The pipe closing (the app has gone) stops the run, which then saves like any
+stopped run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import math
 import os
-import pickle
 import signal
+import sys
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
-from marl_tui.envs.base import EnvSpec, Oracle
 from marl_tui.errors import UserError
+from marl_tui.stream.frames import (
+    ChartPoints,
+    ControlState,
+    Failed,
+    OracleView,
+    Ready,
+    StreamError,
+    ToApp,
+    decode_to_run,
+    encode,
+)
+from marl_tui.train.allocator import keep_freed_memory
+from marl_tui.train.build import build_run
+from marl_tui.train.callbacks.live_tap import LiveTap
 from marl_tui.train.controls import Controls
-from marl_tui.train.records import Stats
-from marl_tui.train.trainer import RunConfig, Trainer
+from marl_tui.train.run import Run
+from marl_tui.train.run_config import RunConfig
 
-HISTORY_SECONDS = 1.0  # chart histories (the bulk of a Stats) travel at most this often while running
-HISTORY_FIELDS = ("team_history", "agent_history", "loss_history")
-NO_HISTORIES = {"team_history": ((), ()), "agent_history": (), "loss_history": {}}
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What the app needs about a built run besides its Stats."""
-
-    oracle: Oracle
-    spec: EnvSpec
-    n_envs: int
-    total_steps: int
+LOG_NAME = "train.log"
 
 
 @dataclass(frozen=True)
 class WorkerStart:
-    """Everything the training process is started with (pickled into it)."""
+    """The training process's start arguments (multiprocessing hands them over once)."""
 
     run: RunConfig
-    paused: bool = False
-    speed: float | None = None
-    greedy: bool = False
-    stopped: bool = False
+    controls: ControlState
     load: Path | None = None  # continue from this checkpoint (`marl-tui run --load`)
-    trainer_factory: Callable[..., Trainer] | None = None  # a Trainer subclass (tests)
+    run_class: type[Run] = Run  # a Run subclass (tests)
 
 
 class Link:
-    """The sending end, shared by the training and command threads. A gone app is not an error."""
+    """The sending end, shared by the run's and the listener's threads. A gone app is not an error."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._lock = threading.Lock()
 
-    def send(self, *msg: Any) -> None:
-        data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+    def send(self, data: bytes) -> None:
         with self._lock, contextlib.suppress(OSError, ValueError):
             self.conn.send_bytes(data)
 
-
-class Publisher:
-    """The trainer's publish_hook: each fresh Stats goes out with the records made since."""
-
-    def __init__(self, trainer: Trainer, link: Link) -> None:
-        self.trainer, self.link = trainer, link
-        self._sent_at = -math.inf
-        self._sent_for: tuple[int, int] | None = None  # (episodes, updates) of the histories sent
-
-    def __call__(self, stats: Stats) -> None:
-        records = self.trainer.records.drain()
-        now = time.monotonic()
-        changed = (stats.episodes, stats.updates) != self._sent_for
-        histories = None
-        if changed and (stats.status != "running" or now - self._sent_at >= HISTORY_SECONDS):
-            histories = {k: getattr(stats, k) for k in HISTORY_FIELDS}
-            self._sent_at, self._sent_for = now, (stats.episodes, stats.updates)
-        self.link.send("stats", dataclasses.replace(stats, **NO_HISTORIES), records, histories)
+    def say(self, msg: ToApp) -> None:
+        self.send(encode(msg))
 
 
-class Commands:
-    """Applies the app's commands to the run's Controls; answers explain requests."""
-
-    def __init__(self, conn: Connection, trainer: Trainer, link: Link) -> None:
-        self.conn, self.trainer, self.link = conn, trainer, link
-
-    def apply(self, msg: tuple[Any, ...]) -> None:
-        controls, kind = self.trainer.controls, msg[0]
-        if kind == "pause":
-            controls.pause()
-        elif kind == "resume":
-            controls.resume()
-        elif kind == "step":
-            controls.step(int(msg[1]))
-        elif kind == "speed":
-            controls.set_speed(msg[1])
-        elif kind == "greedy":
-            controls.set_greedy(bool(msg[1]))
-        elif kind == "save":
-            controls.request_save()
-        elif kind == "stop":
-            controls.stop()
-        elif kind == "explain":
-            self.explain()
-
-    def explain(self) -> None:
-        try:
-            view, numbers = self.trainer.explain_step()
-        except Exception as exc:  # noqa: BLE001 - the app shows it; training goes on
-            self.link.send("explain_failed", f"{type(exc).__name__}: {exc}")
-        else:
-            self.link.send("explain", view, numbers)
-
-    def receive(self) -> bool:
-        """Apply one command; False after "stop" or once the app has gone (which stops the run)."""
-        try:
-            msg = pickle.loads(self.conn.recv_bytes())
-        except (EOFError, OSError):
-            self.trainer.controls.stop()
-            return False
-        self.apply(msg)
-        return msg[0] != "stop"
-
-    def serve(self) -> None:
-        while self.receive():
-            pass
+def _log(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(f"marl-tui training process: {line}", file=sys.stderr, flush=True)
 
 
-def pending(conn: Connection) -> tuple[list[tuple[Any, ...]], bool]:
-    """Commands already waiting in the pipe, and whether the run must stop (told so, or the
-    app has gone)."""
-    msgs: list[tuple[Any, ...]] = []
+def receive(conn: Connection, block: bool) -> tuple[list[ControlState], bool]:
+    """Control states waiting in the pipe (all of them, or at least one when block), and whether
+    the app has gone. Malformed messages are logged and skipped."""
+    states: list[ControlState] = []
     try:
-        while conn.poll():
-            msgs.append(pickle.loads(conn.recv_bytes()))
-            if msgs[-1][0] == "stop":
-                return msgs, True
+        while (block and not states) or conn.poll():
+            data = conn.recv_bytes()
+            try:
+                states.append(decode_to_run(data))
+            except StreamError as exc:
+                _log(f"skipped {exc}")
     except (EOFError, OSError):
-        return msgs, True
-    return msgs, False
+        return states, True
+    return states, False
 
 
-def build(start: WorkerStart, controls: Controls) -> Trainer:
-    """The Trainer (from the checkpoint when asked); its run directory is not written yet."""
-    trainer = (start.trainer_factory or Trainer)(start.run, controls=controls)
-    if start.load is not None:
-        from marl_tui.train.resume import load_checkpoint_into
+def listen(conn: Connection, controls: Controls) -> None:
+    """Apply the app's states until it stops the run or goes away (which stops it too)."""
+    while True:
+        states, gone = receive(conn, block=True)
+        for state in states:
+            controls.apply(state)
+        if gone:
+            controls.stop()
+            return
+        if controls.stopped:
+            return
 
-        load_checkpoint_into(trainer, start.load)
-    return trainer
+
+def ready_message(run: Run) -> Ready:
+    oracle = run.oracle
+    return Ready(
+        spec=run.env.spec, n_envs=run.env.n_envs, total_steps=run.total_steps,
+        oracle=OracleView(summary=oracle.summary, kpis=dict(oracle.kpis), team_return=oracle.team_return,
+                          has_policy=oracle.has_policy,
+                          values={k: float(v) for k, v in oracle.values.items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}),
+        history=ChartPoints(
+            episodes=tuple((x, y, tuple(s.y[k] for s in run.agent_history))
+                           for k, (x, y) in enumerate(zip(run.team_history.x, run.team_history.y, strict=True))),
+            losses={name: tuple(zip(s.x, s.y, strict=True)) for name, s in run.loss_history.items()},
+        ),
+    )
+
+
+def _output_to(run_dir: Path | None) -> None:
+    """The screen is the app's: this process's stdout goes nowhere, its stderr (warnings, a
+    traceback, skipped messages) nowhere until the run directory exists, then into its
+    train.log."""
+    quiet = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(quiet, 1)
+    target = quiet
+    if run_dir is not None:
+        with contextlib.suppress(OSError):
+            target = os.open(run_dir / LOG_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(target, 2)
 
 
 def serve(conn: Connection, start: WorkerStart) -> None:
@@ -175,44 +141,43 @@ def serve(conn: Connection, start: WorkerStart) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    # The screen is the app's: a stray warning or traceback from here must not draw over it.
-    # (What goes wrong in training reaches the app as stats.error.)
-    quiet = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(quiet, 1)
-    os.dup2(quiet, 2)
-    early, stop = pending(conn)
-    if start.stopped or stop:
-        return  # the app quit (or this run was dropped) before it was built: write nothing
+    keep_freed_memory()  # the process that trains: no page faults step after step
+    _output_to(None)
+    controls = Controls(start.controls)
     link = Link(conn)
-    controls = Controls(paused=start.paused)
-    controls.set_speed(start.speed)
-    controls.set_greedy(start.greedy)
+
+    def caught_up() -> bool:
+        """Apply what the app said meanwhile; False when the run must not start."""
+        states, gone = receive(conn, block=False)
+        for state in states:
+            controls.apply(state)
+        return not (gone or controls.stopped)
+
+    if not caught_up():
+        return  # the app quit (or dropped this run) before it was built: write nothing
     try:
-        trainer = build(start, controls)
-        later, stop = pending(conn)  # a pause or a speed chosen while it was built acts before step one
-        if stop:
+        run = build_run(start.run, controls, extra=[LiveTap(link.send)], run_class=start.run_class)
+        if start.load is not None:
+            from marl_tui.train.resume import load_checkpoint_into
+
+            load_checkpoint_into(run, start.load)
+        if not caught_up():
             return  # dropped while it was built (a quick restart, quit): write nothing
         if start.run.out_dir is not None:
             from marl_tui.train.rundir import init_run_dir
 
-            init_run_dir(trainer, start.run.out_dir)
+            init_run_dir(run, start.run.out_dir)
+            _output_to(start.run.out_dir)
     except UserError as exc:
-        link.send("failed", str(exc))
+        link.say(Failed(str(exc)))
         return
     except Exception as exc:  # noqa: BLE001 - one line in the app, never a hang
-        link.send("failed", f"{type(exc).__name__}: {exc}")
+        link.say(Failed(f"{type(exc).__name__}: {exc}"))
         return
-    oracle = dataclasses.replace(trainer.oracle, extra={})  # extra may hold tensors; views never read it
-    link.send("ready", RunInfo(oracle=oracle, spec=trainer.env.spec, n_envs=trainer.env.n_envs,
-                               total_steps=trainer.total_steps))
-    trainer.publish_hook = Publisher(trainer, link)
-    commands = Commands(conn, trainer, link)
-    for msg in early + later:
-        commands.apply(msg)
-    trainer.publish()
-    listener = threading.Thread(target=commands.serve, name="marl-tui-commands", daemon=True)
+    link.say(ready_message(run))
+    listener = threading.Thread(target=listen, args=(conn, controls), name="marl-tui-controls", daemon=True)
     listener.start()
-    with contextlib.suppress(Exception):  # already sent as stats.error
-        trainer.run()
-    if trainer.status != "stopped":
-        listener.join()  # finished or failed: the screen may still ask about the policy, until it lets go
+    with contextlib.suppress(Exception):  # already in run.error, sent as Progress
+        run.run()
+    if run.status != "stopped":
+        listener.join()  # finished or failed: the app may still look, until it lets go

@@ -3,9 +3,9 @@
     MarlApp()                      # picker first (`marl-tui`)
     MarlApp(request=RunRequest())  # straight to the dashboard (`marl-tui run`)
 
-Options used by tests, screenshots and benchmarks: start_paused (Controls(paused=True)),
-run_dir (where runs are written; `no_run_dir` writes nothing) and trainer_factory (a
-Trainer subclass, e.g. one that fails on purpose).
+Options used by tests, screenshots and benchmarks: start_paused (runs start paused), run_dir
+(where runs are written; `no_run_dir` writes nothing) and run_class (a Run subclass, e.g. one
+that fails on purpose).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import asyncio
 import gc
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
 
-from marl_tui.train.remote import warm_up
+from marl_tui.stream.frames import ControlState
+from marl_tui.stream.sources import warm_up
+from marl_tui.train.run import Run
 from marl_tui.tui.session import RunDirFactory, RunRequest, RunSession, unique_run_dir
 
 
@@ -42,7 +43,7 @@ class MarlApp(App[None]):
 
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
-                 trainer_factory: Callable[..., Any] | None = None,
+                 run_class: type[Run] = Run,
                  quit_on_signals: bool = False) -> None:
         super().__init__()
         self.quit_on_signals = quit_on_signals  # SIGTERM/SIGHUP quit like q (launch_app sets it)
@@ -50,7 +51,7 @@ class MarlApp(App[None]):
         self.device = device
         self.start_paused = start_paused
         self.run_dir_factory = run_dir
-        self.trainer_factory = trainer_factory
+        self.run_class = run_class
         self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
         warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
@@ -73,10 +74,11 @@ class MarlApp(App[None]):
 
         return PickerScreen(device=self.device, select=select)
 
-    def new_session(self, request: RunRequest, paused: bool | None = None) -> RunSession:
+    def new_session(self, request: RunRequest, controls: ControlState | None = None) -> RunSession:
+        """A session for `request`, starting in `controls` (default: paused if start_paused)."""
         session = RunSession(request, run_dir=self.run_dir_factory,
-                             paused=self.start_paused if paused is None else paused,
-                             trainer_factory=self.trainer_factory)
+                             controls=controls or ControlState(paused=self.start_paused),
+                             run_class=self.run_class)
         self.all_sessions.append(session)
         return session
 

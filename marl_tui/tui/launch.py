@@ -41,7 +41,7 @@ def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, de
              overrides: dict[str, Any]) -> None:
     """Bad options fail here as one line (exit 2), before the screen is taken over."""
     from marl_tui.algos.registry import algorithm_class, resolve_hparams
-    from marl_tui.train.trainer import resolve_device
+    from marl_tui.train.run_config import resolve_device
 
     algorithm_class(algo)
     if steps is not None and steps <= 0:
@@ -89,9 +89,9 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
                 _say("marl-tui: the training process is still saving; it finishes on its own")
         for session in app.all_sessions:  # quit before a run was built: leave no empty folder
             session.discard_unused_dir()
-        saved = [s for s in app.all_sessions if s.run_dir is not None and s.trainer is not None]
+        saved = [s for s in app.all_sessions if s.run_dir is not None and s.source is not None]
         where = saved[-1].run_dir if saved else None
-        status = saved[-1].trainer.stats.status if saved else None
+        status = saved[-1].source.status if saved else None
         if where is not None and code > 128:  # ended by a signal
             _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
                  f"continue it with `marl-tui resume {where}`")

@@ -1,11 +1,10 @@
 """One training run as the app sees it: what was asked, its training process, its folder.
 
-The run trains in its own process (train/remote.py): the screen and the loop then each have
-a core instead of sharing one interpreter. Starting it takes a moment (the first time the
-fork server imports torch; then the scenario's oracle and the networks), so the app calls
+The run trains in its own process (stream/sources.LiveSource): the screen and the loop then
+each have a core instead of sharing one interpreter. Starting it takes a moment (the first time
+the fork server imports torch; then the scenario's oracle and the networks), so the app calls
 `build()` from a worker thread; everything else here is quick. The app reads the run only
-through the TrainerProcess: stats, records.drain(), request_explain()/take_explain(), info
-(oracle, spec, copies) and controls.
+through its source: frames, progress, ready (oracle, spec, copies) and controls.
 """
 
 from __future__ import annotations
@@ -17,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from marl_tui.config import Scenario
-from marl_tui.train.remote import RemoteControls, TrainerProcess
+from marl_tui.stream.frames import ControlState
+from marl_tui.stream.sources import LiveSource
+from marl_tui.train.controls import Controls
+from marl_tui.train.run import Run
 
 
 @dataclass(frozen=True)
@@ -80,16 +82,26 @@ class RunSession:
     """Builds, starts and stops one training process; the dashboard owns one at a time."""
 
     def __init__(self, request: RunRequest, run_dir: RunDirFactory = unique_run_dir,
-                 paused: bool = False, trainer_factory: Callable[..., Any] | None = None) -> None:
+                 controls: ControlState | None = None, run_class: type[Run] = Run) -> None:
         self.request = request
-        self.controls = RemoteControls(paused=paused)
         self._run_dir_factory = run_dir
-        self._trainer_factory = trainer_factory  # a Trainer subclass (importable: it is pickled)
+        self._run_class = run_class  # a Run subclass (tests; importable: it is pickled)
         self.run_dir: Path | None = None  # once the run is built in it
         self.reserved_dir: Path | None = None  # made (empty) for the run before it is built
-        self.trainer: TrainerProcess | None = None  # set once the run is built and training
-        self.process: TrainerProcess | None = None
+        self.source: LiveSource | None = None  # set once the run is built and training
+        self.process = LiveSource(self._config(None), controls, load=request.load, run_class=run_class)
         self.build_error: str | None = None
+
+    @property
+    def controls(self) -> Controls:
+        return self.process.controls
+
+    def _config(self, run_dir: Path | None) -> Any:
+        from marl_tui.train.run_config import RunConfig
+
+        r = self.request
+        return RunConfig(scenario=r.scenario, algo=r.algo, steps=r.steps, seed=r.seed, n_envs=r.n_envs,
+                         device=r.device, overrides=dict(r.overrides), out_dir=run_dir)
 
     def build(self) -> None:
         """Slow: start the training process and wait until it has built the run. Errors land
@@ -97,15 +109,8 @@ class RunSession:
         from marl_tui.errors import UserError
 
         try:
-            from marl_tui.train.run_config import RunConfig
-
-            r = self.request
-            run_dir = self.reserved_dir = self._run_dir_factory(r)
-            cfg = RunConfig(scenario=r.scenario, algo=r.algo, steps=r.steps, seed=r.seed,
-                            n_envs=r.n_envs, device=r.device, overrides=dict(r.overrides),
-                            out_dir=run_dir)
-            self.process = TrainerProcess(cfg, self.controls, load=r.load,
-                                          trainer_factory=self._trainer_factory)
+            run_dir = self.reserved_dir = self._run_dir_factory(self.request)
+            self.process.run_config = self._config(run_dir)
             self.process.start()
             error = self.process.wait_ready()
             if error is not None:
@@ -113,7 +118,7 @@ class RunSession:
                 self.discard_unused_dir()
                 return
             self.run_dir = run_dir
-            self.trainer = self.process
+            self.source = self.process
         except UserError as exc:
             self.build_error = str(exc)
         except Exception as exc:  # noqa: BLE001 - shown in the app, never a crash
@@ -121,7 +126,7 @@ class RunSession:
 
     def discard_unused_dir(self) -> None:
         """Remove the reserved run directory of a run that was never built (only if empty)."""
-        if self.trainer is None and self.reserved_dir is not None:
+        if self.source is None and self.reserved_dir is not None:
             with contextlib.suppress(OSError):
                 self.reserved_dir.rmdir()
 
@@ -132,4 +137,4 @@ class RunSession:
 
     def wait_stopped(self, timeout: float) -> bool:
         """True once the training process has ended (or never started)."""
-        return self.process is None or self.process.join(timeout)
+        return self.process.join(timeout)

@@ -1,28 +1,34 @@
-"""The live dashboard: status, the scenario panel, "why", and charts for one run.
+"""The live dashboard: status, the scenario panel, "why", and charts for one run — one moment.
 
-The run trains in its own process and never calls the UI; what it publishes arrives on a
-receiver thread. This screen polls ten times a second (set_interval, started in on_mount):
-it drains the record queue, reads the latest Stats snapshot, and updates the panels in one
-batch. Charts redraw about once a second and only when their data changed; the algorithm's
-numbers (explain) are asked for about once a second while running, and once per step while
-paused; they arrive by a later poll, stamped with the step they belong to.
+The run trains in its own process and pushes typed frames (stream/frames.py). Its source wakes
+this screen with a coalescing message; the screen takes the newest frame and sets its reactive
+`frame`, and every panel renders that one frame: the status line's step, the scenario panel,
+the why panel's numbers (for the decision taken in that step) and the charts' last points all
+belong to the same step. Counters that tick faster (env steps, steps/s) come as Progress and
+are shown apart.
+
+The screen sets the pace: it asks the run for the next frame (Controls.grant_frame) once it has
+drawn one — at full speed after FRAME_SECONDS, at a slow speed at once (each step shows), and
+while paused only with `n`, a pause or a switch of view.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
+from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer
 
 from marl_tui.config import HEADLINE_KPI
-from marl_tui.train.controls import SPEEDS
+from marl_tui.stream.frames import ChartPoints, Frame, Progress
+from marl_tui.train.stats import BoundedSeries
 from marl_tui.tui.commands import RunCommands
 from marl_tui.tui.session import RunSession
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
@@ -31,14 +37,42 @@ from marl_tui.tui.widgets.scene import SceneData, scene_panel_for
 from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label
 from marl_tui.tui.widgets.why import WhyData, WhyPanel
 
-POLL_SECONDS = 0.1  # records and stats
-STATUS_SECONDS = 0.25  # the status line's counters while running (a change of state, speed or view shows at once)
-SCENE_SECONDS = 0.5  # scenario panel redraws at full speed (each poll when paused or slowed)
-CHART_SECONDS = 1.0  # chart redraws while running (only when their data changed); plotext is the costly part
-EXPLAIN_SECONDS = 1.0  # explain() while running
-RECENT = 300  # records kept for the panels' short histories
+FRAME_SECONDS = 0.5  # at full speed, a new frame (every panel redrawn) at most this often
+EVERY_STEP_SPEED = 10  # at this speed limit or slower, every step is a frame
+STATUS_SECONDS = 0.25  # progress counters on the status line while running
 TITLES = {"maddpg": "MADDPG", "mappo": "MAPPO", "qmix": "QMIX", "random": "random baseline",
           "oracle": "oracle baseline"}
+
+
+class RunNews(Message):
+    """The run's source has something new (a frame, progress, its end). Only the newest
+    matters: the source keeps the newest frame and merges the chart points of any skipped."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunNews)
+
+
+class RunBuilt(Message):
+    """The session's build finished (the run is training, or build_error says why not)."""
+
+
+class ChartHistory:
+    """The charts' data on the screen's side: every point the frames brought, bounded."""
+
+    def __init__(self, agents: int) -> None:
+        self.team = BoundedSeries()
+        self.agents = [BoundedSeries() for _ in range(agents)]
+        self.losses: dict[str, BoundedSeries] = {}
+
+    def add(self, points: ChartPoints) -> None:
+        for x, team, agents in points.episodes:
+            self.team.append(x, team)
+            for series, y in zip(self.agents, agents, strict=False):
+                series.append(x, y)
+        for name, pairs in points.losses.items():
+            series = self.losses.setdefault(name, BoundedSeries())
+            for x, y in pairs:
+                series.append(x, y)
 
 
 class DashboardScreen(Screen[None]):
@@ -58,36 +92,25 @@ class DashboardScreen(Screen[None]):
         Binding("q", "quit", "quit", tooltip="stop training and quit"),
     ]
 
-    def __init__(self, session: RunSession, *, new_session: Any = None) -> None:
+    frame: reactive[Frame | None] = reactive(None, always_update=True, init=False)
+    progress: reactive[Progress | None] = reactive(None, always_update=True, init=False)
+
+    def __init__(self, session: RunSession, *, new_session: object = None) -> None:
         super().__init__()
         self.session = session
-        self._new_session = new_session  # callable(request, paused) -> RunSession (restart)
+        self._new_session = new_session  # callable(request, controls) -> RunSession (restart)
         self.scene = scene_panel_for(session.request.scenario.kind)
         self._reset_view_state()
 
     def _reset_view_state(self) -> None:
-        self.record: Any = None  # the StepRecord on screen
-        self.recent: deque[Any] = deque(maxlen=RECENT)  # records of copy 0, for short histories
-        self.stats: Any = None  # the Stats on screen
-        self._want: tuple[bool, int] | None = None  # (greedy view?, step) that `n` asked for
-        self._fast_until = 0.0
-        self._started = False
-        self._state = ""
-        self._explain_at = 0.0
-        # Explains are stamped with their view and step: (greedy view?, steps of that view).
-        self._asked_for: tuple[bool, int] | None = None  # when explain was last asked for
-        self._explained: tuple[bool, int] | None = None  # of the numbers on screen
-        self._exact: dict[int, dict[str, Any]] = {}  # the latest few training explains, by step
-        self._explain_after: tuple[bool, int] | None = None
-        self._charts_at = 0.0
-        self._scene_at = 0.0
+        self.charts: ChartHistory | None = None
+        self._grant_timer: Timer | None = None
+        self._frame_at = 0.0
         self._status_at = 0.0
-        self._status_mode: tuple[Any, ...] = ()  # (state, speed, greedy view) last shown
-        self._explain_errors = 0
-        self._scene_dirty = False
+        self._state = ""
         self._save_note: str | None = None
         self._save_asked = False
-        self.polls = 0
+        self.frames_shown = 0
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -105,8 +128,7 @@ class DashboardScreen(Screen[None]):
         sc = self.session.request.scenario
         self.scene.border_title = sc.name if sc.kind in sc.name else f"{sc.kind} · {sc.name}"
         self._build()
-        self.set_interval(POLL_SECONDS, self.poll)
-        self.poll()
+        self._show_status()
         self.scene.focus()
 
     def on_unmount(self) -> None:
@@ -114,85 +136,96 @@ class DashboardScreen(Screen[None]):
 
     # ------------------------------------------------------------------ run lifecycle
     def _build(self) -> None:
-        """Start the training process from a plain daemon thread (it waits for the run to be
-        built); poll() sees it once it is training."""
-        threading.Thread(target=self.session.build, name="marl-tui-build", daemon=True).start()
+        """Start the training process from a plain thread (it waits for the run to be built)."""
+        session = self.session
+
+        def build() -> None:
+            session.build()
+            if session is self.session:  # not restarted meanwhile
+                self.post_message(RunBuilt())
+
+        threading.Thread(target=build, name="marl-tui-build", daemon=True).start()
+
+    def on_run_built(self, message: RunBuilt) -> None:
+        s = self.session
+        if s.source is None:
+            self._show_error(s.build_error or "", building=True)
+            self._state_changed()
+            return
+        ready = s.source.ready
+        self.charts = ChartHistory(ready.spec.n_agents)
+        self.charts.add(ready.history)
+        source = s.source
+        source.on_news = lambda: self.post_message(RunNews()) if source is self.session.source else None
+        s.controls.grant_frame()
+        self.on_run_news(RunNews())
 
     def state(self) -> str:
         s = self.session
         if s.build_error:
             return "error"
-        if s.trainer is None:
+        if s.source is None:
             return "building"
-        status = s.trainer.stats.status
+        status = s.source.status
         if status in ("error", "finished", "stopped"):
             return status
         return "paused" if s.controls.paused else "running"
 
-    # ------------------------------------------------------------------ polling
-    def poll(self) -> None:
-        """Ten times a second: drain records, read stats, update the panels that are due."""
-        self.polls += 1
-        s = self.session
-        t = s.trainer
-        self._started = t is not None
-        state = self.state()
-        if t is None:
-            self._show_status(state, None)
-            if state == "error":
-                self._show_error(s.build_error or "", building=True)
-            self._state_changed(state)
+    # ------------------------------------------------------------------ what the run pushed
+    def on_run_news(self, message: RunNews) -> None:
+        source = self.session.source
+        if source is None:
             return
-        records = t.records.drain()
-        stats = t.stats
-        self.stats = stats
-        self.recent.extend(records)
-        # Only the view on screen: records of the other one may still come after a switch.
-        records = [r for r in records if r.greedy == s.controls.greedy]
-        if records:
-            record = records[-1]
-            if self._want is not None:
-                exact = [r for r in records if (r.greedy, r.iteration) == self._want]
-                if exact:
-                    record = exact[0]
-                if record.greedy == self._want[0] and record.iteration >= self._want[1]:
-                    self._want = None
-            self.record = record
-            self._scene_dirty = True
-        self._show_status(state, stats)
+        self.progress = source.progress
+        taken = source.take_frame()
+        if taken is not None:
+            frame, points = taken
+            for p in points:
+                self.charts.add(p)
+            self.frame = frame
+
+    def watch_progress(self, progress: Progress | None) -> None:
         now = time.monotonic()
-        self._take_why()
-        if state == "running":
-            if now - self._explain_at >= EXPLAIN_SECONDS:
-                self._ask_why(self._view_step())
-        elif self._asked_for != self._view_step():  # a finished or failed run still answers
-            self._ask_why(self._view_step())
-        watched = state != "running" or s.controls.speed is not None  # someone follows steps
-        if self._scene_dirty and (watched or now - self._scene_at >= SCENE_SECONDS):
-            self._scene_dirty = False
-            self._scene_at = now
-            self._show_scene()
-        if state != "running" or now - self._charts_at >= CHART_SECONDS:
-            self._charts_at = now
-            self._show_charts(stats)
-        if state == "error":
-            self._show_error(stats.error or "unknown error")
-        note = stats.save_note
+        if self.state() != "running" or now - self._status_at >= STATUS_SECONDS:
+            self._show_status()
+        note = progress.save_note if progress else None
         if note and note != self._save_note:
             self._save_note = note
             if self._save_asked:
                 self._save_asked = False
                 self.notify(note, timeout=4, severity="warning" if "not saved" in note else "information")
-        self._state_changed(state)
+        if progress is not None and progress.status == "error":
+            self._show_error(progress.error or "unknown error")
+        self._state_changed()
 
-    def _fast_poll(self) -> None:
-        """After `n`: look every 10 ms until the asked-for step and its numbers are on screen."""
-        self.poll()
-        waiting = self._want is not None or self._explained != self._asked_for
-        if waiting and time.monotonic() < self._fast_until:
-            self.set_timer(0.01, self._fast_poll)
+    def watch_frame(self, frame: Frame | None) -> None:
+        """Every panel renders this one frame."""
+        if frame is None:
+            return
+        self.frames_shown += 1
+        self._frame_at = time.monotonic()
+        self._show_status()
+        self._show_scene(frame)
+        self._show_why(frame)
+        self._show_charts()
+        self._next_grant()
 
-    def _state_changed(self, state: str) -> None:
+    def _next_grant(self) -> None:
+        """Ask for the next frame: at once when every step is watched, after FRAME_SECONDS at
+        full speed, never while paused (n, space and e ask for theirs)."""
+        if self._grant_timer is not None:
+            self._grant_timer.stop()
+            self._grant_timer = None
+        if self.state() != "running":
+            return
+        speed = self.session.controls.speed
+        if speed is not None and speed <= EVERY_STEP_SPEED:
+            self.session.controls.grant_frame()
+        else:
+            self._grant_timer = self.set_timer(FRAME_SECONDS, self.session.controls.grant_frame)
+
+    def _state_changed(self) -> None:
+        state = self.state()
         if state != self._state:
             self._state = state
             self.refresh_bindings()
@@ -209,100 +242,49 @@ class DashboardScreen(Screen[None]):
                     f"train on from it: marl-tui run --load {where} (e: greedy view)", timeout=20)
 
     # ------------------------------------------------------------------ panels
-    def _show_status(self, state: str, stats: Any) -> None:
+    def _show_status(self) -> None:
         s, req = self.session, self.session.request
-        now, mode = time.monotonic(), (state, s.controls.speed, s.controls.greedy)
-        if state == "running" and mode == self._status_mode and now - self._status_at < STATUS_SECONDS:
-            return  # counters only: a few times a second is enough to read, and costs less
-        self._status_at, self._status_mode = now, mode
-        oracle = s.trainer.info.oracle if s.trainer is not None else None
+        self._status_at = time.monotonic()
+        ready = s.source.ready if s.source is not None else None
         self.query_one(StatusLine).show(StatusInfo(
-            scenario=req.scenario.name, algo=TITLES.get(req.algo, req.algo), state=state,
-            stats=stats, speed=s.controls.speed, headline=HEADLINE_KPI.get(req.scenario.kind, ""),
-            oracle_kpis=dict(oracle.kpis) if oracle else {},
-            oracle_return=oracle.team_return if oracle else None,
+            scenario=req.scenario.name, algo=TITLES.get(req.algo, req.algo), state=self.state(),
+            frame=self.frame, progress=self.progress if s.source is not None else None,
+            speed=s.controls.speed, headline=HEADLINE_KPI.get(req.scenario.kind, ""),
+            oracle_kpis=dict(ready.oracle.kpis) if ready else {},
+            oracle_return=ready.oracle.team_return if ready else None,
             run_dir=str(s.run_dir) if s.run_dir else None, greedy=s.controls.greedy,
         ))
 
-    def _scene_data(self) -> SceneData:
-        info = self.session.trainer.info
-        r = self.record
-        explain = None
-        if r is not None and not r.greedy:
-            explain = self._exact.get(r.iteration - 1)
-        stats = self.stats
-        return SceneData(
-            record=r, kpis=dict(stats.kpis) if stats else {},
-            oracle_kpis=dict(info.oracle.kpis), oracle_values=dict(info.oracle.values),
-            model=self.session.request.scenario.model, agent_names=tuple(info.spec.agent_names),
-            episode_length=info.spec.episode_length, n_envs=info.n_envs, explain=explain,
+    def _show_scene(self, frame: Frame) -> None:
+        ready = self.session.source.ready
+        self.scene.show(SceneData(
+            record=frame.scene, greedy=frame.greedy, kpis=dict(frame.stats.kpis),
+            oracle_kpis=dict(ready.oracle.kpis), oracle_values=dict(ready.oracle.values),
+            model=self.session.request.scenario.model, agent_names=tuple(ready.spec.agent_names),
+            episode_length=ready.spec.episode_length, n_envs=ready.n_envs, explain=frame.explain,
             algo=self.session.request.algo, paused=self.state() == "paused",
-            recent=tuple(x for x in self.recent
-                         if r is None or x.greedy != r.greedy or x.iteration <= r.iteration),
-        )
+            recent=(*frame.trail, frame.scene),
+        ))
 
-    def _show_scene(self) -> None:
-        if self.session.trainer is not None:
-            self.scene.show(self._scene_data())
-
-    def _view_step(self) -> tuple[bool, int]:
-        """The view on screen (greedy?) and how many steps it has taken."""
-        greedy, s = self.session.controls.greedy, self.stats
-        if s is None:
-            return greedy, 0
-        return greedy, s.greedy_steps if greedy else s.iteration
-
-    def _ask_why(self, step: tuple[bool, int]) -> None:
-        """Ask the run for the algorithm's numbers; a later poll picks them up."""
-        self._explain_at = time.monotonic()
-        self._asked_for = step
-        self.session.trainer.request_explain()
-
-    def _take_why(self) -> None:
-        """Show the numbers that arrived, and keep them for the step they belong to."""
-        got = self.session.trainer.take_explain()
-        if got is None:
-            return
-        step, ex, failure = got
-        if failure is not None:
-            self._explain_errors += 1
-            self._explained = self._asked_for
-            if self.state() != "running":
-                self._show_why(None, note=f"explain() failed: {failure}")
-            return
-        if not isinstance(ex, dict):
-            ex = {"value": ex}
-        self._explained = self._explain_after = step
-        if step != self._asked_for:
-            self._asked_for = None  # asked again while this was on its way: ask once more
-        if not step[0]:
-            self._exact[step[1]] = ex
-            for k in sorted(self._exact)[:-4]:
-                del self._exact[k]
-        self._scene_dirty = True
-        self._show_why(ex)
-
-    def _show_why(self, ex: dict[str, Any] | None, note: str = "") -> None:
-        t = self.session.trainer
+    def _show_why(self, frame: Frame) -> None:
         req = self.session.request
-        spec = t.info.spec if t is not None else None
-        after = self._explain_after
+        spec = self.session.source.ready.spec
+        note = f"explain() failed: {frame.explain_error}" if frame.explain_error else ""
         self.query_one(WhyPanel).show(WhyData(
-            explain=ex, algo=req.algo, agent_names=tuple(spec.agent_names) if spec else (),
-            kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels) if spec else (),
-            after_step=after[1] if after else None, greedy=bool(after and after[0]), note=note,
-            reward_scale=spec.reward_scale if spec else 1.0,
+            explain=frame.explain, algo=req.algo, agent_names=tuple(spec.agent_names),
+            kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels),
+            after_step=frame.scene.step, greedy=frame.greedy, note=note, reward_scale=spec.reward_scale,
         ))
 
-    def _show_charts(self, stats: Any) -> None:
-        info = self.session.trainer.info
+    def _show_charts(self) -> None:
+        ready, charts = self.session.source.ready, self.charts
         self.query_one(ReturnChart).set_data(ReturnData(
-            team=stats.team_history, agents=tuple(stats.agent_history),
-            agent_names=tuple(info.spec.agent_names), oracle_team=info.oracle.team_return,
-            episode_length=info.spec.episode_length, cooperative=info.spec.cooperative,
+            team=charts.team.snapshot(), agents=tuple(s.snapshot() for s in charts.agents),
+            agent_names=tuple(ready.spec.agent_names), oracle_team=ready.oracle.team_return,
+            episode_length=ready.spec.episode_length, cooperative=ready.spec.cooperative,
         ))
-        self.query_one(LossChart).set_data(LossData(series=dict(stats.loss_history),
-                                                    algo=self.session.request.algo))
+        self.query_one(LossChart).set_data(LossData(
+            series={k: s.snapshot() for k, s in charts.losses.items()}, algo=self.session.request.algo))
 
     def _show_error(self, message: str, building: bool = False) -> None:
         self.query_one(ErrorView).show(
@@ -313,55 +295,50 @@ class DashboardScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         state = self.state()
         live = state in ("running", "paused")
-        greedy = self.session.controls.greedy
+        controls = self.session.controls
         if action == "pause":
-            return state in ("running", "building") and not self.session.controls.paused
+            return state in ("running", "building") and not controls.paused
         if action == "resume":
-            return state == "paused" or (state == "building" and self.session.controls.paused)
+            return state == "paused" or (state == "building" and controls.paused)
         if action == "step":
             return state == "paused"
         if action in ("faster", "slower"):
             return live or state == "building"
         if action == "greedy":
-            return live and not greedy
+            return live and not controls.greedy
         if action == "learn":
-            return live and greedy
+            return live and controls.greedy
         if action == "save":
             return True if live and self.session.run_dir is not None else (None if live else False)
         return True
 
+    def _keyed(self) -> None:
+        self.refresh_bindings()
+        self._show_status()
+
     def action_pause(self) -> None:
-        self.session.controls.pause()
-        self.poll()
+        # The frame of the step it stops on comes once it has stopped.
+        self.session.controls.change(paused=True, frames_granted=self.session.controls.state.frames_granted + 1)
+        self._keyed()
 
     def action_resume(self) -> None:
-        self._want = None
-        self.session.controls.resume()
-        self.poll()
+        self.session.controls.change(paused=False, frames_granted=self.session.controls.state.frames_granted + 1)
+        self._keyed()
 
     def action_step(self) -> None:
         if self.state() != "paused":
             return
-        greedy, current = self._view_step()
-        seen = [current]
-        if self._want is not None and self._want[0] == greedy:
-            seen.append(self._want[1])
-        if self.record is not None and self.record.greedy == greedy:
-            seen.append(self.record.iteration)
-        self._want = (greedy, max(seen) + 1)
-        self.session.controls.step(1)
-        self._fast_until = time.monotonic() + 3.0
-        self.set_timer(0.005, self._fast_poll)
+        c = self.session.controls.state
+        self.session.controls.change(steps_granted=c.steps_granted + 1, frames_granted=c.frames_granted + 1)
 
     def action_faster(self) -> None:
-        speed = self.session.controls.faster()
-        self.notify(speed_label(speed), timeout=1.5)
-        self.poll()
+        self.notify(speed_label(self.session.controls.faster()), timeout=1.5)
+        self._keyed()
+        self._next_grant()
 
     def action_slower(self) -> None:
-        speed = self.session.controls.slower()
-        self.notify(speed_label(speed), timeout=1.5)
-        self.poll()
+        self.notify(speed_label(self.session.controls.slower()), timeout=1.5)
+        self._keyed()
 
     def action_greedy(self) -> None:
         self._switch_view(greedy=True)
@@ -373,13 +350,11 @@ class DashboardScreen(Screen[None]):
         self.notify("back to training", timeout=1.5)
 
     def _switch_view(self, greedy: bool) -> None:
-        """The panels show the chosen view's latest step at once (none yet: they say so)."""
-        self.session.controls.set_greedy(greedy)
-        self._want = None
-        self.record = next((r for r in reversed(self.recent) if r.greedy == greedy), None)
-        self._scene_dirty = True
-        self.refresh_bindings()
-        self.poll()
+        """The panels show the chosen view's newest step once the run sends it (a paused run
+        with no greedy step yet waits for `n`)."""
+        c = self.session.controls.state
+        self.session.controls.change(greedy=greedy, frames_granted=c.frames_granted + 1)
+        self._keyed()
 
     def action_save(self) -> None:
         s = self.session
@@ -393,23 +368,23 @@ class DashboardScreen(Screen[None]):
     def action_restart(self) -> None:
         old = self.session
         old.stop(timeout=0)  # it saves and ends on its own while the new one builds
-        if self._new_session is not None:
-            new = self._new_session(old.request, old.controls.paused)
-        else:
-            new = RunSession(old.request, paused=old.controls.paused)
-        for _ in range(len(SPEEDS)):  # same speed limit as before
-            if new.controls.speed == old.controls.speed:
-                break
-            new.controls.slower()
+        keep = old.controls.state
+        from marl_tui.stream.frames import ControlState
+
+        start = ControlState(paused=keep.paused, speed=keep.speed)
+        new = self._new_session(old.request, start) if self._new_session is not None \
+            else RunSession(old.request, controls=start)
         self.session = new
         self._reset_view_state()
+        self.frame = None
+        self.progress = None
         self.query_one(ErrorView).clear()
         self.scene.show(SceneData())
         self.query_one(WhyPanel).message("restarting…")
         self.query_one(ReturnChart).set_data(ReturnData())
         self.query_one(LossChart).set_data(LossData(algo=new.request.algo))
         self._build()
-        self.poll()
+        self._show_status()
         self.notify("restarted with the same settings", timeout=2)
 
     def action_picker(self) -> None:

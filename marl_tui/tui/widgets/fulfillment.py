@@ -7,6 +7,11 @@ from typing import Any
 
 from rich.text import Text
 
+from marl_tui.algos.base import Explain
+from marl_tui.algos.maddpg import MADDPGExplain
+from marl_tui.algos.mappo import MAPPOExplain
+from marl_tui.algos.qmix import QMIXExplain
+
 from marl_tui.tui.fmt import as_list, finite, num, pct
 from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
 
@@ -22,20 +27,21 @@ def _index(x: Any) -> int:
     return int(x) if finite(x) else -1
 
 
-def accept_value(explain: dict[str, Any] | None, i: int) -> tuple[str, float | None]:
-    """(column header, number) saying how much agent i wants to accept, from explain()."""
-    if not explain:
-        return "", None
-    q = explain.get("Q_i")
-    if isinstance(q, (list, tuple)) and i < len(q) and isinstance(q[i], (list, tuple)) and len(q[i]) >= 2:
-        return "Q a−d", float(q[i][1]) - float(q[i][0])
-    probs = explain.get("probs")
-    if isinstance(probs, (list, tuple)) and i < len(probs) and isinstance(probs[i], (list, tuple)) \
-            and len(probs[i]) >= 2:
-        return "P(acc)", float(probs[i][1])
-    g = explain.get("dQ_da")
-    if isinstance(g, (list, tuple)) and i < len(g) and isinstance(g[i], (list, tuple)) and len(g[i]) >= 2:
-        return "∂Q a−d", float(g[i][1]) - float(g[i][0])
+def _pair(rows: Any, i: int) -> tuple[float, float] | None:
+    """Agent i's (decline, accept) numbers from a per-agent table, if it has them."""
+    if rows is None or i >= len(rows) or len(rows[i]) < 2:
+        return None
+    return float(rows[i][0]), float(rows[i][1])
+
+
+def accept_value(explain: Explain | None, i: int) -> tuple[str, float | None]:
+    """(column header, number) saying how much store i wants to accept, from its explain."""
+    if isinstance(explain, QMIXExplain) and (q := _pair(explain.Q_i, i)):
+        return "Q a−d", q[1] - q[0]
+    if isinstance(explain, MAPPOExplain) and (p := _pair(explain.probs, i)):
+        return "P(acc)", p[1]
+    if isinstance(explain, MADDPGExplain) and (g := _pair(explain.dQ_da, i)):
+        return "∂Q a−d", g[1] - g[0]
     return "", None
 
 
@@ -175,7 +181,7 @@ class FulfillmentPanel(ScenePanel):
     @staticmethod
     def history(data: SceneData) -> Text:
         """How the last orders went (copy 1): optimal choices, conflicts, misses, regret."""
-        recent = [r for r in data.recent if r.greedy == data.record.greedy][-200:]
+        recent = list(data.recent[-200:])
         t = Text()
         if len(recent) < 2:
             return t

@@ -11,10 +11,9 @@ from marl_tui.tui.widgets.scene import (
     SceneData,
     ScenePanel,
     kpi_lines,
-    recent_same_view,
     step_header,
     styled_cells,
-    trail_title,
+    trail,
 )
 
 
@@ -111,11 +110,11 @@ class PricingPanel(ScenePanel):
         """Each store's price over the last steps, on the range's scale."""
         nw = max(len(n) for n in names)
         span = max(10, width - nw - 4)
-        recent = recent_same_view(data, span)
+        recent = trail(data, span)
         t = Text()
         if len(recent) < 2:
             return t
-        t.append(f"\n\nprices, {trail_title(recent, data, 'steps')} (scale {lo:g}..{hi:g}", style="bold")
+        t.append(f"\n\nprices, last {len(recent)} steps (scale {lo:g}..{hi:g}", style="bold")
         if finite(nash):
             t.append(f"; Nash at {sparkline([nash], 1, lo, hi)}", style="bold")
         t.append(")", style="bold")

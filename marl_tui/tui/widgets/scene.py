@@ -7,15 +7,18 @@ from typing import Any
 
 from rich.text import Text
 
+from marl_tui.algos.base import Explain
+from marl_tui.stream.frames import StepScene
 from marl_tui.tui.fmt import humanise, kpi_value
 from marl_tui.tui.widgets.panel import Panel
 
 
 @dataclass
 class SceneData:
-    """Plain data for a scenario panel."""
+    """Plain data for a scenario panel: one frame's step, its trail, and what never changes."""
 
-    record: Any = None  # StepRecord of copy 0, or None before the first step
+    record: StepScene | None = None  # the frame's step (copy 0), or None before the first step
+    greedy: bool = False  # the step was taken by the greedy view
     kpis: dict[str, float] = field(default_factory=dict)  # last finished episode
     oracle_kpis: dict[str, float] = field(default_factory=dict)
     oracle_values: dict[str, Any] = field(default_factory=dict)
@@ -23,9 +26,9 @@ class SceneData:
     agent_names: tuple[str, ...] = ()
     episode_length: int = 0
     n_envs: int = 1
-    explain: dict[str, Any] | None = None  # explain() for the observation this record acted on
+    explain: Explain | None = None  # explain() for the decision taken in this step
     algo: str = ""
-    recent: tuple[Any, ...] = ()  # the last few hundred records of copy 0, oldest first
+    recent: tuple[StepScene, ...] = ()  # consecutive steps of the same view, oldest first, ending at `record`
     paused: bool = False  # the run is paused (before its first step: say how to take one)
 
 
@@ -58,10 +61,10 @@ def step_header(data: SceneData, what: str) -> Text:
     if r is None:
         return t
     t.append(f"{what} {r.t}/{data.episode_length}", style="bold")
-    view = "greedy " if r.greedy else ""
-    t.append(f" · {view}episode {r.episode + 1} · {view}step {r.iteration:,} · copy 1 of {data.n_envs}",
+    view = "greedy " if data.greedy else ""
+    t.append(f" · {view}episode {r.episode + 1} · {view}step {r.step:,} · copy 1 of {data.n_envs}",
              style="dim")
-    if r.greedy:
+    if data.greedy:
         t.append("  ")
         t.append(" greedy policy, not learning ", style="reverse")
     return t
@@ -129,30 +132,6 @@ def styled_cells(cells: list[str], styles: list[str]) -> Text:
     return t
 
 
-MIN_TRAIL = 8  # steps in a run before a trail shows it rather than the longer burst before
-
-
-def recent_same_view(data: SceneData, span: int) -> list[Any]:
-    """Up to `span` consecutive step records of the view on screen (training or greedy), oldest
-    first: the newest run of at least MIN_TRAIL (else of two or more). At full speed the trainer
-    records bursts of steps, and a pause adds the step it stopped on after a gap: a trail never
-    jumps a gap, and stays on the last burst until the steps after it make a trail worth reading
-    (trail_title says which steps it shows)."""
-    out = [r for r in data.recent[-span:] if r.greedy == data.record.greedy]
-    runs, end = [], len(out)  # newest first
-    for k in range(len(out) - 1, -1, -1):
-        if k == 0 or out[k].iteration != out[k - 1].iteration + 1:
-            runs.append(out[k:end])
-            end = k
-    for least in (min(MIN_TRAIL, span), 2):
-        for run in runs:
-            if len(run) >= least:
-                return run
-    return out[-1:]
-
-
-def trail_title(recent: list[Any], data: SceneData, noun: str) -> str:
-    """"last 40 steps" when the trail ends at the step on screen, else "steps 1,200–1,239"."""
-    if data.record is not None and recent[-1].iteration == data.record.iteration:
-        return f"last {len(recent)} {noun}"
-    return f"{noun} {recent[0].iteration:,}–{recent[-1].iteration:,}"
+def trail(data: SceneData, span: int) -> list[StepScene]:
+    """Up to `span` consecutive steps ending at the step on screen, oldest first."""
+    return list(data.recent[-span:])

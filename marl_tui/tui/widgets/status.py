@@ -8,6 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from marl_tui.stream.frames import Frame, Progress
 from marl_tui.tui.fmt import DASH, RATE_KPIS, finite, humanise, kpi_value, num
 from marl_tui.tui.widgets.panel import Fit
 
@@ -29,7 +30,8 @@ class StatusInfo:
     scenario: str
     algo: str
     state: str
-    stats: Any = None  # a Stats or None before the trainer exists
+    frame: Frame | None = None  # the moment on screen: its step and the figures at that step
+    progress: Progress | None = None  # counters that tick between frames
     speed: float | None = None  # batched steps/s limit, None = max
     headline: str = ""  # the scenario's headline KPI key
     oracle_kpis: dict[str, float] = field(default_factory=dict)
@@ -57,7 +59,7 @@ def speed_label(speed: float | None, short: bool = False) -> str:
 
 def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]:
     """The status line's pieces, each a list of (text, style) kept together on one line."""
-    s = info.stats
+    f, p = info.frame, info.progress
     label, style = STATE_MARK.get(info.state, (info.state, "bold"))
     style = style.replace("$text-muted", "dim")
     items: list[list[tuple[str, str]]] = [
@@ -66,41 +68,45 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
     ]
     if info.greedy:
         items.append([(" GREEDY EVAL ", "reverse bold")])
-    if s is None:
+    if p is None:
         items.append([("building the environment, its oracle and the networks…", "dim")])
         return items
-    total = max(s.total_steps, 1)
-    items += [
-        [(f"step {s.iteration:,}", "bold")],
-        *([[(f"greedy step {s.greedy_steps:,}", "bold")]] if info.greedy else []),
-        # Batched steps can overshoot the budget by part of a step: never "101%".
-        [(f"{'env' if short else 'env steps'} {s.env_steps:,}/{s.total_steps:,} "
-          f"({min(100.0, 100 * s.env_steps / total):.0f}%)", "")],
-        # Finished episodes (the scenario panel names the one being played).
-        [(f"{'eps done' if short else 'episodes done'} {s.episodes:,}", "")],
-        [(f"{'upd' if short else 'updates'} {s.updates:,}", "")],
-    ]
-    sps = s.steps_per_second if info.state == "running" and s.steps_per_second > 0 else None
+    if f is None:
+        items.append([("step —", "bold")])
+    else:  # the frame's moment: every panel shows this step
+        s = f.stats
+        items += [
+            [(f"{'greedy step' if f.greedy else 'step'} {f.scene.step:,}", "bold")],
+            # Finished episodes (the scenario panel names the one being played).
+            [(f"{'eps done' if short else 'episodes done'} {s.episodes:,}", "")],
+            [(f"{'upd' if short else 'updates'} {s.updates:,}", "")],
+        ]
+        if s.exploration:
+            name, value = s.exploration
+            items.append([(f"{name} {num(value, 3)}", "")])
+        if info.headline:
+            value = s.kpis.get(info.headline)
+            ref = info.oracle_kpis.get(info.headline)
+            gap = _gap(value, ref)
+            if info.headline in RATE_KPIS and finite(value) and finite(ref):
+                gap = f" ({100 * (value - ref):+.1f} points)"
+            elif short and "," in gap:
+                gap = " (" + gap.split(", ")[1]
+            items.append([("" if short else "gap to oracle: ", ""),
+                          (f"{humanise(info.headline)} {kpi_value(info.headline, value)}", "bold"),
+                          (f" vs oracle {kpi_value(info.headline, ref)}{gap}", "")])
+        if info.oracle_return is not None:
+            items.append([(f"{'return' if short else 'team return'} {num(s.team_return)} vs "
+                           f"{num(info.oracle_return)}", "")])
+    # Live counters, ahead of the frame while running: kept apart, dim.
+    total = max(p.total_steps, 1)
+    sps = p.steps_per_second if info.state == "running" and p.steps_per_second > 0 else None
+    # Batched steps can overshoot the budget by part of a step: never "101%".
+    items.append([("live: ", "dim"), (f"{'env' if short else 'env steps'} {p.env_steps:,}/{p.total_steps:,} "
+                                      f"({min(100.0, 100 * p.env_steps / total):.0f}%)", "dim")])
     # Throughput counts env steps (every copy); the speed limit counts steps, like "step N".
-    items.append([(f"{num(sps, 3) if sps else DASH} {'env/s' if short else 'env steps/s'}", "bold")])
-    items.append([(speed_label(info.speed, short), "")])
-    if s.exploration:
-        name, value = s.exploration
-        items.append([(f"{name} {num(value, 3)}", "")])
-    if info.headline:
-        value = s.kpis.get(info.headline)
-        ref = info.oracle_kpis.get(info.headline)
-        gap = _gap(value, ref)
-        if info.headline in RATE_KPIS and finite(value) and finite(ref):
-            gap = f" ({100 * (value - ref):+.1f} points)"
-        elif short and "," in gap:
-            gap = " (" + gap.split(", ")[1]
-        items.append([("" if short else "gap to oracle: ", ""),
-                      (f"{humanise(info.headline)} {kpi_value(info.headline, value)}", "bold"),
-                      (f" vs oracle {kpi_value(info.headline, ref)}{gap}", "")])
-    if info.oracle_return is not None:
-        items.append([(f"{'return' if short else 'team return'} {num(s.team_return)} vs "
-                       f"{num(info.oracle_return)}", "")])
+    items.append([(f"{num(sps, 3) if sps else DASH} {'env/s' if short else 'env steps/s'}", "dim")])
+    items.append([(speed_label(info.speed, short), "dim")])
     return items
 
 
@@ -172,8 +178,8 @@ class StatusLine(Static):
         return self._last.plain if self._last is not None else ""
 
     @property
-    def iteration(self) -> int | None:
-        """The step counter on screen (tests read it)."""
-        if self.info is None or self.info.stats is None:
+    def step(self) -> int | None:
+        """The frame's step on screen (tests read it)."""
+        if self.info is None or self.info.frame is None:
             return None
-        return self.info.stats.iteration
+        return self.info.frame.scene.step

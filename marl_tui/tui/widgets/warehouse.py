@@ -11,10 +11,9 @@ from marl_tui.tui.widgets.scene import (
     SceneData,
     ScenePanel,
     kpi_lines,
-    recent_same_view,
     step_header,
     styled_cells,
-    trail_title,
+    trail,
 )
 
 
@@ -98,11 +97,11 @@ class WarehousePanel(ScenePanel):
         """Stock and the optimal level over the last steps, on the 0..capacity scale."""
         nw = max(len(n) for n in names)
         span = max(10, width - nw - 10)
-        recent = recent_same_view(data, span)
+        recent = trail(data, span)
         t = Text()
         if len(recent) < 2:
             return t
-        t.append(f"\n\n{trail_title(recent, data, 'periods')} (scale 0..{cap:g})", style="bold")
+        t.append(f"\n\nlast {len(recent)} periods (scale 0..{cap:g})", style="bold")
         for i, name in enumerate(names):
             stock = [_at(as_list(r.info.get("stock")), i) for r in recent]
             target = [_at(as_list(r.info.get("order_up_to")), i) for r in recent]

@@ -1,26 +1,10 @@
-"""Immutable records the trainer publishes and views read.
-
-StepRecord: what happened in one batched step, for copy 0 (what panels draw).
-Stats: counters, running figures and bounded histories (what headers and charts draw).
-"""
+"""A run's figures: bounded chart histories, and the immutable Stats snapshot that progress
+lines and reports read (from any thread)."""
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    iteration: int  # batched steps of its view so far, this one included (training, or greedy view)
-    env_steps: int  # environment steps over all copies
-    episode: int  # episodes its view (training, or greedy view) finished before this step
-    t: int  # step within the episode (1..T)
-    actions: tuple[float, ...]  # copy 0, in the scenario's units
-    reward: tuple[float, ...]  # copy 0, raw units
-    info: dict[str, Any]  # copy 0: floats or tuples of floats
-    greedy: bool  # taken by the greedy policy (evaluation view), not while learning
 
 
 class BoundedSeries:
@@ -81,21 +65,3 @@ class Stats:
     )
     error: str | None = None
     save_note: str | None = None  # one line about the last checkpoint save
-
-
-class RecordQueue:
-    """Bounded buffer of StepRecords: the trainer appends, a view drains. Old records drop."""
-
-    def __init__(self, maxlen: int = 512) -> None:
-        self._q: deque[StepRecord] = deque(maxlen=maxlen)
-
-    def put(self, record: StepRecord) -> None:
-        self._q.append(record)
-
-    def drain(self) -> list[StepRecord]:
-        out = []
-        while True:
-            try:
-                out.append(self._q.popleft())
-            except IndexError:
-                return out

@@ -1,0 +1,151 @@
+"""The run stream's vocabulary: typed frames and messages, and the one codec that carries them.
+
+A **frame** is everything a screen shows about one step of one copy (copy 0): the scene of
+that step (actions, rewards, the env's domain quantities), the steps just before it (a trail
+for the panels' short histories), the algorithm's explain numbers *for the decision taken in
+that step*, and the run's stats at that step. Every panel on a screen renders the same frame,
+so a screen shows one moment.
+
+Messages between the app and its training process are the structs below, encoded with
+msgspec's MessagePack (`encode`, `decode_to_app`, `decode_to_run`): typed both ways, data
+never code. A message that does not decode raises `StreamError` with one line saying why.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from marl_tui.algos.base import Explain
+from marl_tui.envs.base import EnvSpec
+
+# A domain quantity of one step for copy 0: a number, or one number per agent (or per store).
+Quantity = float | tuple[float, ...]
+
+
+class StepScene(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of copy 0 as plain numbers."""
+
+    step: int  # batched steps its view (training, or the greedy view) has taken, this one included
+    env_steps: int  # environment steps of training over all copies when it was taken
+    episode: int  # episodes its view had finished before this step
+    t: int  # step within the episode (1..T)
+    actions: tuple[float, ...]  # one per agent, in the scenario's units
+    reward: tuple[float, ...]  # one per agent, raw units
+    info: dict[str, Quantity]  # the env's domain quantities (price, stock, order_xy, ...)
+
+
+class FrameStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The run's figures at the frame's step (what the status line and chart titles show)."""
+
+    episodes: int  # training episodes finished (per copy)
+    updates: int
+    team_return: float | None  # last finished training episode, mean over copies
+    agent_returns: tuple[float, ...]
+    kpis: dict[str, float]  # last finished training episode
+    metrics: dict[str, float]  # last update
+    exploration: tuple[str, float] | None
+
+
+class ChartPoints(msgspec.Struct, frozen=True, kw_only=True):
+    """Chart points made since the previous frame (or the whole history, in Ready)."""
+
+    # (env steps, team return, per-agent returns) per finished episode
+    episodes: tuple[tuple[float, float, tuple[float, ...]], ...] = ()
+    # metric name -> (env steps, value) per update
+    losses: dict[str, tuple[tuple[float, float], ...]] = {}
+
+
+class Frame(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """One moment of a run, as every panel shows it."""
+
+    greedy: bool  # taken by the greedy policy (the evaluation view), not while learning
+    scene: StepScene
+    trail: tuple[StepScene, ...]  # consecutive steps of the same view before `scene`, oldest first
+    explain: Explain | None  # algo.explain() on the observation this step acted on
+    explain_error: str | None = None  # why explain() failed (the frame still shows the scene)
+    stats: FrameStats
+    chart: ChartPoints = ChartPoints()
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Counters that tick faster than frames (shown apart from the frame's step)."""
+
+    status: Literal["starting", "running", "paused", "finished", "stopped", "error"]
+    env_steps: int
+    total_steps: int
+    greedy_steps: int
+    steps_per_second: float
+    save_note: str | None = None
+    error: str | None = None
+
+
+class OracleView(msgspec.Struct, frozen=True, kw_only=True):
+    """What views read of a scenario's reference answer."""
+
+    summary: str
+    kpis: dict[str, float]
+    values: dict[str, float]  # its scalar reference values (nash_price, ...)
+    team_return: float
+    has_policy: bool
+
+
+class Ready(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The run is built: what views need besides frames."""
+
+    spec: EnvSpec
+    oracle: OracleView
+    n_envs: int
+    total_steps: int
+    history: ChartPoints  # chart points so far (a run continued from a checkpoint has some)
+
+
+class Failed(msgspec.Struct, frozen=True, tag=True):
+    """The run could not be built: one line saying why."""
+
+    reason: str
+
+
+class ControlState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """How a view wants the run driven. Sent whole on every change and applied idempotently:
+    counters only grow, so a state that arrives twice changes nothing."""
+
+    paused: bool = False
+    speed: float | None = None  # batched steps per second; None: as fast as it goes
+    greedy: bool = False  # the greedy view plays instead of training
+    steps_granted: int = 0  # steps a paused run may take (`n`), counted from the start
+    saves_requested: int = 0  # checkpoints asked for (`s`), counted from the start
+    frames_granted: int = 0  # frames the view is ready for, counted from the start
+    stop: bool = False
+
+
+ToApp = Ready | Failed | Frame | Progress
+
+
+class StreamError(ValueError):
+    """A message that is not one of ours (malformed, truncated, or of another version)."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_to_app = msgspec.msgpack.Decoder(ToApp)
+_to_run = msgspec.msgpack.Decoder(ControlState)
+
+
+def encode(msg: ToApp | ControlState) -> bytes:
+    return _encoder.encode(msg)
+
+
+def _decode(decoder: Any, data: bytes) -> Any:
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise StreamError(f"a malformed message ({len(data)} bytes): {exc}") from None
+
+
+def decode_to_app(data: bytes) -> ToApp:
+    return _decode(_to_app, data)
+
+
+def decode_to_run(data: bytes) -> ControlState:
+    return _decode(_to_run, data)

@@ -1,0 +1,211 @@
+"""Sources a view reads a run from. LiveSource: a run training in a process of its own.
+
+    source = LiveSource(run_config, ControlState(paused=True))
+    source.start(); source.wait_ready()      # None, or the one-line reason it was not built
+    source.controls.pause() / .step() / ...  # each change goes to the run as a ControlState
+    source.on_news = callback                # called (on the receiver thread) when something came
+    source.take_frame()                      # the newest Frame and the chart points since the last take
+    source.progress, source.ready            # the newest Progress; the run's Ready
+
+The receiver thread keeps only the newest frame and progress, merging the chart points of
+frames a slow screen never took, so a view can coalesce its wake-ups freely and still draw
+every point. Messages that do not decode are logged to RUN_DIR/app.log and skipped. The
+process comes from a fork server that has imported torch and the trainer once, so a restart
+starts in a blink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from marl_tui.stream.frames import (
+    ChartPoints,
+    ControlState,
+    Failed,
+    Frame,
+    Progress,
+    Ready,
+    StreamError,
+    decode_to_app,
+    encode,
+)
+from marl_tui.train.controls import Controls
+from marl_tui.train.run import Run
+from marl_tui.train.run_config import RunConfig
+from marl_tui.train.worker import WorkerStart, serve
+
+# Imported once by the fork server. Each training process still imports the main module
+# (multiprocessing's rule; marl-tui's entry points only define functions there).
+PRELOAD = ["marl_tui.train.worker"]
+FINAL = ("finished", "stopped", "error")
+APP_LOG = "app.log"
+
+
+def _context() -> Any:
+    """The fork server (started here if it is not running), or spawn where there is none."""
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods:
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    # Starting it hands the real stderr to multiprocessing's helper processes; a running
+    # Textual app has replaced sys.stderr with a capture that has no file descriptor.
+    saved = sys.stderr
+    sys.stderr = sys.__stderr__ or saved
+    try:
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+    finally:
+        sys.stderr = saved
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now, so torch is imported while a person is still choosing."""
+    _context()
+
+
+class LiveSource:
+    """One training run in its own process, seen through what it pushes."""
+
+    def __init__(self, run: RunConfig, controls: ControlState | None = None, *, load: Path | None = None,
+                 run_class: type[Run] = Run) -> None:
+        self.run_config = run
+        self.controls = Controls(controls, on_change=self._send_state)
+        self._load, self._run_class = load, run_class
+        self.ready: Ready | None = None
+        self.error: str | None = None  # why the run could not be built
+        self.progress = Progress(status="starting", env_steps=0, total_steps=0, greedy_steps=0,
+                                 steps_per_second=0.0)
+        self.on_news: Callable[[], None] | None = None
+        self.malformed = 0  # messages that did not decode (each logged)
+        self._lock = threading.Lock()
+        self._frame: Frame | None = None
+        self._points: list[ChartPoints] = []
+        self._built = threading.Event()
+        # Only the receiver thread reaps the process (two threads reading a fork-server child's
+        # exit status race for it); everyone else waits on this.
+        self._exited = threading.Event()
+        self._conn: Any = None
+        self._proc: Any = None
+        self._send_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        ctx = _context()
+        ours, theirs = ctx.Pipe(duplex=True)
+        self._conn = ours
+        start = WorkerStart(run=self.run_config, controls=self.controls.state, load=self._load,
+                            run_class=self._run_class)
+        proc = ctx.Process(target=serve, args=(theirs, start), name="marl-tui-training", daemon=True)
+        proc.start()  # the first one waits while the fork server imports torch
+        self._proc = proc
+        theirs.close()
+        threading.Thread(target=self._receive, name="marl-tui-receiver", daemon=True).start()
+
+    def wait_ready(self, timeout: float | None = None) -> str | None:
+        """Block until the run is built: None, or the one-line reason it was not."""
+        if not self._built.wait(timeout):
+            return "the training process did not start in time"
+        return self.error
+
+    def stop(self, timeout: float = 0.5) -> None:
+        """Ask the run to stop (it saves, as any stopped run) and wait a little for it."""
+        self.controls.stop()
+        self.join(timeout)
+
+    def join(self, timeout: float) -> bool:
+        """True once the process has ended (or never started)."""
+        return self._proc is None or self._exited.wait(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and not self._exited.is_set()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    @property
+    def status(self) -> str:
+        return self.progress.status
+
+    # ------------------------------------------------------------------ what views read
+    def take_frame(self) -> tuple[Frame, list[ChartPoints]] | None:
+        """The newest frame and every chart point that came since the last take, once."""
+        with self._lock:
+            if self._frame is None:
+                return None
+            frame, points = self._frame, self._points
+            self._frame, self._points = None, []
+            return frame, points
+
+    # ------------------------------------------------------------------ the pipe
+    def _send_state(self, state: ControlState) -> None:
+        if self._conn is None:
+            return  # not started: the start message carries the state
+        # A process that has ended cannot be told anything; its last Progress says how it ended.
+        with self._send_lock, contextlib.suppress(OSError, ValueError):
+            self._conn.send_bytes(encode(state))
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self._conn.recv_bytes()
+            except (EOFError, OSError):
+                break
+            try:
+                self._handle(decode_to_app(data))
+            except StreamError as exc:
+                self._log_malformed(exc)
+        self._proc.join()  # the pipe closes as the process ends: this is quick
+        self._exited.set()
+        self._ended(self._proc.exitcode)
+
+    def _log_malformed(self, exc: StreamError) -> None:
+        self.malformed += 1
+        out = self.run_config.out_dir
+        if out is not None:
+            with contextlib.suppress(OSError), (out / APP_LOG).open("a", encoding="utf-8") as f:
+                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} skipped {exc}\n")
+
+    def _ended(self, code: int | None) -> None:
+        if not self._built.is_set():
+            self.error = f"the training process ended before the run was built (exit code {code})"
+            self._built.set()
+        elif self.progress.status not in FINAL:
+            self.progress = msgspec.structs.replace(
+                self.progress, status="error",
+                error=f"the training process ended unexpectedly (exit code {code}); "
+                      "the last checkpoint in the run directory is kept")
+        self._news()
+
+    def _handle(self, msg: Ready | Failed | Frame | Progress) -> None:
+        if isinstance(msg, Frame):
+            with self._lock:
+                self._frame = msg
+                self._points.append(msg.chart)
+        elif isinstance(msg, Progress):
+            self.progress = msg
+        elif isinstance(msg, Ready):
+            self.ready = msg
+            self._built.set()
+        else:
+            self.error = msg.reason
+            self._built.set()
+        self._news()
+
+    def _news(self) -> None:
+        callback = self.on_news
+        if callback is not None:
+            callback()

@@ -1,0 +1,23 @@
+"""build_run: a Run with the callbacks every run has (NaN guard, checkpoints, metrics.csv), plus
+the ones its entry point adds (the app's live tap). Seeds the global generators first, so the
+same RunConfig builds the same networks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from marl_tui.train.callbacks.base import Callback
+from marl_tui.train.callbacks.checkpointer import Checkpointer
+from marl_tui.train.callbacks.metrics_csv import MetricsCsv
+from marl_tui.train.callbacks.nan_guard import NanGuard
+from marl_tui.train.controls import Controls
+from marl_tui.train.run import Run
+from marl_tui.train.run_config import RunConfig, seed_everything
+
+
+def build_run(config: RunConfig, controls: Controls | None = None, extra: Sequence[Callback] = (),
+              run_class: type[Run] = Run) -> Run:
+    seed_everything(config.resolved_seed())
+    # The order matters at the end: the checkpoint (holding metrics rows not yet written) before
+    # metrics.csv is flushed; views last, so they see what the others did.
+    return run_class(config, controls, callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), *extra])

@@ -1,0 +1,1 @@
+"""A run's callbacks, one job each (see base.Callback)."""
