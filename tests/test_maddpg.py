@@ -6,12 +6,18 @@ import dataclasses
 import io
 import re
 
+import msgspec
 import pytest
 import torch
 
 from marl_tui.algos.base import Transition
-from marl_tui.algos.maddpg import MADDPG, MADDPGHyperparameters, gumbel_softmax_st, td_target
-from marl_tui.envs.base import ActionSpace, EnvSpec
+from marl_tui.algos.baselines import OracleExplain, RandomExplain
+from marl_tui.algos.maddpg import MADDPG, MADDPGExplain, MADDPGHyperparameters, gumbel_softmax_st, td_target
+from marl_tui.algos.mappo import MAPPOExplain
+from marl_tui.algos.qmix import QMIXExplain
+from marl_tui.algos.registry import make_algorithm, resolve_hparams
+from marl_tui.config import load_scenario
+from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, make_env
 
 N, OBS, S, B = 2, 3, 4, 8
 
@@ -135,10 +141,10 @@ def test_learns_pricing_guide_cap_price() -> None:
     kpis = trainer.evaluate(episodes=1)
     assert kpis["mean_price"] >= 9.0
     why = trainer.explain()
-    assert set(why) >= {"algo", "actions", "Q_i", "dQ_da", "y_i", "r_i", "Q_next", "gamma"}
-    assert len(why["actions"]) == len(why["Q_i"]) == len(why["y_i"]) == 3
+    assert isinstance(why, MADDPGExplain) and why.mu_i is not None and why.dQ_da is not None
+    assert why.y_i is not None and len(why.mu_i) == len(why.Q_i) == len(why.y_i) == 3
     # The best response is the price cap: every critic says "raise the price".
-    assert all(g > 0 for g in why["dQ_da"])
+    assert all(g > 0 for g in why.dQ_da)
     assert dataclasses.asdict(trainer.hp)["gamma"] == pytest.approx(0.0)
 
 
@@ -210,3 +216,65 @@ def test_actor_step_equals_a_full_backward_and_adds_no_critic_grads(
     b.update()
     for pa, pb in zip(a.mu.parameters(), b.mu.parameters(), strict=True):
         assert torch.equal(pa, pb)
+
+
+# --------------------------------------------------------------------------- explain, on every scenario kind
+
+ANY_EXPLAIN = MADDPGExplain | MAPPOExplain | QMIXExplain | RandomExplain | OracleExplain
+
+
+def on_scenario(kind: str) -> tuple[BatchedEnv, MADDPG]:
+    """The bundled scenario of this kind, 8 copies, a small MADDPG that learns from the first step.
+
+    gamma 0.5 on every kind (pricing and fulfilment default to 0), so Q_next counts in y_i.
+    """
+    torch.manual_seed(0)
+    scenario = load_scenario(kind)
+    env = make_env(scenario, n_envs=8, seed=0)
+    hp = resolve_hparams("maddpg", scenario, {"learning_starts": 0, "batch_size": 8, "hidden": 16,
+                                              "updates_per_step": 1, "gamma": 0.5})
+    algo = make_algorithm("maddpg", env, hp, torch.device("cpu"))
+    assert isinstance(algo, MADDPG)
+    return env, algo
+
+
+@pytest.mark.parametrize("kind", ["pricing", "warehouse", "fulfillment"])
+def test_explain_is_its_typed_struct_on_every_scenario_kind(kind: str) -> None:
+    env, algo = on_scenario(kind)
+    spec, n = env.spec, env.spec.n_agents
+    obs, state = env.reset(0)
+    before = algo.explain(obs, state)
+    assert type(before) is MADDPG.explain_type is MADDPGExplain
+    assert before.y_i is None and before.r_i is None and before.Q_next is None  # no update yet
+
+    out = algo.act(obs, state, explore=True)
+    res = env.step(out.actions)
+    algo.observe(Transition(
+        obs=obs, state=state, actions=out.actions, reward=res.reward * spec.reward_scale,
+        next_obs=res.obs, next_state=res.state, terminated=torch.zeros_like(res.done),
+        truncated=res.done,
+    ))
+    assert algo.ready()
+    algo.update()
+    after = algo.explain(res.obs, res.state)
+
+    for ex in (before, after):
+        assert len(ex.Q_i) == n and ex.gamma == 0.5
+        if spec.action_space.kind == "discrete":
+            assert ex.mu_i is None and ex.dQ_da is None
+            assert ex.greedy is not None and ex.dQ_da_onehot is not None
+            assert all(0 <= a < spec.action_space.n for a in ex.greedy)
+            assert [len(g) for g in ex.dQ_da_onehot] == [spec.action_space.n] * n
+        else:
+            assert ex.greedy is None and ex.dQ_da_onehot is None
+            assert ex.mu_i is not None and ex.dQ_da is not None and len(ex.dQ_da) == n
+            low, high = spec.action_space.low, spec.action_space.high
+            assert all(low <= a <= high for a in ex.mu_i)
+        # Plain data: through the stream's codec and back, unchanged.
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(ex), type=ANY_EXPLAIN) == ex
+
+    assert after.y_i is not None and after.r_i is not None and after.Q_next is not None
+    assert len(after.y_i) == len(after.r_i) == len(after.Q_next) == n
+    # y_i = r_i + gamma Q_i^-: batch means, and nothing in the buffer terminated.
+    assert after.y_i == pytest.approx([r + 0.5 * q for r, q in zip(after.r_i, after.Q_next, strict=True)],
+                                      rel=1e-5, abs=1e-6)

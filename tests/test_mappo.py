@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import re
 
+import msgspec
 import pytest
 import torch
 
 from marl_tui.algos.base import Transition
-from marl_tui.algos.mappo import MAPPO, ValueNorm, clipped_surrogate_loss, gae
+from marl_tui.algos.baselines import OracleExplain, RandomExplain
+from marl_tui.algos.maddpg import MADDPGExplain
+from marl_tui.algos.mappo import MAPPO, MAPPOExplain, ValueNorm, clipped_surrogate_loss, gae
+from marl_tui.algos.qmix import QMIXExplain
+from marl_tui.algos.registry import make_algorithm, resolve_hparams
 from marl_tui.config import load_scenario
-from marl_tui.envs.base import ActionSpace, EnvSpec
+from marl_tui.envs.base import ActionSpace, EnvSpec, make_env
 
 N, OBS, S, B = 2, 3, 4, 8
 
@@ -166,24 +170,70 @@ def test_update_moves_the_policy_toward_positive_advantages() -> None:
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key])
 
 
+ANY_EXPLAIN = MADDPGExplain | MAPPOExplain | QMIXExplain | RandomExplain | OracleExplain
+
+
+def assert_guide_numbers(ex: MAPPOExplain) -> None:
+    """The reported sample satisfies the guide's clipped surrogate, recomputed here."""
+    r, A, eps = ex.ratio, ex.A_hat, ex.eps
+    assert r is not None and A is not None and ex.clipped_ratio is not None and ex.L_clip is not None
+    assert ex.clipped_ratio == pytest.approx(min(max(r, 1 - eps), 1 + eps))
+    assert ex.L_clip == pytest.approx(-min(r * A, ex.clipped_ratio * A), rel=1e-5, abs=1e-6)
+    for v in (ex.clip_fraction, ex.approx_kl, ex.entropy, ex.ratio_mean, ex.A_hat_mean):
+        assert isinstance(v, float) and math.isfinite(v)
+
+
 @pytest.mark.parametrize("discrete", [False, True])
 def test_explain_is_plain_data_with_the_guide_numbers(discrete: bool) -> None:
     algo = tiny_algo(discrete=discrete, cooperative=discrete)
     gen = torch.Generator().manual_seed(0)
     play(algo, gen, 4)
     info = algo.explain(torch.rand(B, N, OBS, generator=gen), torch.rand(B, S, generator=gen))
-    json.dumps(info)
-    assert info["algo"] == "mappo" and len(info["V"]) == N
+    assert isinstance(info, MAPPOExplain) and len(info.V) == N
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(info), type=ANY_EXPLAIN) == info
     if discrete:
-        assert len(info["probs"]) == N and sum(info["probs"][0]) == pytest.approx(1.0)
+        assert info.probs is not None and info.mean is None and info.std is None
+        assert len(info.probs) == N and sum(info.probs[0]) == pytest.approx(1.0)
     else:
-        assert all(1.0 <= m <= 10.0 for m in info["mean"]) and all(s > 0 for s in info["std"])
-    r, eps = info["ratio"], info["eps"]
-    assert info["clipped_ratio"] == pytest.approx(min(max(r, 1 - eps), 1 + eps))
-    assert info["L_clip"] == pytest.approx(-min(r * info["A_hat"], info["clipped_ratio"] * info["A_hat"]),
-                                           rel=1e-5, abs=1e-6)
-    for key in ("clip_fraction", "approx_kl", "entropy"):
-        assert isinstance(info[key], float)
+        assert info.mean is not None and info.std is not None and info.probs is None
+        assert all(1.0 <= m <= 10.0 for m in info.mean) and all(s > 0 for s in info.std)
+    assert_guide_numbers(info)
+
+
+@pytest.mark.parametrize("kind", ["pricing", "warehouse", "fulfillment"])
+def test_explain_is_its_typed_struct_on_every_scenario_kind(kind: str) -> None:
+    torch.manual_seed(0)
+    scenario = load_scenario(kind)
+    env = make_env(scenario, n_envs=8, seed=0)
+    hp = resolve_hparams("mappo", scenario, {"rollout_length": 2, "hidden": 16})
+    algo = make_algorithm("mappo", env, hp, torch.device("cpu"))
+    spec, n = env.spec, env.spec.n_agents
+    obs, state = env.reset(0)
+    before = algo.explain(obs, state)
+    assert type(before) is MAPPO.explain_type is MAPPOExplain
+    assert before.ratio is None and before.L_clip is None and before.entropy is None  # no update yet
+    while not algo.ready():
+        out = algo.act(obs, state, explore=True)
+        res = env.step(out.actions)
+        algo.observe(Transition(
+            obs=obs, state=state, actions=out.actions, reward=res.reward * spec.reward_scale,
+            next_obs=res.obs, next_state=res.state, terminated=torch.zeros_like(res.done),
+            truncated=res.done, extras=out.extras,
+        ))
+        obs, state = res.obs, res.state
+    algo.update()
+    after = algo.explain(obs, state)
+
+    for ex in (before, after):
+        assert len(ex.V) == n and ex.eps == hp.clip_eps
+        if spec.action_space.kind == "discrete":
+            assert ex.mean is None and ex.std is None and ex.probs is not None
+            assert [sum(p) for p in ex.probs] == pytest.approx([1.0] * n)
+        else:
+            assert ex.probs is None and ex.mean is not None and ex.std is not None
+            assert all(spec.action_space.low <= m <= spec.action_space.high for m in ex.mean)
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(ex), type=ANY_EXPLAIN) == ex
+    assert_guide_numbers(after)
 
 
 # --------------------------------------------------------------------------- resume

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import re
 
+import msgspec
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marl_tui.algos.base import Transition
-from marl_tui.algos.qmix import QMIX, QMixer, QMIXHyperparameters
+from marl_tui.algos.baselines import OracleExplain, RandomExplain
+from marl_tui.algos.maddpg import MADDPGExplain
+from marl_tui.algos.mappo import MAPPOExplain
+from marl_tui.algos.qmix import QMIX, QMixer, QMIXExplain, QMIXHyperparameters
+from marl_tui.algos.registry import make_algorithm, needs_discrete, resolve_hparams
 from marl_tui.config import load_scenario
-from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult
+from marl_tui.envs.base import (
+    ActionSpace,
+    BatchedEnv,
+    DiscretisedEnv,
+    EnvSpec,
+    Oracle,
+    StepResult,
+    make_env,
+)
 
 torch.set_num_threads(1)
 
@@ -175,7 +187,7 @@ def test_solves_a_state_dependent_cooperative_matrix_game() -> None:
     assert greedy.tolist() == [MatrixGame.BEST[0], MatrixGame.BEST[1]]
     # Q_total of the greedy joint action approaches the fixed point 9 + gamma * 9 + ... = 18.
     for k in (0, 1):
-        assert algo.explain(obs[k : k + 1], state[k : k + 1])["Q_total"] == pytest.approx(
+        assert algo.explain(obs[k : k + 1], state[k : k + 1]).Q_total == pytest.approx(
             9 / (1 - SMALL.gamma), abs=1.0
         )
 
@@ -184,20 +196,69 @@ def test_explain_reports_the_mixer_and_the_greedy_joint_action() -> None:
     algo, _ = trained_on_matrix_game(iterations=30)
     obs, state = both_states()
     ex = algo.explain(obs, state)
-    json.dumps(ex)  # plain data
-    assert ex["algo"] == "qmix" and ex["gamma"] == SMALL.gamma
-    assert len(ex["Q_i"]) == 2 and all(len(q) == 3 for q in ex["Q_i"])
-    assert ex["greedy"] == [max(range(3), key=q.__getitem__) for q in ex["Q_i"]]
-    assert ex["greedy_value"] == [float(a) for a in ex["greedy"]]  # no levels: the index
-    assert all(w >= 0 for row in ex["mixer_w1"] for w in row) and min(ex["mixer_w2"]) >= 0
-    assert len(ex["mixer_w1"]) == 2 and len(ex["mixer_w1"][0]) == SMALL.mixer_hidden
+    assert isinstance(ex, QMIXExplain) and ex.gamma == SMALL.gamma
+    assert len(ex.Q_i) == 2 and all(len(q) == 3 for q in ex.Q_i)
+    assert ex.greedy == tuple(max(range(3), key=q.__getitem__) for q in ex.Q_i)
+    assert ex.greedy_value == tuple(float(a) for a in ex.greedy)  # no levels: the index
+    assert all(w >= 0 for row in ex.mixer_w1 for w in row) and min(ex.mixer_w2) >= 0
+    assert len(ex.mixer_w1) == 2 and len(ex.mixer_w1[0]) == SMALL.mixer_hidden
     # Q_total is the best of all joint actions' mixed values (monotonic mixer).
-    Q = torch.tensor(ex["Q_i"])
+    Q = torch.tensor(ex.Q_i)
     joint = torch.cartesian_prod(torch.arange(3), torch.arange(3))
     with torch.no_grad():
         mixed = algo.mixer(Q[torch.arange(2), joint], state[0].expand(len(joint), -1))
-    assert ex["Q_total"] == pytest.approx(mixed.max().item(), abs=1e-5)
-    assert ex["epsilon"] == algo.epsilon and isinstance(ex["y"], float)
+    assert ex.Q_total == pytest.approx(mixed.max().item(), abs=1e-5)
+    assert ex.epsilon == algo.epsilon and isinstance(ex.y, float)
+
+
+ANY_EXPLAIN = MADDPGExplain | MAPPOExplain | QMIXExplain | RandomExplain | OracleExplain
+
+
+def assert_explains(algo: QMIX, ex: QMIXExplain, state: torch.Tensor) -> None:
+    """ex is what algo's networks say now about copy 0 (state[0]), recomputed here."""
+    spec, n, A = algo.spec, algo.spec.n_agents, algo.n_actions
+    assert [len(q) for q in ex.Q_i] == [A] * n
+    # a*_i = argmax_a Q_i(o_i, a), valued at its action level (fulfilment: the index).
+    assert ex.greedy == tuple(max(range(A), key=q.__getitem__) for q in ex.Q_i)
+    levels = spec.action_levels or tuple(float(a) for a in range(A))
+    assert ex.greedy_value == tuple(float(levels[a]) for a in ex.greedy)
+    # Q_total: the mixer applied to the greedy utilities reported.
+    greedy_q = torch.tensor([q[a] for q, a in zip(ex.Q_i, ex.greedy, strict=True)])
+    with torch.no_grad():
+        assert ex.Q_total == pytest.approx(float(algo.mixer(greedy_q, state[0])), rel=1e-5, abs=1e-6)
+    assert len(ex.mixer_w1) == n and len(ex.mixer_w2) == algo.hp.mixer_hidden
+    assert ex.gamma == algo.hp.gamma and ex.epsilon == algo.epsilon
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(ex), type=ANY_EXPLAIN) == ex
+
+
+@pytest.mark.parametrize("kind", ["pricing", "warehouse", "fulfillment"])
+def test_explain_is_its_typed_struct_on_every_scenario_kind(kind: str) -> None:
+    torch.manual_seed(0)
+    scenario = load_scenario(kind)
+    env: BatchedEnv = make_env(scenario, n_envs=8, seed=0)
+    if env.spec.action_space.kind == "continuous" and needs_discrete("qmix"):
+        env = DiscretisedEnv(env)  # as the trainer does: QMIX picks one of the action levels
+    hp = resolve_hparams("qmix", scenario, {"learning_starts": 0, "batch_size": 8, "hidden": 16,
+                                            "updates_per_step": 1})
+    algo = make_algorithm("qmix", env, hp, torch.device("cpu"))
+    assert isinstance(algo, QMIX)
+    obs, state = env.reset(0)
+    before = algo.explain(obs, state)
+    assert type(before) is QMIX.explain_type is QMIXExplain
+    assert before.y is None  # no update yet
+    assert_explains(algo, before, state)
+    out = algo.act(obs, state, explore=True)
+    res = env.step(out.actions)
+    algo.observe(Transition(
+        obs=obs, state=state, actions=out.actions, reward=res.reward * env.spec.reward_scale,
+        next_obs=res.obs, next_state=res.state, terminated=torch.zeros_like(res.done),
+        truncated=res.done,
+    ))
+    assert algo.ready()
+    algo.update()
+    after = algo.explain(res.obs, res.state)
+    assert isinstance(after.y, float) and after.y == algo.last_y
+    assert_explains(algo, after, res.state)
 
 
 def test_update_reports_the_td_quantities() -> None:

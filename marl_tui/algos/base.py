@@ -4,7 +4,7 @@ The trainer calls, for every batched step:
     out = algo.act(obs, state, explore=True)        # actions [B, N] (+ what it must remember)
     algo.observe(Transition(...))                    # rewards already multiplied by reward_scale
     if algo.ready(): metrics = algo.update()         # dict of plain floats
-and `algo.explain(obs, state)` when a view asks "why?".
+and `algo.explain(obs, state)` when a view asks "why?": the algorithm's own Explain struct.
 """
 
 from __future__ import annotations
@@ -34,6 +34,16 @@ class Capabilities:
     centralised_critic: bool
 
 
+class Explain(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """The numbers behind the study guide's equations for one decision of copy 0.
+
+    Each algorithm subclasses it next to its code (MADDPGExplain, ...). Fields are plain data
+    (numbers, strings, None, tuples of them) so a frame carries them through msgspec msgpack;
+    tag=True tags each subclass with its class name, so a union of them decodes. msgspec
+    does not inherit kw_only: a subclass with optional fields before required ones repeats it.
+    """
+
+
 @dataclass
 class ActOutput:
     actions: torch.Tensor  # [B, N]: float (continuous) or long (discrete)
@@ -58,6 +68,7 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     title: ClassVar[str]  # shown in the app, e.g. "MAPPO"
+    explain_type: ClassVar[type[Explain]]  # what explain() returns
     capabilities: ClassVar[Capabilities]
     # The frozen dataclass of this algorithm's hyperparameters (field defaults = its defaults).
     Hyperparameters: ClassVar[type]
@@ -92,15 +103,25 @@ class Algorithm(ABC):
         """The current exploration figure for the status line, e.g. ("epsilon", 0.31)."""
         return None
 
-    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
-        """The numbers behind the study guide's equations, as plain Python data, for copy 0."""
-        return {"algo": self.name}
+    @abstractmethod
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> Explain:
+        """The numbers behind the study guide's equations for copy 0 (an `explain_type`)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - nothing to restore
         """Restore everything state_dict() saved."""
+
+
+def floats(x: torch.Tensor) -> tuple[float, ...]:
+    """A 1-D tensor as a tuple of Python floats, for an Explain field."""
+    return tuple(x.tolist())
+
+
+def float_rows(x: torch.Tensor) -> tuple[tuple[float, ...], ...]:
+    """A 2-D tensor as a tuple of rows of Python floats, for an Explain field."""
+    return tuple(tuple(row) for row in x.tolist())
 
 
 def child_seed(high: int = 2**62) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, child_generator
+from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, Explain, child_generator
 from marl_tui.envs.base import BatchedEnv, EnvSpec
 from marl_tui.errors import UserError
 
@@ -14,6 +14,14 @@ from marl_tui.errors import UserError
 @dataclass(frozen=True)
 class BaselineHyperparameters:
     steps: int = 20_000  # environment steps to play (baselines learn nothing: no gamma, no lr)
+
+
+class RandomExplain(Explain):
+    """Nothing to explain: every agent draws a uniform action; the panel says so."""
+
+
+class OracleExplain(Explain):
+    summary: str  # the scenario oracle's one-line answer (Nash prices, base-stock levels, ...)
 
 
 class RandomPolicy(Algorithm):
@@ -24,6 +32,7 @@ class RandomPolicy(Algorithm):
     capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
                                 centralised_critic=False)
     Hyperparameters = BaselineHyperparameters
+    explain_type = RandomExplain
 
     def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device) -> None:
         super().__init__(spec, hp, device)
@@ -44,6 +53,9 @@ class RandomPolicy(Algorithm):
         else:
             a = space.low + (space.high - space.low) * torch.rand(shape, generator=generator)
         return ActOutput(a.to(self.device))
+
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> RandomExplain:
+        return RandomExplain()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state(),
@@ -67,6 +79,7 @@ class OraclePolicy(Algorithm):
                                 centralised_critic=False)
     Hyperparameters = BaselineHyperparameters
     needs_env = True  # built with env=..., see Algorithm.needs_env
+    explain_type = OracleExplain
 
     def __init__(self, spec: EnvSpec, hp: BaselineHyperparameters, device: torch.device,
                  env: BatchedEnv) -> None:
@@ -78,5 +91,5 @@ class OraclePolicy(Algorithm):
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
         return ActOutput(self.env.oracle_actions())
 
-    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, object]:
-        return {"algo": self.name, "summary": self.env.oracle().summary}
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> OracleExplain:
+        return OracleExplain(summary=self.env.oracle().summary)

@@ -47,9 +47,12 @@ from marl_tui.algos.base import (
     ActOutput,
     Algorithm,
     Capabilities,
+    Explain,
     Transition,
     bounds_to_unit,
     child_generator,
+    float_rows,
+    floats,
     mean_metrics,
     scaled_to_bounds,
 )
@@ -84,6 +87,26 @@ class MADDPGHyperparameters:
     # Divide rewards by their std, measured once when learning starts: Adam's steps have a fixed
     # size, so a critic fitting rewards of 0.01 is ten times noisier than one fitting 0.1.
     normalise_rewards: bool = True
+
+
+class MADDPGExplain(Explain, kw_only=True):
+    """Copy 0's greedy joint action a = mu(o), what each critic makes of it, and the last
+    update's target. One entry per agent i; values in the trainer's reward units (reward x
+    reward_scale). Continuous scenarios fill mu_i and dQ_da, discrete ones greedy and dQ_da_onehot.
+    """
+
+    Q_i: tuple[float, ...]  # critic i's value Q_i(s, mu_1(o_1)..mu_n(o_n))
+    gamma: float  # the discount in y_i
+    # Continuous actions (None when discrete):
+    mu_i: tuple[float, ...] | None = None  # the greedy action in action units (price, order size)
+    dQ_da: tuple[float, ...] | None = None  # dQ_i/da_i per action unit: where the actor is pushed
+    # Discrete actions (None when continuous):
+    greedy: tuple[int, ...] | None = None  # argmax of mu_i's logits: the action index
+    dQ_da_onehot: tuple[tuple[float, ...], ...] | None = None  # dQ_i/da_i over the one-hot entries
+    # Means over the last update's batch (None before the first update):
+    y_i: tuple[float, ...] | None = None  # the target y_i = r_i + gamma Q_i^-(s', mu^-(o'))
+    r_i: tuple[float, ...] | None = None  # the reward r_i
+    Q_next: tuple[float, ...] | None = None  # Q_i^-(s', mu^-(o')), the target critic's value
 
 
 def td_target(
@@ -132,6 +155,7 @@ class MADDPG(Algorithm):
                                 centralised_critic=True)
     exploration_field = "noise_std"
     Hyperparameters = MADDPGHyperparameters
+    explain_type = MADDPGExplain
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
         # A repeated static game: today's price does not change tomorrow's demand, so gamma = 0
         # lets each store's critic be its own profit surface and the actors climb to Nash.
@@ -360,19 +384,9 @@ class MADDPG(Algorithm):
         return ("epsilon" if self.discrete else "noise", self.noise())
 
     # --- explain -----------------------------------------------------------------
-    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
-        """For copy 0 (plain Python data):
-
-        - "actions": per agent, the greedy action mu_i(o_i) in action units (price, order
-          size; the action index for discrete actions).
-        - "Q_i": each critic's value of that state and the greedy joint action.
-        - "dQ_da": each critic's gradient w.r.t. its own agent's action, the direction the
-          actor is pushed: per native action unit (positive: raise the price / order more);
-          for discrete actions, the gradient over the one-hot action (a list per agent).
-        - "y_i", "r_i", "Q_next": per-agent means over the last update's batch of the target
-          y_i = r_i + gamma Q_i^-(s', mu^-(o')), the reward and Q_i^-; "gamma".
-        Values are in the trainer's reward units (reward x reward_scale).
-        """
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> MADDPGExplain:
+        """Copy 0's greedy actions, each critic's Q_i and slope dQ_i/da_i, the last y_i (see
+        MADDPGExplain). For discrete actions the slope is over the one-hot action."""
         n = self.spec.n_agents
         o, s = obs[:1].to(self.device), state[:1].to(self.device)
         with torch.no_grad():
@@ -383,23 +397,20 @@ class MADDPG(Algorithm):
         (grad,) = torch.autograd.grad(Q_i.sum(), a)
         sigma = self.reward_std or 1.0  # critic units -> reward units
         dq = grad[0, torch.arange(n), torch.arange(n)] * sigma  # [N, d]: critic i w.r.t. a_i
+        mu_i = dQ_da = greedy = dQ_da_onehot = None  # one pair is filled: see MADDPGExplain
         if self.discrete:
-            actions: list[Any] = raw[0].argmax(-1).tolist()
-            dq_da: list[Any] = dq.tolist()
+            greedy, dQ_da_onehot = tuple(raw[0].argmax(-1).tolist()), float_rows(dq)
         else:
             space = self.spec.action_space
-            actions = scaled_to_bounds(a_mu[0, :, 0], space.low, space.high).tolist()
-            dq_da = (dq[:, 0] * 2.0 / (space.high - space.low)).tolist()
-        return {
-            "algo": self.name,
-            "actions": actions,
-            "Q_i": (Q_i[0].detach() * sigma).tolist(),
-            "dQ_da": dq_da,
-            "y_i": self.last.get("y_i", []),
-            "r_i": self.last.get("r_i", []),
-            "Q_next": self.last.get("Q_next", []),
-            "gamma": self.hp.gamma,
-        }
+            mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], space.low, space.high))
+            # Unit scale [-1, 1] spans (high - low) action units: per action unit, x 2 / range.
+            dQ_da = floats(dq[:, 0] * 2.0 / (space.high - space.low))
+        last = {k: tuple(v) for k, v in self.last.items()}  # empty before the first update
+        return MADDPGExplain(
+            Q_i=floats(Q_i[0].detach() * sigma), gamma=self.hp.gamma,
+            mu_i=mu_i, dQ_da=dQ_da, greedy=greedy, dQ_da_onehot=dQ_da_onehot,
+            y_i=last.get("y_i"), r_i=last.get("r_i"), Q_next=last.get("Q_next"),
+        )
 
     # --- checkpoints ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -36,8 +36,11 @@ from marl_tui.algos.base import (
     ActOutput,
     Algorithm,
     Capabilities,
+    Explain,
     Transition,
     child_generator,
+    float_rows,
+    floats,
     scaled_to_bounds,
 )
 from marl_tui.algos.networks import AgentMLP, gumbel_noise, mlp
@@ -68,6 +71,33 @@ class MAPPOHyperparameters:
     grad_clip: float = 10.0  # max gradient norm, applied to policy and value separately
     team_reward: bool = False  # learn from the team's mean reward even if each agent is paid its own
     init_log_std: float = -0.5  # continuous actions: initial log sigma in the unit space [-1, 1]
+
+
+class MAPPOExplain(Explain, kw_only=True):
+    """Copy 0's policy pi_i and value V^cen(s), and the last update's clipped surrogate.
+
+    Per-agent tuples hold one entry per agent i. Continuous scenarios fill mean and std,
+    discrete ones probs.
+    """
+
+    V: tuple[float, ...]  # V^cen(s) of copy 0's state, scaled reward units (a team value: repeated)
+    eps: float  # eps in clip(r, 1 - eps, 1 + eps)
+    # Continuous actions (None when discrete), in action units (price, order size):
+    mean: tuple[float, ...] | None = None  # the Gaussian's mean, clipped to the bounds: the greedy action
+    std: tuple[float, ...] | None = None  # its sigma
+    # Discrete actions (None when continuous):
+    probs: tuple[tuple[float, ...], ...] | None = None  # pi_i(a | o_i) for every action a
+    # The last update (None before the first). One sample, agent 0 of the last minibatch's first row:
+    ratio: float | None = None  # r = pi_i(a|o_i) / pi_i_old(a|o_i)
+    clipped_ratio: float | None = None  # clip(r, 1 - eps, 1 + eps)
+    A_hat: float | None = None  # its GAE advantage, normalised over the rollout (unitless)
+    L_clip: float | None = None  # -min(r A_hat, clip(r) A_hat): its surrogate loss
+    ratio_mean: float | None = None  # mean r over the last minibatch
+    A_hat_mean: float | None = None  # mean A_hat over the last minibatch
+    # Means over the update's minibatches:
+    clip_fraction: float | None = None  # share of samples with |r - 1| > eps
+    approx_kl: float | None = None  # approximate KL(pi_old || pi), nats
+    entropy: float | None = None  # policy entropy, nats
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -206,6 +236,7 @@ class MAPPO(Algorithm):
                                 centralised_critic=True)
     exploration_field = "entropy_coef"
     Hyperparameters = MAPPOHyperparameters
+    explain_type = MAPPOExplain
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
         # A one-shot game each day: small networks learn it, and a rollout holds 8192 days x 3
         # stores, so 2 epochs of 2 minibatches (4 Adam steps) suffice. Both cut the update's
@@ -375,7 +406,7 @@ class MAPPO(Algorithm):
         self.last = {
             "ratio": sample[0], "clipped_ratio": sample[1], "A_hat": sample[2],
             "L_clip": sample[3], "A_hat_mean": sample[4], "ratio_mean": sample[5],
-            "eps": hp.clip_eps, "clip_fraction": metrics["clip_fraction"],
+            "clip_fraction": metrics["clip_fraction"],
             "approx_kl": metrics["approx_kl"], "entropy": metrics["entropy"],
         }
         return metrics
@@ -387,30 +418,27 @@ class MAPPO(Algorithm):
         return ("entropy", self.entropy)
 
     @torch.no_grad()
-    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
-        """Copy 0's policy and value, and the last update's PPO numbers.
-
-        - "mean", "std" (continuous): per agent, the greedy action (Gaussian mean mapped to
-          action units and clipped to the bounds) and sigma in action units.
-        - "probs" (discrete): per agent, pi_i(a | o_i) for every action.
-        - "V": V^cen(s) of copy 0's state per agent (scaled reward units; cooperative
-          scenarios and team_reward repeat the one team value).
-        - from the last update (absent before the first): one sample's "ratio" r,
-          "clipped_ratio" clip(r, 1-eps, 1+eps), "A_hat" (normalised) and "L_clip" =
-          -min(r A_hat, clip(r) A_hat); "A_hat_mean", "ratio_mean" over its minibatch;
-          "eps", "clip_fraction", "approx_kl", "entropy".
-        """
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> MAPPOExplain:
+        """Copy 0's policy and value, and the last update's PPO numbers (see MAPPOExplain)."""
         out = self.policy(obs[:1])[0]
-        info: dict[str, Any] = {"algo": self.name}
+        mean = std = probs = None  # mean and std, or probs: see MAPPOExplain
         if self.continuous:
             space = self.spec.action_space
-            info["mean"] = self._to_env(out).tolist()
-            info["std"] = (self.policy.log_std.exp() * (space.high - space.low) / 2).tolist()
+            mean = floats(self._to_env(out))
+            std = floats(self.policy.log_std.exp() * (space.high - space.low) / 2)
         else:
-            info["probs"] = torch.softmax(out, -1).tolist()
+            probs = float_rows(torch.softmax(out, -1))
         V = self.value_norm.denormalise(self.V(state[:1]))[0]
-        info["V"] = V.expand(self.spec.n_agents).tolist()
-        return info | self.last
+        last = self.last  # empty before the first update
+        return MAPPOExplain(
+            V=floats(V.expand(self.spec.n_agents)), eps=self.hp.clip_eps,
+            mean=mean, std=std, probs=probs,
+            ratio=last.get("ratio"), clipped_ratio=last.get("clipped_ratio"),
+            A_hat=last.get("A_hat"), L_clip=last.get("L_clip"),
+            ratio_mean=last.get("ratio_mean"), A_hat_mean=last.get("A_hat_mean"),
+            clip_fraction=last.get("clip_fraction"), approx_kl=last.get("approx_kl"),
+            entropy=last.get("entropy"),
+        )
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -30,9 +30,12 @@ from marl_tui.algos.base import (
     ActOutput,
     Algorithm,
     Capabilities,
+    Explain,
     Transition,
     child_generator,
     child_seed,
+    float_rows,
+    floats,
     mean_metrics,
 )
 from marl_tui.algos.buffers import ReplayBuffer
@@ -63,6 +66,25 @@ class QMIXHyperparameters:
     # Huber (delta 1) instead of the squared TD error: a switch, as in MADDPG; MAPPO's
     # huber_delta is a different knob (the threshold of a value loss always Huber).
     huber: bool = False
+
+
+class QMIXExplain(Explain, kw_only=True):
+    """Copy 0's utilities Q_i, the greedy joint action, the mixer that values it, the last target.
+
+    Per-agent tuples hold one entry per agent i; values in the trainer's reward units (reward x
+    reward_scale), summed over agents (QMIX learns the team reward r_team = sum_i r_i).
+    """
+
+    Q_i: tuple[tuple[float, ...], ...]  # Q_i(o_i, a) for every action a
+    greedy: tuple[int, ...]  # a*_i = argmax_a Q_i(o_i, a), the action index
+    greedy_value: tuple[float, ...]  # a*_i in action units (price, order size), else the index
+    Q_total: float  # M([Q_i(o_i, a*_i)], s): the mixer's value of the greedy joint action
+    mixer_w1: tuple[tuple[float, ...], ...]  # |W1(s)|: per agent, its H hidden-unit weights (>= 0)
+    mixer_w2: tuple[float, ...]  # |W2(s)|: the H output weights (>= 0)
+    mixer_bias: float  # V(s), the mixer's state-dependent bias
+    gamma: float  # the discount in y
+    epsilon: float  # current epsilon-greedy exploration rate
+    y: float | None = None  # mean target r_team + gamma Q_total^- over the last update's batch
 
 
 # --------------------------------------------------------------------------- networks
@@ -115,6 +137,7 @@ class QMIX(Algorithm):
     capabilities = Capabilities(continuous=False, discrete=True, on_policy=False,
                                 centralised_critic=True)
     Hyperparameters = QMIXHyperparameters
+    explain_type = QMIXExplain
     exploration_field = "eps_end"
     # Targets r_team / (1 - gamma) must be learnt before the greedy policy settles, so gamma
     # is as low as each scenario allows without changing its optimal policy.
@@ -246,38 +269,26 @@ class QMIX(Algorithm):
         return ("epsilon", self.epsilon)
 
     @torch.no_grad()
-    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> dict[str, Any]:
-        """The numbers behind QMIX's equations for copy 0.
-
-        - "Q_i": per agent, Q_i(o_i, a) for every action a (list of N lists of A floats).
-        - "greedy": per agent, argmax_a Q_i(o_i, a) (action index).
-        - "greedy_value": per agent, the greedy action's value (price/order level, or the index).
-        - "Q_total": M([Q_i(o_i, greedy_i)], s), the mixer's value of the greedy joint action.
-        - "mixer_w1": |W1(s)|, per agent the H hidden-unit weights (all >= 0).
-        - "mixer_w2": |W2(s)|, the H output weights (all >= 0).
-        - "mixer_bias": V(s), the state-dependent bias.
-        - "y": mean target r_team + gamma Q_total^- of the last update's batch.
-        - "epsilon", "gamma": current exploration rate and discount.
-        """
+    def explain(self, obs: torch.Tensor, state: torch.Tensor) -> QMIXExplain:
+        """The numbers behind QMIX's equations for copy 0 (see QMIXExplain)."""
         o, s = obs[:1], state[:1]
         Q_all = self.Q(o)[0]  # [N, A]
         greedy = Q_all.argmax(-1)
         Q_total = self.mixer(Q_all.gather(-1, greedy.unsqueeze(-1)).squeeze(-1), s[0])
         w = self.mixer.weights(s[0])
         levels = self.spec.action_levels
-        return {
-            "algo": self.name,
-            "Q_i": Q_all.cpu().tolist(),
-            "greedy": greedy.cpu().tolist(),
-            "greedy_value": [float(levels[a]) if levels else float(a) for a in greedy.tolist()],
-            "Q_total": float(Q_total),
-            "mixer_w1": w["w1"].cpu().tolist(),
-            "mixer_w2": w["w2"].cpu().tolist(),
-            "mixer_bias": float(w["V"]),
-            "y": self.last_y,
-            "epsilon": self.epsilon,
-            "gamma": self.hp.gamma,
-        }
+        return QMIXExplain(
+            Q_i=float_rows(Q_all),
+            greedy=tuple(greedy.tolist()),
+            greedy_value=tuple(float(levels[a]) if levels else float(a) for a in greedy.tolist()),
+            Q_total=float(Q_total),
+            mixer_w1=float_rows(w["w1"]),
+            mixer_w2=floats(w["w2"]),
+            mixer_bias=float(w["V"]),
+            gamma=self.hp.gamma,
+            epsilon=self.epsilon,
+            y=self.last_y if self.n_updates else None,
+        )
 
     # ------------------------------------------------------------------ checkpoints
 
