@@ -130,17 +130,18 @@ def test_exploration_noise_anneals_after_warmup() -> None:
 
 def test_learns_pricing_guide_cap_price() -> None:
     from marl_tui.config import load_scenario
-    from marl_tui.train.trainer import RunConfig, Trainer
+    from marl_tui.train.build import build_run
+    from marl_tui.train.run_config import RunConfig
 
     torch.set_num_threads(1)
-    trainer = Trainer(RunConfig(
+    trainer = build_run(RunConfig(
         scenario=load_scenario("pricing-guide"), algo="maddpg", steps=12_800, seed=0, n_envs=128,
         overrides={"learning_starts": 2_560, "batch_size": 256, "hidden": 32},
     ))
     trainer.run()
     kpis = trainer.evaluate(episodes=1)
     assert kpis["mean_price"] >= 9.0
-    why = trainer.explain()
+    why = trainer.algo.explain(trainer.loop.obs, trainer.loop.state)
     assert isinstance(why, MADDPGExplain) and why.mu_i is not None and why.dQ_da is not None
     assert why.y_i is not None and len(why.mu_i) == len(why.Q_i) == len(why.y_i) == 3
     # The best response is the price cap: every critic says "raise the price".

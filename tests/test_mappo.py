@@ -287,9 +287,10 @@ def test_hyperparameters_and_capabilities() -> None:
 
 
 def test_learns_the_price_cap_on_pricing_guide() -> None:
-    from marl_tui.train.trainer import RunConfig, Trainer
+    from marl_tui.train.build import build_run
+    from marl_tui.train.run_config import RunConfig
 
-    trainer = Trainer(RunConfig(scenario=load_scenario("pricing-guide"), algo="mappo",
+    trainer = build_run(RunConfig(scenario=load_scenario("pricing-guide"), algo="mappo",
                                 steps=120_000, seed=0))
     trainer.run()
     kpis = trainer.evaluate(episodes=1)

@@ -290,9 +290,10 @@ def test_state_dict_round_trip_resumes_exactly() -> None:
 
 def test_learns_the_pricing_guide_price() -> None:
     """Smoke test on the guide's game: every store should learn to price at the cap, 10."""
-    from marl_tui.train.trainer import RunConfig, Trainer
+    from marl_tui.train.build import build_run
+    from marl_tui.train.run_config import RunConfig
 
-    trainer = Trainer(RunConfig(
+    trainer = build_run(RunConfig(
         scenario=load_scenario("pricing-guide"), algo="qmix", steps=30_000, seed=0,
         overrides={"learning_starts": 2_560, "eps_anneal_steps": 15_000, "updates_per_step": 2},
     ))

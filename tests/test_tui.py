@@ -18,7 +18,11 @@ import pytest
 
 from marl_tui.stream.frames import ControlState
 from marl_tui.config import bundled_names, load_scenario
-from marl_tui.train.trainer import Trainer
+from marl_tui.stream.frames import Frame
+from marl_tui.train.build import build_run
+from marl_tui.train.callbacks.base import Callback
+from marl_tui.train.run import Run
+from marl_tui.train.run_config import RunConfig
 from marl_tui.tui.app import MarlApp
 from marl_tui.tui.screens.dashboard import DashboardScreen
 from marl_tui.tui.screens.picker import PickerScreen
@@ -51,13 +55,24 @@ def dashboard_app(scenario: str = "pricing", algo: str = "random", paused: bool 
 
 async def started(pilot: Any) -> DashboardScreen:
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen._started,
-                what="the trainer to start")
+    await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.charts is not None,
+                what="the run to start")
     return app.screen
 
 
 def shown_step(screen: DashboardScreen) -> int | None:
-    return screen.query_one(StatusLine).iteration
+    return screen.query_one(StatusLine).step
+
+
+def one_moment(screen: DashboardScreen) -> Frame:
+    """Every panel shows the screen's frame: the status line's step, the scenario panel's step
+    and explain, the why panel's step and numbers, the charts' last return."""
+    frame = screen.frame
+    assert frame is not None
+    why = screen.query_one("#why").data
+    assert shown_step(screen) == frame.scene.step == screen.scene.data.record.step == why.after_step
+    assert screen.scene.data.explain is frame.explain and why.explain is frame.explain
+    return frame
 
 
 # ---------------------------------------------------------------------------- picker
@@ -150,33 +165,63 @@ async def test_each_scenario_kind_gets_its_panel(scenario: str, panel: type) -> 
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await started(pilot)
         await pilot.press("n")
-        await until(pilot, lambda: screen.record is not None and screen.record.iteration == 1)
+        await until(pilot, lambda: shown_step(screen) == 1, what="the first step")
         assert isinstance(screen.scene, panel)
-        assert screen.scene.data is not None and screen.scene.data.record.iteration == 1
+        assert screen.scene.data is not None and screen.scene.data.record.step == 1
         await pilot.press("q")
 
 
-async def test_space_freezes_the_counter_and_n_steps_exactly_one() -> None:
+class ExplainAt(Callback):
+    """Records explain() at the moment each step's decision was taken (an in-process twin run)."""
+
+    def __init__(self) -> None:
+        self.explains: dict[int, Any] = {}
+
+    def on_step(self, run: Run, outcome: Any) -> None:
+        self.explains[outcome.step] = run.algo.explain(outcome.obs, outcome.state)
+
+
+@pytest.mark.parametrize("algo", ["maddpg", "mappo", "qmix"])
+@pytest.mark.parametrize("scenario", ["pricing", "warehouse", "fulfillment"])
+async def test_paused_steps_show_one_moment_with_the_real_explain(scenario: str, algo: str) -> None:
+    """Paused, `n` three times: every step number on screen is the same, and the why panel's
+    numbers are those explain() gave for that step's decision in a twin run of the same seed."""
+    overrides = {"learning_starts": 8, "batch_size": 8} if algo != "mappo" else {"rollout_length": 2}
+    twin = ExplainAt()
+    run = build_run(RunConfig(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=4,
+                              steps=4 * 3, overrides=overrides), extra=(twin,))
+    run.run()
+    request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=4, steps=4 * 1000,
+                         overrides=overrides)
+    app = MarlApp(request=request, start_paused=True, run_dir=no_run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        for k in (1, 2, 3):
+            await pilot.press("n")
+            await until(pilot, lambda k=k: shown_step(screen) == k, what=f"step {k}")
+            frame = one_moment(screen)
+            assert frame.explain == twin.explains[k]
+            assert screen.progress.env_steps == 4 * k or screen.progress.env_steps == 4 * (k - 1)
+        await pilot.press("q")
+
+
+async def test_space_freezes_the_screen_and_n_steps_exactly_one() -> None:
     app = dashboard_app("pricing", "random", paused=False, n_envs=2)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await started(pilot)
         await until(pilot, lambda: (shown_step(screen) or 0) > 5, what="training to run")
+        one_moment(screen)  # at full speed too
         await pilot.press("space")
-        await until(pilot, lambda: screen.state() == "paused")
-        await pilot.pause(0.3)  # the step in flight lands
-        frozen = shown_step(screen)
-        assert screen.record.iteration == frozen  # the panels show the step it stopped on
-        polls = screen.polls
-        for _ in range(4):
-            await pilot.pause(0.15)
-            assert shown_step(screen) == frozen
-        assert screen.polls >= polls + 3  # it kept polling: frozen, not stuck
+        await until(pilot, lambda: screen.progress.status == "paused", what="the pause")
+        # The frame of the step it stopped on follows the pause.
+        await until(pilot, lambda: shown_step(screen) == screen.progress.env_steps // 2,
+                    what="the frame of the step it stopped on")
+        frozen = one_moment(screen).scene.step
         assert "—" in screen.query_one(StatusLine).plain  # no steps/s while paused
         await pilot.press("n")
         await until(pilot, lambda: shown_step(screen) == frozen + 1, what="one step")
-        assert screen.record.iteration == frozen + 1  # the panels show exactly that step
-        await pilot.pause(0.4)
-        assert shown_step(screen) == frozen + 1
+        one_moment(screen)
+        assert screen.progress.env_steps // 2 in (frozen, frozen + 1)
         # the footer follows the state: resume + step while paused, pause while running
         keys = {b.binding.action for b in screen.active_bindings.values()}
         assert {"resume", "step"} <= keys and "pause" not in keys
@@ -214,33 +259,33 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await pilot.press("plus")
         assert controls.speed == 1000
         await pilot.press("n")
-        await until(pilot, lambda: screen.record is not None, what="a training step")
+        await until(pilot, lambda: shown_step(screen) == 1, what="a training step")
         await pilot.press("e")
         status = screen.query_one(StatusLine)
         assert controls.greedy and "GREEDY EVAL" in status.plain  # at once, though paused
-        assert screen.record is None  # no greedy step yet: the panels do not show a training one
         await pilot.press("n")
-        await until(pilot, lambda: screen.record is not None and screen.record.greedy)
-        await until(pilot, lambda: "greedy step 1" in status.plain, what="the greedy step counter")
-        assert screen.stats.iteration == 1  # watching the greedy policy is not training
-        await until(pilot, lambda: screen._explained == (True, 1), what="why, for the greedy view")
+        await until(pilot, lambda: screen.frame.greedy and shown_step(screen) == 1, what="a greedy step")
+        assert "greedy step 1" in status.plain and screen.scene.data.greedy
+        one_moment(screen)
+        assert screen.progress.env_steps == 4  # watching the greedy policy is not training
         await pilot.press("e")
         assert not controls.greedy
-        await pilot.press("s")  # the trainer saves (and clears the request) while paused
+        await until(pilot, lambda: not screen.frame.greedy, what="the training view's frame")
+        await pilot.press("s")  # the run saves (and takes the request) while paused
         run_dir = screen.session.run_dir
         await until(pilot, lambda: (run_dir / "checkpoints" / "latest.pt").is_file()
-                    and "saved checkpoint" in (screen.stats.save_note or ""), what="the save")
+                    and "saved checkpoint" in (screen.progress.save_note or ""), what="the save")
         old = screen.session
         await pilot.press("r")
-        await until(pilot, lambda: screen.session is not old and screen._started, what="restart")
+        await until(pilot, lambda: screen.session is not old and screen.charts is not None, what="restart")
         assert old.wait_stopped(timeout=2.0) and screen.session.controls.speed == 1000
         assert screen.session.run_dir == tmp_path / "run-1" and screen.state() == "paused"
         await pilot.press("q")
 
 
 async def test_a_slowed_run_shows_every_step() -> None:
-    """At full speed the scenario panel redraws twice a second; slowed down with `-`, someone is
-    following the steps, and each one is drawn."""
+    """At full speed a frame comes twice a second; slowed down with `-`, someone is following the
+    steps, and each one is drawn."""
     app = dashboard_app("pricing", "random", paused=True)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await started(pilot)
@@ -249,7 +294,7 @@ async def test_a_slowed_run_shows_every_step() -> None:
 
         def watch(data: Any) -> None:
             if data.record is not None:
-                drawn.append(data.record.iteration)
+                drawn.append(data.record.step)
             show(data)
 
         screen.scene.show = watch
@@ -275,7 +320,8 @@ async def test_quick_restarts_each_get_a_run_directory(tmp_path: Path,
         await pilot.press("r")
         await pilot.pause(0.1)
         await pilot.press("r")
-        await until(pilot, lambda: screen._started and screen.state() == "running", what="the last restart")
+        await until(pilot, lambda: screen.charts is not None and screen.state() == "running",
+                    what="the last restart")
         await pilot.press("q")
     assert all(s.wait_stopped(timeout=5.0) for s in app.all_sessions)
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
@@ -327,7 +373,7 @@ async def test_help_screen_opens_and_q_still_quits() -> None:
 # ---------------------------------------------------------------------------- errors
 
 
-class ExplodingTrainer(Trainer):
+class ExplodingRun(Run):
     """Fails on the third step, as a broken environment or algorithm would."""
 
     def train_step(self) -> None:
@@ -337,7 +383,7 @@ class ExplodingTrainer(Trainer):
 
 
 async def test_a_training_error_is_shown_not_hung() -> None:
-    app = dashboard_app("pricing", "random", paused=False, trainer_factory=ExplodingTrainer)
+    app = dashboard_app("pricing", "random", paused=False, run_class=ExplodingRun)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await started(pilot)
         await until(pilot, lambda: screen.state() == "error", what="the error")
@@ -361,13 +407,13 @@ async def test_a_training_process_that_dies_is_shown_not_hung() -> None:
     app = dashboard_app("pricing", "random", paused=False)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await started(pilot)
-        os.kill(screen.session.trainer.pid, signal.SIGKILL)
+        os.kill(screen.session.source.pid, signal.SIGKILL)
         await until(pilot, lambda: screen.state() == "error", what="the error")
         await pilot.pause(0.2)
         text = screen.query_one(ErrorView).text.plain
         assert "training process ended unexpectedly (exit code -9)" in text
         await pilot.press("r")  # a restart gets a fresh process
-        await until(pilot, lambda: screen._started and screen.state() == "running", what="restart")
+        await until(pilot, lambda: screen.charts is not None and screen.state() == "running", what="restart")
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running, timeout=2.0)
 
@@ -474,9 +520,9 @@ def snapshot_app(scenario: str) -> MarlApp:
 
 async def step_to(pilot: Any, steps: int) -> None:
     screen = await started(pilot)
-    screen.session.controls.step(steps)
-    await until(pilot, lambda: screen.record is not None and screen.record.iteration == steps
-                and screen._explained == (False, steps), what=f"{steps} steps")
+    c = screen.session.controls.state
+    screen.session.controls.change(steps_granted=c.steps_granted + steps, frames_granted=c.frames_granted + 1)
+    await until(pilot, lambda: shown_step(screen) == steps, what=f"{steps} steps")
     await settled(pilot)
 
 

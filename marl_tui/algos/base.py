@@ -20,10 +20,6 @@ import torch
 from marl_tui.envs.base import EnvSpec
 
 
-class Explain(msgspec.Struct, frozen=True, tag=True, kw_only=True):
-    """The numbers behind an algorithm's equations for copy 0: plain data, one type per algorithm."""
-
-
 @dataclass(frozen=True)
 class Capabilities:
     """Declared, not discovered: what an algorithm can handle."""

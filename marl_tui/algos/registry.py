@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from marl_tui.algos.base import Algorithm
+from marl_tui.algos.base import Algorithm, Explain
 from marl_tui.config import ALGOS, Scenario, build_dataclass, rule
 from marl_tui.envs.base import BatchedEnv
 from marl_tui.errors import UserError
@@ -76,3 +76,8 @@ def make_algorithm(name: str, env: BatchedEnv, hp: Any, device: torch.device) ->
 
 def needs_discrete(name: str) -> bool:
     return not algorithm_class(name).capabilities.continuous
+
+
+def explain_types() -> tuple[type[Explain], ...]:
+    """What every algorithm's explain() may return (a frame decodes any of them)."""
+    return tuple(algorithm_class(name).explain_type for name in ALGOS)

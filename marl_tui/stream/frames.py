@@ -13,12 +13,15 @@ never code. A message that does not decode raises `StreamError` with one line sa
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import msgspec
 
-from marl_tui.algos.base import Explain
+from marl_tui.algos.registry import explain_types
 from marl_tui.envs.base import EnvSpec
+
+# Any algorithm's explain struct (each is tagged with its class name).
+AnyExplain = Union[explain_types()]  # noqa: UP007 - built from a tuple at import time
 
 # A domain quantity of one step for copy 0: a number, or one number per agent (or per store).
 Quantity = float | tuple[float, ...]
@@ -63,7 +66,7 @@ class Frame(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     greedy: bool  # taken by the greedy policy (the evaluation view), not while learning
     scene: StepScene
     trail: tuple[StepScene, ...]  # consecutive steps of the same view before `scene`, oldest first
-    explain: Explain | None  # algo.explain() on the observation this step acted on
+    explain: AnyExplain | None  # algo.explain() on the observation this step acted on
     explain_error: str | None = None  # why explain() failed (the frame still shows the scene)
     stats: FrameStats
     chart: ChartPoints = ChartPoints()

@@ -164,13 +164,18 @@ class LiveSource:
                 data = self._conn.recv_bytes()
             except (EOFError, OSError):
                 break
-            try:
-                self._handle(decode_to_app(data))
-            except StreamError as exc:
-                self._log_malformed(exc)
+            self._handle_bytes(data)
         self._proc.join()  # the pipe closes as the process ends: this is quick
         self._exited.set()
         self._ended(self._proc.exitcode)
+
+    def _handle_bytes(self, data: bytes) -> None:
+        try:
+            msg = decode_to_app(data)
+        except StreamError as exc:
+            self._log_malformed(exc)
+        else:
+            self._handle(msg)
 
     def _log_malformed(self, exc: StreamError) -> None:
         self.malformed += 1

@@ -54,7 +54,7 @@ def build_frame(run: Run, greedy: bool, chart: ChartPoints) -> Frame | None:
     last = loop.recent[-1]
     explain, error = None, None
     try:
-        with acting_on(run.algo, loop.env), torch.no_grad():
+        with acting_on(run.algo, loop.env):  # no no_grad: MADDPG's explain takes ∂Q_i/∂a_i
             explain = run.algo.explain(last.obs, last.state)
     except Exception as exc:  # noqa: BLE001 - the frame still shows the step; the panel says why
         error = f"{type(exc).__name__}: {exc}"
