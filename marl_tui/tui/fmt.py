@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
+
+from rich.cells import cell_len
 
 DASH = "—"
 
@@ -56,11 +59,53 @@ def as_list(xs: Any) -> list[Any]:
     return []
 
 
-def scalar(x: Any) -> float | None:
-    """A number from a scalar or a one-element list (the mean of a longer one)."""
-    if finite(x):
-        return float(x)
-    return mean(x)
+def _terms(statement: str) -> list[str]:
+    """statement split before each ' = ' or ' + ' outside brackets (a term keeps its operator)."""
+    terms, depth, start = [], 0, 0
+    for k, ch in enumerate(statement):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif depth == 0 and statement.startswith((" = ", " + "), k):
+            terms.append(statement[start:k])
+            start = k + 1
+    terms.append(statement[start:])
+    return terms
+
+
+def break_equation(eq: str, width: int, indent: int = 4) -> list[str]:
+    """eq as lines of at most `width` cells, broken only between top-level terms.
+
+    Statements apart by a gap of three spaces ("y = ...   γ = 0.95") go on separate lines
+    first; a statement that still does not fit breaks before a ' = ' or ' + ' outside brackets.
+    Continuation lines hang by `indent`. A term wider than the line stays whole: a terminal
+    folding it beats a break inside a symbol.
+    """
+    if cell_len(eq) <= width:
+        return [eq]
+    lines: list[str] = []
+    for statement in re.split(r" {3,}", eq):
+        if lines and cell_len(lines[-1]) + 3 + cell_len(statement) <= width:
+            lines[-1] += "   " + statement
+            continue
+        for k, term in enumerate(_terms(statement)):
+            if k and cell_len(lines[-1]) + 1 + cell_len(term) <= width:
+                lines[-1] += " " + term
+            else:
+                lines.append((" " * indent if lines else "") + term)
+    return lines
+
+
+def pack(items: Sequence[str], width: int, sep: str = " · ") -> list[str]:
+    """Join items with sep into lines of at most `width` cells, never splitting an item."""
+    lines: list[str] = []
+    for item in items:
+        if lines and cell_len(lines[-1]) + len(sep) + cell_len(item) <= width:
+            lines[-1] += sep + item
+        else:
+            lines.append(item)
+    return lines
 
 
 RATE_KPIS = {"optimal_choice_rate", "conflict_rate", "miss_rate", "fill_rate", "stockout_rate"}
