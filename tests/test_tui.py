@@ -32,7 +32,6 @@ from marl_tui.tui.widgets.fulfillment import FulfillmentPanel
 from marl_tui.tui.widgets.pricing import PricingPanel
 from marl_tui.tui.widgets.status import StatusLine
 from marl_tui.tui.widgets.warehouse import WarehousePanel
-from marl_tui.tui.widgets.why import WhyData, why_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +69,7 @@ def one_moment(screen: DashboardScreen) -> Frame:
     frame = screen.frame
     assert frame is not None
     why = screen.query_one("#why").data
-    assert shown_step(screen) == frame.scene.step == screen.scene.data.record.step == why.after_step
+    assert shown_step(screen) == frame.scene.step == screen.scene.data.record.step == why.step
     assert screen.scene.data.explain is frame.explain and why.explain is frame.explain
     return frame
 
@@ -97,7 +96,7 @@ async def test_picker_lists_the_bundled_scenarios_and_starts_a_run(tmp_path: Pat
         screen = await started(pilot)
         assert isinstance(screen.scene, PricingPanel)
         assert screen.session.request.algo == "random"
-        await until(pilot, lambda: screen.record is not None, what="a first step")
+        await until(pilot, lambda: screen.frame is not None, what="a first step")
         # an app-started run writes a run directory like a headless one, and shows it
         run_dir = screen.session.run_dir
         assert run_dir is not None and (tmp_path / run_dir / "config.toml").is_file()
@@ -171,6 +170,15 @@ async def test_each_scenario_kind_gets_its_panel(scenario: str, panel: type) -> 
         await pilot.press("q")
 
 
+def _flat(x: Any) -> list[Any]:
+    """A struct's numbers in order (None and strings kept as they are)."""
+    if hasattr(x, "__struct_fields__"):
+        return [v for f in x.__struct_fields__ for v in _flat(getattr(x, f))]
+    if isinstance(x, tuple):
+        return [v for item in x for v in _flat(item)]
+    return [x]
+
+
 class ExplainAt(Callback):
     """Records explain() at the moment each step's decision was taken (an in-process twin run)."""
 
@@ -200,7 +208,10 @@ async def test_paused_steps_show_one_moment_with_the_real_explain(scenario: str,
             await pilot.press("n")
             await until(pilot, lambda k=k: shown_step(screen) == k, what=f"step {k}")
             frame = one_moment(screen)
-            assert frame.explain == twin.explains[k]
+            # The same numbers; float32 sums may differ in the last bits between processes
+            # (torch's threads), so compare to 1e-5.
+            assert type(frame.explain) is type(twin.explains[k])
+            assert _flat(frame.explain) == pytest.approx(_flat(twin.explains[k]), rel=1e-5, abs=1e-6)
             assert screen.progress.env_steps == 4 * k or screen.progress.env_steps == 4 * (k - 1)
         await pilot.press("q")
 
@@ -452,39 +463,6 @@ async def test_a_run_that_cannot_start_is_shown() -> None:
         await pilot.press("q")
 
 
-# ---------------------------------------------------------------------------- why panel
-
-
-EXPLAINS = {
-    "maddpg": {"algo": "maddpg", "actions": [33.1, 40.2], "Q_i": [1.2, 1.1], "dQ_da": [0.01, -0.02],
-               "y_i": [0.5, 0.4], "r_i": [0.45, 0.35], "Q_next": [0.05, 0.05], "gamma": 0.95},
-    "mappo": {"algo": "mappo", "mean": [33.0, 34.0], "std": [4.0, 4.1], "V": [1.0, 1.0],
-              "ratio": 0.8, "clipped_ratio": 0.8, "A_hat": -300.0, "L_clip": 240.0, "eps": 0.2,
-              "clip_fraction": 0.1, "approx_kl": 0.01, "entropy": 1.3},
-    "qmix": {"algo": "qmix", "Q_i": [[0.1, 0.3], [0.2, 0.1]], "greedy": [1, 0],
-             "greedy_value": [1.0, 0.0], "Q_total": 0.7, "mixer_w1": [[0.1, 0.2], [0.3, 0.0]],
-             "mixer_w2": [0.5, 0.1], "mixer_bias": 0.2, "y": 0.6, "epsilon": 0.3, "gamma": 0.99},
-}
-
-
-@pytest.mark.parametrize("algo", sorted(EXPLAINS))
-def test_why_fills_the_guides_equations(algo: str) -> None:
-    text = why_text(WhyData(EXPLAINS[algo], algo, ("store 1", "store 2"), "pricing"), 60).plain
-    expected = {"maddpg": ["y_i = r_i + γ", "0.5 = 0.45 + 0.95 × 0.05", "raise", "lower"],
-                "mappo": ["clip(0.8, 0.80, 1.20) = 0.8", "L = −min(-240, -240) = 240"],
-                "qmix": ["Q_total", "≥ 0 ✓", "ε = 0.3"]}[algo]
-    for piece in expected:
-        assert piece in text, (piece, text)
-
-
-@pytest.mark.parametrize("explain", [None, {}, {"algo": "mappo"}, {"algo": "qmix", "Q_i": "odd"},
-                                     {"algo": "maddpg", "y_i": [None, "x"], "dQ_da": [[1, 2]]},
-                                     {"algo": "mystery", "thing": 3, "vec": [1, 2]}])
-def test_why_survives_partial_or_odd_explain(explain: Any) -> None:
-    algo = (explain or {}).get("algo", "mappo")
-    assert why_text(WhyData(explain, algo, ("a", "b"), "fulfillment"), 50).plain is not None
-
-
 # ---------------------------------------------------------------------------- no terminal
 
 
@@ -616,34 +594,6 @@ def test_plot_lines_match_what_rich_reads_from_plotext() -> None:
     assert any(color is not None and color.number == 6 for _, color, _ in cells(strips[5]) + cells(strips[6]))
 
 
-def test_trails_show_the_newest_run_of_consecutive_steps() -> None:
-    """Full-speed records come in bursts: a trail never joins two bursts, and a lone record after
-    a gap (the step a pause landed on) leaves the trail on the burst before it, labelled by steps."""
-    from types import SimpleNamespace
-
-    from marl_tui.tui.widgets.scene import SceneData, recent_same_view, trail_title
-
-    def rec(i: int) -> Any:
-        return SimpleNamespace(iteration=i, greedy=False)
-
-    burst = [rec(i) for i in (10, 11, 12, 50, 51, 52, 53)]
-    data = SceneData(record=burst[-1], recent=tuple(burst))
-    trail = recent_same_view(data, 100)
-    assert [r.iteration for r in trail] == [50, 51, 52, 53] and trail_title(trail, data, "steps") == "last 4 steps"
-    lone = SceneData(record=rec(90), recent=(*burst, rec(90)))
-    trail = recent_same_view(lone, 100)
-    assert [r.iteration for r in trail] == [50, 51, 52, 53]
-    assert trail_title(trail, lone, "steps") == "steps 50–53"
-    # A long burst, then the step a pause landed on and one `n`: the burst stays until the steps
-    # after the pause are MIN_TRAIL long.
-    long = [rec(i) for i in range(10, 30)]
-    paused = SceneData(record=rec(91), recent=(*long, rec(90), rec(91)))
-    assert trail_title(recent_same_view(paused, 100), paused, "steps") == "steps 10–29"
-    later = [rec(i) for i in range(90, 98)]
-    stepped = SceneData(record=later[-1], recent=(*long, *later))
-    assert [r.iteration for r in recent_same_view(stepped, 100)] == list(range(90, 98))
-
-
 async def test_panels_keep_their_height_while_numbers_change_length() -> None:
     """A panel or status line whose text gets shorter at the same width keeps its height (a new
     layout repaints every panel, the app's biggest cost at full speed); a new width starts afresh."""
@@ -659,7 +609,7 @@ async def test_panels_keep_their_height_while_numbers_change_length() -> None:
             yield Panel(id="panel")
 
     def info(name: str) -> StatusInfo:
-        return StatusInfo(scenario=name, algo="MAPPO", state="running", stats=None, speed=None,
+        return StatusInfo(scenario=name, algo="MAPPO", state="running", speed=None,
                           headline="", oracle_kpis={}, oracle_return=None, run_dir=None, greedy=False)
 
     app = Host()

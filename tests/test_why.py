@@ -51,7 +51,7 @@ def explained(algo_name: str, kind: str, steps: int = 2) -> tuple[Explain, WhyDa
             algo.update()
         obs, state = res.obs, res.state
     ex = algo.explain(obs, state)
-    return ex, WhyData(ex, algo_name, tuple(env.spec.agent_names), kind, after_step=steps,
+    return ex, WhyData(ex, algo_name, tuple(env.spec.agent_names), kind, step=steps,
                        reward_scale=env.spec.reward_scale)
 
 

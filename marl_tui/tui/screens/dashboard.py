@@ -273,7 +273,7 @@ class DashboardScreen(Screen[None]):
         self.query_one(WhyPanel).show(WhyData(
             explain=frame.explain, algo=req.algo, agent_names=tuple(spec.agent_names),
             kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels),
-            after_step=frame.scene.step, greedy=frame.greedy, note=note, reward_scale=spec.reward_scale,
+            step=frame.scene.step, greedy=frame.greedy, note=note, reward_scale=spec.reward_scale,
         ))
 
     def _show_charts(self) -> None:

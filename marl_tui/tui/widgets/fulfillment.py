@@ -40,7 +40,7 @@ def accept_value(explain: Explain | None, i: int) -> tuple[str, float | None]:
         return "Q a−d", q[1] - q[0]
     if isinstance(explain, MAPPOExplain) and (p := _pair(explain.probs, i)):
         return "P(acc)", p[1]
-    if isinstance(explain, MADDPGExplain) and (g := _pair(explain.dQ_da, i)):
+    if isinstance(explain, MADDPGExplain) and (g := _pair(explain.dQ_da_onehot, i)):
         return "∂Q a−d", g[1] - g[0]
     return "", None
 

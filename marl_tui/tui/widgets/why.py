@@ -30,7 +30,7 @@ class WhyData:
     agent_names: tuple[str, ...] = ()
     kind: str = ""
     discrete_levels: tuple[float, ...] = ()  # values of discrete actions (QMIX on prices)
-    after_step: int | None = None  # explain() describes the observation after this step
+    step: int | None = None  # explain() is for the decision taken in this step
     greedy: bool = False  # ... of the greedy view
     note: str = ""
     reward_scale: float = 1.0  # learners see reward × this (the scenario's reward_scale)
@@ -248,10 +248,10 @@ def _random(w: _Writer) -> None:
 
 def why_text(d: WhyData, width: int) -> Text:
     w = _Writer(width)
-    # First, so it is never scrolled away: these numbers are for the next decision, while the
-    # scenario panel shows the step just taken.
-    if d.after_step is not None:
-        w.aside(f"the next decision, after {'greedy step' if d.greedy else 'step'} {d.after_step:,}")
+    # First, so it is never scrolled away: which decision these numbers are for (the scenario
+    # panel shows that same step).
+    if d.step is not None:
+        w.aside(f"the decision taken in {'greedy step' if d.greedy else 'step'} {d.step:,}")
     if d.algo in ("maddpg", "mappo", "qmix") and d.reward_scale != 1.0:
         w.aside(f"rewards × {d.reward_scale:g} (reward_scale)")
     match d.explain:
@@ -274,11 +274,14 @@ def why_text(d: WhyData, width: int) -> Text:
 
 class WhyPanel(Panel):
     TITLE = "why"
-    HINT = "the guide's equations for this algorithm with the latest numbers (refreshed ≤ 2×/s)"
+    HINT = "the guide's equations for this algorithm, filled with the numbers of the step on screen"
+
+    data: WhyData | None = None
 
     def on_mount(self) -> None:
-        self.message("the numbers behind the next decision appear after the first step")
+        self.message("the numbers behind each decision appear after the first step")
 
     def show(self, data: WhyData) -> None:
+        self.data = data
         self.border_title = f"why · {ALGO_TITLES.get(data.algo, data.algo)}"
         self.draw(lambda width: why_text(data, width))
