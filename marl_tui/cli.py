@@ -16,20 +16,48 @@ import typer
 from typer.exceptions import TyperException
 
 from marl_tui import __version__
+from marl_tui.config import (
+    ALGOS,
+    CHECKPOINT_EVERY,
+    COPIES,
+    DEVICES,
+    SEED,
+    STEPS,
+    check_flag,
+    load_scenario,
+    scenario_choices,
+)
 from marl_tui.errors import UserError
 
 app = typer.Typer(
     name="marl-tui",
     help="Watch multi-agent reinforcement learning think: MADDPG, MAPPO and QMIX on pricing, "
     "restocking and fulfillment, live in your terminal. With no command: open the app.",
-    add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _complete(choices: list[str], incomplete: str) -> list[str]:
+    return [c for c in choices if c.startswith(incomplete)]
+
+
+def complete_scenario(incomplete: str) -> list[str]:
+    """Shell completion for a scenario: bundled names and ./scenarios/*.toml."""
+    return _complete(scenario_choices(), incomplete)
+
+
+def complete_algo(incomplete: str) -> list[str]:
+    return _complete(list(ALGOS), incomplete.lower())
+
+
+def complete_device(incomplete: str) -> list[str]:
+    return _complete(list(DEVICES), incomplete)
+
+
 ScenarioArg = Annotated[
-    str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`) or a .toml path")
+    str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`) or a .toml path",
+                        autocompletion=complete_scenario)
 ]
 
 
@@ -38,16 +66,19 @@ def _algo_name(value: str | None) -> str | None:
     return value.strip().lower() if value else value
 
 
-AlgoOpt = Annotated[str, typer.Option("--algo", "-a", help="maddpg | mappo | qmix | random | oracle",
-                                      callback=_algo_name)]
-StepsOpt = Annotated[
-    int | None, typer.Option(help="environment steps over all parallel copies [default: per algorithm]")
-]
-SeedOpt = Annotated[int | None, typer.Option(help="random seed [default: the scenario's]")]
-EnvsOpt = Annotated[int | None, typer.Option("--envs", help="parallel copies [default: the scenario's]")]
-DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda")]
+ALGO_HELP = " | ".join(ALGOS)
+DEVICE_HELP = " | ".join(DEVICES)
+AlgoOpt = Annotated[str, typer.Option("--algo", "-a", help=ALGO_HELP, callback=_algo_name,
+                                      autocompletion=complete_algo)]
+# Ranges of integer options come from config's declarations; Typer checks them and shows them in --help.
+StepsOpt = Annotated[int | None, typer.Option(help=f"{STEPS.description} [default: per algorithm]",
+                                              min=STEPS.ge, max=STEPS.le)]
+SeedOpt = Annotated[int | None, typer.Option(help="random seed [default: the scenario's]", min=SEED.ge, max=SEED.le)]
+EnvsOpt = Annotated[int | None, typer.Option("--envs", help=f"{COPIES.description} [default: the scenario's]",
+                                             min=COPIES.ge, max=COPIES.le)]
+DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP, autocompletion=complete_device)]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="learning rate [default: per algorithm]")]
-GammaOpt = Annotated[float | None, typer.Option("--gamma", help="discount factor γ in [0, 1)")]
+GammaOpt = Annotated[float | None, typer.Option("--gamma", help="discount factor γ [default: per algorithm]")]
 ExploreOpt = Annotated[
     float | None,
     typer.Option("--explore", help="exploration: MADDPG noise σ, MAPPO entropy bonus, QMIX final ε"),
@@ -58,7 +89,7 @@ CheckpointEveryOpt = Annotated[
     int | None,
     typer.Option("--checkpoint-every",
                  help="env steps between checkpoints (0: only at the end, on a stop, on request) "
-                      "[default: 2,000 batched steps]"),
+                      "[default: 2,000 batched steps]", min=CHECKPOINT_EVERY.ge, max=CHECKPOINT_EVERY.le),
 ]
 
 
@@ -122,31 +153,35 @@ def info(
 ) -> None:
     """Describe one scenario: agents, actions, and its exact reference answer."""
     from marl_tui.catalogue import scenario_info, scenario_info_text
-
-    data = scenario_info(scenario)
-    typer.echo(json.dumps(data, indent=2) if as_json else scenario_info_text(data))
+    sc = load_scenario(scenario)
+    data = scenario_info(sc)
+    stem = Path(sc.source).stem
+    if sc.name != stem:  # a copied file keeps the name it was copied from: say so, don't rename it
+        data["note"] = (f"this file says name = {sc.name!r}, not {stem!r}: its runs are named {sc.name}-…; "
+                        f"change `name` in {sc.source} to tell them apart")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+    else:
+        typer.echo(scenario_info_text(data) + (f"\n  note:        {data['note']}" if "note" in data else ""))
 
 
 def _hp_overrides(lr: float | None, gamma: float | None, explore: float | None,
                   algo: str) -> dict[str, float]:
-    from marl_tui.algos.registry import algorithm_class
+    """--lr, --gamma and --explore as hyperparameters, checked against the registry's ranges."""
+    from marl_tui.algos.registry import HPARAM_RULES, algorithm_class
 
-    if gamma is not None and not 0 <= gamma < 1:
-        raise UserError(f"--gamma {gamma}: the discount factor must be in [0, 1)")
-    if lr is not None and not 0 < lr < 1:
-        raise UserError(f"--lr {lr}: the learning rate must be in (0, 1), e.g. 3e-4")
+    cls = algorithm_class(algo)
+    if explore is not None and cls.exploration_field is None:
+        raise UserError(f"--explore: {algo} has no exploration setting; leave it out")
+    fields = {f.name for f in dataclasses.fields(cls.Hyperparameters)}
     out: dict[str, float] = {}
-    fields = {f.name for f in dataclasses.fields(algorithm_class(algo).Hyperparameters)}
-    for flag, key, value in (("--lr", "lr", lr), ("--gamma", "gamma", gamma)):
-        if value is not None:
-            if key not in fields:
-                raise UserError(f"{flag}: {algo} does not learn, so it has no {key}; leave it out")
-            out[key] = value
-    if explore is not None:
-        field = algorithm_class(algo).exploration_field
-        if field is None:
-            raise UserError(f"--explore: {algo} has no exploration setting; leave it out")
-        out[field] = explore
+    for flag, key, value in (("--lr", "lr", lr), ("--gamma", "gamma", gamma),
+                             ("--explore", cls.exploration_field, explore)):
+        if value is None or key is None:
+            continue
+        if key not in fields:
+            raise UserError(f"{flag}: {algo} does not learn, so it has no {key}; leave it out")
+        out[key] = check_flag(flag, value, Annotated[float, HPARAM_RULES[key]])
     return out
 
 
@@ -169,16 +204,9 @@ def train(
 
     Ctrl-C, SIGTERM and SIGHUP save a checkpoint before exiting; `marl-tui resume RUN_DIR`
     continues exactly where it stopped."""
-    from marl_tui.config import load_scenario
     from marl_tui.headless import run_headless
 
     sc = load_scenario(scenario)
-    if envs is not None and envs <= 0:
-        raise UserError(f"--envs {envs}: the number of parallel copies must be positive")
-    if steps is not None and steps <= 0:
-        raise UserError(f"--steps {steps}: the number of steps must be positive")
-    if checkpoint_every is not None and checkpoint_every < 0:
-        raise UserError(f"--checkpoint-every {checkpoint_every}: give env steps >= 0 (0: only at the end)")
     overrides = _hp_overrides(lr, gamma, explore, algo)
     code = run_headless(sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
                         out=out, overrides=overrides, jsonl=jsonl, checkpoint_every=checkpoint_every)
@@ -191,9 +219,10 @@ def resume(
     steps: Annotated[
         int | None,
         typer.Option(help="new TOTAL budget in env steps, counted from the run's start (not extra "
-                          "steps) [default: the run's own budget]"),
+                          "steps) [default: the run's own budget]", min=STEPS.ge, max=STEPS.le),
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [default: where it trained]")] = None,
+    device: Annotated[str | None, typer.Option(help=f"{DEVICE_HELP} [default: where it trained]",
+                                               autocompletion=complete_device)] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
 ) -> None:
     """Continue a stopped run exactly where its last checkpoint left it (same numbers on CPU).
@@ -201,8 +230,6 @@ def resume(
     metrics.csv rows written after that checkpoint are dropped and written again."""
     from marl_tui.headless import resume_headless
 
-    if steps is not None and steps <= 0:
-        raise UserError(f"--steps {steps}: the number of steps must be positive")
     raise typer.Exit(resume_headless(run_dir, steps=steps, device=device, jsonl=jsonl))
 
 
@@ -223,12 +250,13 @@ def eval_(
 def run(
     scenario: Annotated[
         str | None,
-        typer.Argument(help="a bundled scenario name or a .toml path (with --load: optional)"),
+        typer.Argument(help="a bundled scenario name or a .toml path (with --load: optional)",
+                       autocompletion=complete_scenario),
     ] = None,
     algo: Annotated[
         str | None,
-        typer.Option("--algo", "-a", help="maddpg | mappo | qmix | random | oracle [default: mappo, "
-                                          "or the checkpoint's]", callback=_algo_name),
+        typer.Option("--algo", "-a", help=f"{ALGO_HELP} [default: mappo, or the checkpoint's]",
+                     callback=_algo_name, autocompletion=complete_algo),
     ] = None,
     steps: StepsOpt = None,
     seed: SeedOpt = None,
@@ -243,12 +271,6 @@ def run(
     ] = None,
 ) -> None:
     """Open the app straight on a scenario and algorithm (skips the picker)."""
-    from marl_tui.config import load_scenario
-
-    if envs is not None and envs <= 0:
-        raise UserError(f"--envs {envs}: the number of parallel copies must be positive")
-    if steps is not None and steps <= 0:
-        raise UserError(f"--steps {steps}: the number of steps must be positive")
     if load is None:
         if scenario is None:
             raise UserError("marl-tui run needs a scenario (see `marl-tui scenarios`), or --load CHECKPOINT")
@@ -277,7 +299,6 @@ def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int
     """Check a checkpoint for `run --load` and derive the run's options from it.
 
     Returns (the options of the app's RunRequest, the checkpoint file)."""
-    from marl_tui.config import load_scenario
     from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
     from marl_tui.train.resume import check_compatible, run_config_from
 
@@ -307,7 +328,8 @@ def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int
 def main() -> None:
     """Entry point: every UserError becomes one line on stderr and exit code 2."""
     try:
-        code = app(standalone_mode=False)
+        # One name, also under `python -m marl_tui`: usage lines and shell completion's variable use it.
+        code = app(prog_name="marl-tui", standalone_mode=False)
     except UserError as exc:
         typer.echo(f"marl-tui: error: {exc}", err=True)
         sys.exit(exc.exit_code)

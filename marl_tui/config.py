@@ -1,26 +1,38 @@
-"""Scenario files: typed models, loading, and one-line errors a person can act on.
+"""Scenario files and run options: one typed schema, one validator, one-line errors.
 
 A scenario file is TOML. Its top level says what the scenario is (name, kind,
 agents, episode length, parallel copies, seed); ``[model]`` holds every number
 the environment uses, checked against the dataclass of its kind; ``[train.ALGO]``
-tables override an algorithm's hyperparameters for this scenario.
+tables override an algorithm's hyperparameters for this scenario (checked when
+the algorithm is resolved, in ``algos/registry.py``).
 
-Nothing here imports torch, so ``marl-tui --help`` and ``marl-tui scenarios``
-stay fast.
+Every range is declared once, as a ``msgspec.Meta`` on a type: the models here,
+the run options (``RunOptions``; the CLI turns them into Typer ranges) and the
+hyperparameter table in the registry. msgspec does the checking; ``check_table``
+turns its errors into one line naming the file, the field, the value, what is
+allowed and what the field means.
+
+Nothing here imports torch or an environment, so ``marl-tui --help`` and
+``marl-tui scenarios`` stay fast.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import sys
 import types
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, Union
+
+import msgspec
+from msgspec import Meta
 
 from marl_tui.errors import UserError
 
@@ -29,42 +41,99 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-KINDS = ("pricing", "warehouse", "fulfillment")
-ALGOS = ("maddpg", "mappo", "qmix", "random", "oracle")
+T = TypeVar("T")
+
+ALGO_TITLES = {
+    "maddpg": "MADDPG",
+    "mappo": "MAPPO",
+    "qmix": "QMIX",
+    "random": "random baseline",
+    "oracle": "oracle baseline",
+}
+ALGOS = tuple(ALGO_TITLES)
+
+# --------------------------------------------------------------------------- run options
+
+MAX_SEED = 2**31 - 1
+STEPS = Meta(ge=1, description="environment steps over all parallel copies")
+COPIES = Meta(ge=1, le=1_000_000, description="parallel copies of the environment")
+SEED = Meta(ge=0, le=MAX_SEED, description="random seed")
+CHECKPOINT_EVERY = Meta(ge=0, description="env steps between checkpoints; 0: only at the end")
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = typing.get_args(Device)
 
 
-def rule(
-    help: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-    hi_open: bool = False,
-) -> dict[str, Any]:
-    """Field metadata: a range check and the help text shown in errors."""
-    return {"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open}
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run is started (CLI, picker, resume); None means the scenario's or algorithm's default."""
+
+    steps: Annotated[int, STEPS] | None = None
+    envs: Annotated[int, COPIES] | None = None
+    seed: Annotated[int, SEED] | None = None
+    device: Device = "cpu"
+    checkpoint_every: Annotated[int, CHECKPOINT_EVERY] | None = None
+
+
+def check_run_options(**options: Any) -> RunOptions:
+    """The options as RunOptions, or a UserError naming the flag: ``--envs 0: must be >= 1 (…)``."""
+    try:
+        return msgspec.convert(options, RunOptions)
+    except msgspec.ValidationError as exc:
+        problem = _Problem.of(exc, typing.get_type_hints(RunOptions, include_extras=True), options)
+    raise UserError(problem.flag_line(f"--{problem.path.replace('_', '-')}"))
+
+
+def check_flag(flag: str, value: Any, tp: Any) -> Any:
+    """One option's value checked against an annotated type: ``--gamma 1.5: must be >= 0 and < 1 (…)``."""
+    try:
+        return msgspec.convert(value, tp)
+    except msgspec.ValidationError as exc:
+        problem = _Problem.of(exc, {flag: tp}, {flag: value})
+    raise UserError(problem.flag_line(flag))
 
 
 # --------------------------------------------------------------------------- models
+
+# The warehouse oracle is an exact DP; scenario files asking for more table cells than this
+# are refused when read (8 bytes a cell: 160 MB in all; the default needs 76k, lead time 2
+# 3.5M). Counted here, not in the oracle, so reading a file never imports an environment.
+DP_CELL_LIMIT = 20_000_000
+
+
+def dp_table_cells(season_length: int, capacity: int, max_order: int, lead_time: int) -> int:
+    """One warehouse's largest oracle table: the Q values (season x states x order sizes) and
+    the policy evaluation's transitions (season x states x leftover stocks)."""
+    states = (capacity + 1) ** max(lead_time, 1)
+    return season_length * states * (max(capacity, max_order) + 1)
+
+
+def dp_size_problem(cells: int) -> str:
+    return (f"the exact DP would need {cells:,} cells (limit {DP_CELL_LIMIT:,}); "
+            "lower capacity, lead_time, season_length or agents")
+
+
+NonNeg = functools.partial(Meta, ge=0)
+Positive = functools.partial(Meta, gt=0)
+SCALE = Positive(description="learners see reward x this (reports stay raw)")
 
 
 @dataclass(frozen=True)
 class PricingModel:
     """Bertrand price competition. Linear: D_i = a - b p_i + g sum_j p_j; logit: Calvano et al."""
 
-    demand: Literal["linear", "logit"] = field(
-        default="linear", metadata=rule("demand model: 'linear' or 'logit'")
-    )
-    a: float = field(default=100.0, metadata=rule("demand intercept (linear) or quality a_i (logit)"))
-    b: float = field(default=2.0, metadata=rule("own-price slope (linear)", lo=0, lo_open=True))
-    g: float = field(default=0.5, metadata=rule("cross-price slope (linear)", lo=0))
-    cost: float = field(default=0.0, metadata=rule("marginal cost c", lo=0))
-    mu: float = field(default=0.25, metadata=rule("logit horizontal differentiation", lo=0, lo_open=True))
-    a0: float = field(default=0.0, metadata=rule("logit outside-good quality"))
-    price_min: float = field(default=1.0, metadata=rule("lowest price a store may set", lo=0))
-    price_max: float = field(default=60.0, metadata=rule("highest price a store may set", lo=0))
-    action_levels: int = field(
-        default=60, metadata=rule("price levels offered to discrete-action algorithms", lo=2, hi=1001)
-    )
-    reward_scale: float = field(
-        default=0.001, metadata=rule("learners see reward x this (reports stay raw)", lo=0, lo_open=True)
-    )
+    demand: Annotated[Literal["linear", "logit"], Meta(description="the demand model")] = "linear"
+    a: Annotated[float, Meta(description="demand intercept (linear) or quality a_i (logit)")] = 100.0
+    b: Annotated[float, Positive(description="own-price slope (linear)")] = 2.0
+    g: Annotated[float, NonNeg(description="cross-price slope (linear)")] = 0.5
+    cost: Annotated[float, NonNeg(description="marginal cost c")] = 0.0
+    mu: Annotated[float, Positive(description="logit horizontal differentiation")] = 0.25
+    a0: Annotated[float, Meta(description="logit outside-good quality")] = 0.0
+    price_min: Annotated[float, NonNeg(description="lowest price a store may set")] = 1.0
+    price_max: Annotated[float, NonNeg(description="highest price a store may set")] = 60.0
+    action_levels: Annotated[
+        int, Meta(ge=2, le=1001, description="price levels offered to discrete-action algorithms")
+    ] = 60
+    reward_scale: Annotated[float, SCALE] = 0.001
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
         out = []
@@ -82,29 +151,29 @@ class PricingModel:
 class WarehouseModel:
     """Seasonal newsvendor with lost sales: r_i = p min(y,D) - c a - h (y-D)+ - b (D-y)+."""
 
-    price: float = field(default=10.0, metadata=rule("revenue p per unit sold", lo=0))
-    order_cost: float = field(default=5.0, metadata=rule("cost c per unit ordered", lo=0))
-    holding_cost: float = field(default=1.0, metadata=rule("cost h per unit left over", lo=0))
-    shortage_cost: float = field(default=4.0, metadata=rule("penalty b per unit of lost sales", lo=0))
-    capacity: int = field(default=45, metadata=rule("storage cap per warehouse", lo=1, hi=200))
-    max_order: int = field(default=45, metadata=rule("largest order per period", lo=1, hi=200))
-    base_demand: float = field(default=10.0, metadata=rule("mean demand level", lo=0))
-    amplitude: float = field(default=5.0, metadata=rule("seasonal swing of mean demand", lo=0))
-    season_length: int = field(default=12, metadata=rule("periods in one season", lo=1, hi=365))
-    lead_time: int = field(default=0, metadata=rule("periods before an order arrives", lo=0, hi=2))
-    truck_capacity: int = field(
-        default=0, metadata=rule("shared truck: total orders per period (0 = no limit)", lo=0)
-    )
-    initial_inventory_max: int = field(
-        default=10, metadata=rule("start stock drawn uniformly from 0..this", lo=0)
-    )
-    demand_history: int = field(default=2, metadata=rule("past demands each warehouse sees", lo=0, hi=12))
-    action_levels: int = field(
-        default=31, metadata=rule("order sizes offered to discrete-action algorithms", lo=2, hi=201)
-    )
-    reward_scale: float = field(
-        default=0.02, metadata=rule("learners see reward x this (reports stay raw)", lo=0, lo_open=True)
-    )
+    price: Annotated[float, NonNeg(description="revenue p per unit sold")] = 10.0
+    order_cost: Annotated[float, NonNeg(description="cost c per unit ordered")] = 5.0
+    holding_cost: Annotated[float, NonNeg(description="cost h per unit left over")] = 1.0
+    shortage_cost: Annotated[float, NonNeg(description="penalty b per unit of lost sales")] = 4.0
+    capacity: Annotated[int, Meta(ge=1, le=200, description="storage cap per warehouse")] = 45
+    max_order: Annotated[int, Meta(ge=1, le=200, description="largest order per period")] = 45
+    base_demand: Annotated[float, NonNeg(description="mean demand level")] = 10.0
+    amplitude: Annotated[float, NonNeg(description="seasonal swing of mean demand")] = 5.0
+    season_length: Annotated[int, Meta(ge=1, le=365, description="periods in one season")] = 12
+    lead_time: Annotated[int, Meta(ge=0, le=2, description="periods before an order arrives")] = 0
+    truck_capacity: Annotated[
+        int, NonNeg(description="shared truck: total orders per period (0 = no limit)")
+    ] = 0
+    initial_inventory_max: Annotated[int, NonNeg(description="start stock drawn uniformly from 0..this")] = 10
+    demand_history: Annotated[int, Meta(ge=0, le=12, description="past demands each warehouse sees")] = 2
+    action_levels: Annotated[
+        int, Meta(ge=2, le=201, description="order sizes offered to discrete-action algorithms")
+    ] = 31
+    reward_scale: Annotated[float, SCALE] = 0.02
+
+    def dp_cells(self, agents: int = 1) -> int:
+        """Table cells the exact oracle needs for `agents` warehouses (each solves its own DP)."""
+        return agents * dp_table_cells(self.season_length, self.capacity, self.max_order, self.lead_time)
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
         out = []
@@ -116,12 +185,9 @@ class WarehouseModel:
         if self.initial_inventory_max > self.capacity:
             out.append(("initial_inventory_max", f"{self.initial_inventory_max} exceeds capacity "
                                                  f"{self.capacity}"))
-        # The oracle is an exact DP: refuse sizes it cannot hold (numpy only; no torch import).
-        from marl_tui.envs.warehouse_oracle import DP_CELL_LIMIT, dp_cells, size_problem
-
-        cells = dp_cells(self, agents)
+        cells = self.dp_cells(agents)
         if cells > DP_CELL_LIMIT:
-            out.append(("capacity", size_problem(cells)))
+            out.append(("capacity", dp_size_problem(cells)))
         return out
 
 
@@ -129,28 +195,28 @@ class WarehouseModel:
 class FulfillmentModel:
     """One order per step; cost_i = w_d dist + w_l load + w_i / inv; infeasible if inv=0 or full."""
 
-    positions: list[list[float]] = field(
-        default_factory=list, metadata=rule("store coordinates [x, y] in km, one per agent")
-    )
-    area: float = field(default=10.0, metadata=rule("side of the square orders come from (km)", lo=0, lo_open=True))
-    distance_weight: float = field(default=1.0, metadata=rule("cost per km", lo=0))
-    load_weight: float = field(default=0.5, metadata=rule("cost per unit of current load", lo=0))
-    inventory_weight: float = field(default=2.0, metadata=rule("cost numerator over stock", lo=0))
-    max_inventory: int = field(default=5, metadata=rule("stock drawn from 0..this", lo=1, hi=100))
-    max_load: int = field(default=4, metadata=rule("load drawn from 0..this; at this a store is full", lo=1, hi=100))
-    reward: Literal["resolved", "strict"] = field(
-        default="resolved",
-        metadata=rule("'resolved': cheapest accepter serves; 'strict': exactly one must accept"),
-    )
-    observation: Literal["ranked", "own"] = field(
-        default="ranked",
-        metadata=rule("'ranked': own features + cost rank + best rival cost; 'own': own features only"),
-    )
-    redundant_penalty: float = field(default=1.0, metadata=rule("cost per extra accepter", lo=0))
-    miss_penalty: float = field(default=20.0, metadata=rule("cost when the order is not served", lo=0))
-    reward_scale: float = field(
-        default=0.1, metadata=rule("learners see reward x this (reports stay raw)", lo=0, lo_open=True)
-    )
+    positions: Annotated[
+        list[list[float]], Meta(description="store coordinates [x, y] in km, one per agent")
+    ] = field(default_factory=list)
+    area: Annotated[float, Positive(description="side of the square orders come from (km)")] = 10.0
+    distance_weight: Annotated[float, NonNeg(description="cost per km")] = 1.0
+    load_weight: Annotated[float, NonNeg(description="cost per unit of current load")] = 0.5
+    inventory_weight: Annotated[float, NonNeg(description="cost numerator over stock")] = 2.0
+    max_inventory: Annotated[int, Meta(ge=1, le=100, description="stock drawn from 0..this")] = 5
+    max_load: Annotated[
+        int, Meta(ge=1, le=100, description="load drawn from 0..this; at this a store is full")
+    ] = 4
+    reward: Annotated[
+        Literal["resolved", "strict"],
+        Meta(description="'resolved': cheapest accepter serves; 'strict': exactly one must accept"),
+    ] = "resolved"
+    observation: Annotated[
+        Literal["ranked", "own"],
+        Meta(description="'ranked': own features + cost rank + best rival cost; 'own': own features only"),
+    ] = "ranked"
+    redundant_penalty: Annotated[float, NonNeg(description="cost per extra accepter")] = 1.0
+    miss_penalty: Annotated[float, NonNeg(description="cost when the order is not served")] = 20.0
+    reward_scale: Annotated[float, SCALE] = 0.1
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
         out = []
@@ -164,26 +230,37 @@ class FulfillmentModel:
         return out
 
 
-MODELS: dict[str, type] = {
+Model = PricingModel | WarehouseModel | FulfillmentModel
+MODELS: dict[str, type[Model]] = {
     "pricing": PricingModel,
     "warehouse": WarehouseModel,
     "fulfillment": FulfillmentModel,
 }
+KINDS = tuple(MODELS)
 
 
 @dataclass(frozen=True)
-class Scenario:
+class ScenarioHeader:
+    """The top of a scenario file: what the scenario is."""
+
+    name: Annotated[str, Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z",
+        description="use letters, digits, '.', '_' and '-' only (it names run directories)",
+    )]
+    kind: Annotated[str, Meta(description="the scenario's kind: " + ", ".join(KINDS))]
+    description: Annotated[str, Meta(description="one line shown in lists")]
+    agents: Annotated[int, Meta(ge=1, le=64, description="agents: stores or warehouses")]
+    episode_length: Annotated[int, Meta(ge=1, le=100_000, description="steps per episode")]
+    parallel_envs: Annotated[int, COPIES]
+    seed: Annotated[int, SEED]
+
+
+@dataclass(frozen=True)
+class Scenario(ScenarioHeader):
     """A validated scenario file."""
 
-    name: str
-    kind: str
-    description: str
-    agents: int
-    episode_length: int
-    parallel_envs: int
-    seed: int
-    model: Any  # PricingModel | WarehouseModel | FulfillmentModel
-    train: dict[str, dict[str, Any]]
+    model: Model
+    train: dict[str, dict[str, Any]]  # [train.ALGO] tables, checked by algos/registry.py
     source: str  # where it came from: a bundled name or a path
     text: str  # the file as written, copied into run directories
 
@@ -191,124 +268,171 @@ class Scenario:
         return dataclasses.replace(self, **changes)
 
 
-_TOP = {
-    "name": (str, None, None),
-    "kind": (str, None, None),
-    "description": (str, None, None),
-    "agents": (int, 1, 64),
-    "episode_length": (int, 1, 100_000),
-    "parallel_envs": (int, 1, 1_000_000),
-    "seed": (int, 0, 2**31 - 1),
-}
-
-
 # --------------------------------------------------------------------------- checking
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (list,):
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, str(tp)
-    )
+def did_you_mean(word: str, allowed: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the closest allowed word, else ''."""
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _coerce(value: Any, tp: Any) -> tuple[bool, Any]:
-    """Return (ok, value converted to tp). ints are accepted where floats are asked."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return value in typing.get_args(tp), value
-    if origin is list:
-        if not isinstance(value, list):
-            return False, value
-        inner = typing.get_args(tp)[0]
-        out = []
-        for v in value:
-            ok, cv = _coerce(v, inner)
-            if not ok:
-                return False, value
-            out.append(cv)
-        return True, out
-    if origin in (typing.Union, types.UnionType):
-        for t in typing.get_args(tp):
-            ok, cv = _coerce(value, t)
-            if ok:
-                return True, cv
-        return False, value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False, value
-        return math.isfinite(value), float(value)
-    if tp is str:
-        return isinstance(value, str), value
-    return isinstance(value, tp), value
+def _one_of(choices: Iterable[Any]) -> str:
+    *rest, last = [str(c) for c in choices]
+    return f"{', '.join(rest)} or {last}" if rest else last
 
 
-def _did_you_mean(key: str, allowed: Any) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
-def build_dataclass(
-    cls: type, table: Any, where: str, origin: str, rules: dict[str, dict[str, Any]] | None = None
-) -> Any:
-    """Check a TOML table against a dataclass: unknown keys, types, ranges.
+def _unwrap(tp: Any) -> tuple[Any, Meta | None]:
+    """(the plain type, its Meta) from Annotated[X, Meta(...)], X | None and the like."""
+    meta = None
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp, *extras = typing.get_args(tp)
+            meta = next((e for e in extras if isinstance(e, Meta)), meta)
+        elif origin in (Union, types.UnionType) and type(None) in typing.get_args(tp):
+            (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        else:
+            return tp, meta
 
-    Ranges come from each field's metadata, else from `rules` by field name. Used for
-    scenario models and for algorithm hyperparameters alike.
-    """
+
+_TYPE_WORDS = {"float": "a number", "int": "an integer", "str": "a string", "bool": "true or false",
+               "array": "a list", "object": "a table", "null": "nothing"}
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One msgspec ValidationError taken apart: what went wrong, at which field, with which value."""
+
+    kind: Literal["missing", "range", "choice", "pattern", "type"]
+    path: str  # the field, with list indexes: "cost", "positions[1][0]"
+    value: Any
+    expected: str  # what the value should have been, in words
+    meta: Meta | None
+    choices: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, exc: msgspec.ValidationError, hints: Mapping[str, Any], data: Mapping[str, Any]) -> _Problem:
+        """`hints`: the annotated types of the fields of `data`, which msgspec refused."""
+        what, _, at = str(exc).partition(" - at `$")
+        missing = re.fullmatch(r"Object missing required field `(\w+)`", what)
+        # No path: the error is about the one value given (check_flag).
+        steps = [name or int(index) for name, index in re.findall(r"\.(\w+)|\[(\d+)\]", at)] or [*data][:1]
+        value: Any = data
+        for step in steps:
+            value = value[step]
+        if missing:
+            steps, value = [missing[1]], None
+        base, meta = _unwrap(hints[steps[0]])
+        choices = typing.get_args(base) if typing.get_origin(base) is Literal else ()
+        expected = re.match(r"Expected `(\w+)", what)
+        if missing:
+            kind = "missing"
+        elif what.startswith("Invalid enum value"):
+            kind = "choice"
+        elif "matching regex" in what:
+            kind = "pattern"
+        elif re.match(r"Expected `[\w |]+` [<>]", what):
+            kind = "range"
+        else:
+            kind = "type"
+        path = str(steps[0]) + "".join(f"[{s}]" for s in steps[1:])
+        return cls(kind, path, value, _TYPE_WORDS.get(expected[1], expected[1]) if expected else "",
+                   meta, choices)
+
+    @property
+    def help(self) -> str:
+        return f" ({self.meta.description})" if self.meta is not None and self.meta.description else ""
+
+    @property
+    def bounds(self) -> str:
+        m = self.meta
+        assert m is not None  # a range error comes from a Meta
+        parts = [f"{op} {_number(v)}" for op, v in ((">=", m.ge), (">", m.gt), ("<=", m.le), ("<", m.lt))
+                 if v is not None]
+        return " and ".join(parts)
+
+    def flag_line(self, flag: str) -> str:
+        """The error for a command-line option."""
+        said = f"{flag} {self.value!r}"
+        if self.kind == "choice":
+            return f"{said}: choose {_one_of(self.choices)}{did_you_mean(str(self.value), self.choices)}"
+        if self.kind == "range":
+            return f"{said}: must be {self.bounds}{self.help}"
+        return f"{said}: expected {self.expected}{self.help}"
+
+    def line(self, where: str) -> str:
+        """The error for a field of table `where` ("" at the top of a file)."""
+        name = _key(where, self.path)
+        if self.kind == "missing":
+            return f"missing key {name}: add it to the file"
+        said = f"{name} = {self.value!r}"
+        if self.kind == "range":
+            return f"{said} is out of range: must be {self.bounds}{self.help}"
+        if self.kind == "choice":
+            allowed = " or ".join(repr(c) for c in self.choices)
+            return f"{said} is not allowed: must be {allowed}{did_you_mean(str(self.value), self.choices)}"
+        if self.kind == "pattern":
+            assert self.meta is not None  # a pattern comes from a Meta, whose description says what it allows
+            return f"{said} is not allowed: {self.meta.description}"
+        return f"{said} has the wrong type: expected {self.expected}{self.help}"
+
+
+def _key(where: str, path: str) -> str:
+    """How errors name a key: 'seed' at the top of a file, model.cost inside [model]."""
+    return f"{where}.{path}" if where else f"'{path}'"
+
+
+def _refuse_unknown(table: Mapping[str, Any], allowed: list[str], where: str, origin: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:  # checked before "missing": a misspelt key is the likelier cause of both
+        scope = "allowed keys are" if where else "top-level keys are"
+        raise UserError(f"{origin}: unknown key {_key(where, unknown[0])}{did_you_mean(unknown[0], allowed)}; "
+                        f"{scope}: {', '.join(allowed)}")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return all(map(_finite, value)) if isinstance(value, list) else True
+
+
+def check_table(schema: type[T], table: Any, where: str, origin: str) -> T:
+    """Check one TOML table against a dataclass: unknown keys, then (msgspec) types, ranges, missing keys.
+
+    `where` names the table in errors ("model", "train.mappo"; "" for the top of a file),
+    `origin` the file."""
     if not isinstance(table, dict):
         raise UserError(f"{origin}: [{where}] must be a table of key = value lines")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(table) - set(fields))
-    if unknown:
-        raise UserError(
-            f"{origin}: unknown key {where}.{unknown[0]}{_did_you_mean(unknown[0], fields)}; "
-            f"allowed keys are: {', '.join(fields)}"
-        )
-    values = {}
-    for name, value in table.items():
-        tp = hints[name]
-        ok, cv = _coerce(value, tp)
-        if not ok and typing.get_origin(tp) is Literal:
-            raise UserError(f"{origin}: {where}.{name} = {value!r} is not allowed: must be {_type_name(tp)}")
-        if not ok:
-            raise UserError(
-                f"{origin}: {where}.{name} = {value!r} has the wrong type: expected {_type_name(tp)}"
-            )
-        meta = fields[name].metadata or (rules or {}).get(name, {})
-        lo, hi = meta.get("lo"), meta.get("hi")
-        if isinstance(cv, (int, float)) and not isinstance(cv, bool):
-            too_low = lo is not None and (cv <= lo if meta.get("lo_open") else cv < lo)
-            too_high = hi is not None and (cv >= hi if meta.get("hi_open") else cv > hi)
-            if too_low or too_high:
-                bound = []
-                if lo is not None:
-                    bound.append(f"{'>' if meta.get('lo_open') else '>='} {lo:g}")
-                if hi is not None:
-                    bound.append(f"{'<' if meta.get('hi_open') else '<='} {hi:g}")
-                raise UserError(
-                    f"{origin}: {where}.{name} = {value!r} is out of range: must be "
-                    f"{' and '.join(bound)} ({meta.get('help', '')})"
-                )
-        values[name] = cv
-    missing = [
-        n for n, f in fields.items()
-        if n not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+    _refuse_unknown(table, [f.name for f in dataclasses.fields(schema) if f.init], where, origin)
+    try:
+        checked = msgspec.convert(table, schema)
+    except msgspec.ValidationError as exc:
+        problem = _Problem.of(exc, typing.get_type_hints(schema, include_extras=True), table)
+        raise UserError(f"{origin}: {problem.line(where)}") from None
+    for key, value in table.items():  # TOML allows nan and inf; no field means either
+        if not _finite(value):
+            raise UserError(f"{origin}: {_key(where, key)} = {value!r} has the wrong type: "
+                            "expected a finite number")
+    return checked
+
+
+@functools.cache
+def with_ranges(cls: type, ranges: tuple[tuple[str, Meta], ...]) -> type:
+    """A twin of dataclass `cls` whose fields carry the ranges given by field name, for check_table
+    (the algorithms' hyperparameter classes stay plain; their ranges live in one table)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    rules = dict(ranges)
+    specs = [
+        (f.name, Annotated[hints[f.name], rules[f.name]] if f.name in rules else hints[f.name],
+         field(default=f.default, default_factory=f.default_factory))
+        for f in dataclasses.fields(cls) if f.init
     ]
-    if missing:
-        raise UserError(f"{origin}: missing key {where}.{missing[0]}: add it to the file")
-    return cls(**values)
+    return dataclasses.make_dataclass(cls.__name__, specs, frozen=True)
 
 
 def parse_scenario(text: str, origin: str) -> Scenario:
@@ -317,45 +441,26 @@ def parse_scenario(text: str, origin: str) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML ({exc}); fix the syntax at that line") from None
-    allowed = [*_TOP, "model", "train"]
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:  # before "missing": a misspelt key is the likelier cause of both
-        raise UserError(
-            f"{origin}: unknown key '{unknown[0]}'{_did_you_mean(unknown[0], allowed)}; "
-            f"top-level keys are: {', '.join(allowed)}"
-        )
-    top = {}
-    for key, (tp, lo, hi) in _TOP.items():
-        if key not in data:
-            raise UserError(f"{origin}: missing key '{key}' at the top of the file: add it")
-        value = data[key]
-        ok, value = _coerce(value, tp)
-        if not ok:
-            raise UserError(f"{origin}: '{key}' = {data[key]!r} must be {_type_name(tp)}")
-        if lo is not None and not lo <= value <= hi:
-            raise UserError(f"{origin}: '{key}' = {value} is out of range: must be {lo}..{hi}")
-        top[key] = value
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", top["name"]):
-        raise UserError(
-            f"{origin}: 'name' = {top['name']!r}: use letters, digits, '.', '_' and '-' only "
-            "(it names run directories)"
-        )
-    if top["kind"] not in MODELS:
-        raise UserError(
-            f"{origin}: unknown kind {top['kind']!r}; kinds are: {', '.join(KINDS)}"
-        )
-    model = build_dataclass(MODELS[top["kind"]], data.get("model", {}), "model", origin)
-    for fname, problem in model.problems(top["agents"]):
+    header_keys = [f.name for f in dataclasses.fields(ScenarioHeader)]
+    _refuse_unknown(data, [*header_keys, "model", "train"], "", origin)
+    header = check_table(ScenarioHeader, {k: v for k, v in data.items() if k in header_keys}, "", origin)
+    if header.kind not in MODELS:
+        raise UserError(f"{origin}: unknown kind {header.kind!r}{did_you_mean(header.kind, KINDS)}; "
+                        f"kinds are: {', '.join(KINDS)}")
+    model = check_table(MODELS[header.kind], data.get("model", {}), "model", origin)
+    for fname, problem in model.problems(header.agents):
         raise UserError(f"{origin}: model.{fname}: {problem}")
     train = data.get("train", {})
     if not isinstance(train, dict):
         raise UserError(f"{origin}: [train] must hold tables such as [train.mappo]")
     for algo, table in train.items():
         if algo not in ALGOS:
-            raise UserError(f"{origin}: unknown table [train.{algo}]; algorithms are: {', '.join(ALGOS)}")
+            raise UserError(f"{origin}: unknown table [train.{algo}]{did_you_mean(algo, ALGOS)}; "
+                            f"algorithms are: {', '.join(ALGOS)}")
         if not isinstance(table, dict):
             raise UserError(f"{origin}: [train.{algo}] must be a table of key = value lines")
-    return Scenario(**top, model=model, train=train, source=origin, text=text)
+    return Scenario(**{k: getattr(header, k) for k in header_keys}, model=model, train=train,
+                    source=origin, text=text)
 
 
 # --------------------------------------------------------------------------- finding files
@@ -382,12 +487,18 @@ def local_scenario_files() -> list[Path]:
     return sorted(local.glob("*.toml"))
 
 
+def scenario_choices() -> list[str]:
+    """What a scenario argument accepts by name: the bundled names and ./scenarios/*.toml paths."""
+    return [*bundled_names(), *(str(p.relative_to(Path.cwd())) for p in local_scenario_files())]
+
+
 def load_scenario(name_or_path: str) -> Scenario:
     """A bundled name (``pricing``) or a path to a .toml file."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.parent != Path("."):
         if not path.is_file():
-            raise UserError(f"scenario file {name_or_path} does not exist: check the path")
+            raise UserError(f"scenario file {name_or_path} does not exist"
+                            f"{did_you_mean(path.stem, scenario_choices())}: check the path")
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -396,8 +507,8 @@ def load_scenario(name_or_path: str) -> Scenario:
     bundled = bundled_dir() / f"{name_or_path}.toml"
     if not bundled.is_file():
         raise UserError(
-            f"no scenario named {name_or_path!r}; bundled scenarios are: "
-            f"{', '.join(bundled_names())} (or give a path to a .toml file)"
+            f"no scenario named {name_or_path!r}{did_you_mean(name_or_path, scenario_choices())}; "
+            f"bundled scenarios are: {', '.join(bundled_names())} (or give a path to a .toml file)"
         )
     return parse_scenario(bundled.read_text(encoding="utf-8"), f"scenarios/{bundled.name}")
 

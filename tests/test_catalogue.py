@@ -96,3 +96,19 @@ def test_user_scenarios_are_listed_and_a_broken_one_does_not_hide_the_rest(tmp_p
     assert "Nash 36.67" in table  # (100 + 2·5) / (2·2 − 2·0.5): the user's numbers, computed
     assert "bad.toml" in table and "missing key 'description'" in table
     assert "warehouse-shared-truck" in table
+
+
+def test_info_says_when_a_files_name_differs_from_the_file(cli, tmp_path, monkeypatch) -> None:
+    """A copied scenario keeps `name = "pricing"`: info says so instead of renaming it silently."""
+    from marl_tui.config import bundled_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.toml").write_text((bundled_dir() / "pricing.toml").read_text())
+    code, out, err = cli("info", "mine.toml")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("pricing (pricing)")
+    assert "note:" in out and "name = 'pricing', not 'mine'" in out
+    code, out, err = cli("info", "mine.toml", "--json")
+    assert code == 0 and "not 'mine'" in json.loads(out)["note"]
+    code, out, err = cli("info", "pricing")  # a file whose name is its own: no note
+    assert code == 0 and "note:" not in out

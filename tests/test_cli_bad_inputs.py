@@ -130,23 +130,30 @@ def test_bad_scenario_file_in_info_and_run(path: Path, cli, workdir: Path) -> No
 
 BAD_OPTIONS = [
     (["train", "pricing", "--algo", "dqn"], ["unknown algorithm 'dqn'", "mappo"]),
-    (["train", "pricing", "--steps", "0"], ["--steps 0", "positive"]),
-    (["train", "pricing", "--steps", "-5"], ["--steps -5", "positive"]),
+    (["train", "pricing", "--algo", "mapo"], ["unknown algorithm 'mapo' (did you mean 'mappo'?)"]),
+    (["train", "pricng"], ["no scenario named 'pricng' (did you mean 'pricing'?)"]),
+    (["info", "pricing.toml"], ["scenario file pricing.toml does not exist (did you mean 'pricing'?)"]),
+    # Integer ranges are Typer's (min/max from config's declarations), so Typer words them.
+    (["train", "pricing", "--steps", "0"], ["'--steps'", "greater than or equal to 1"]),
+    (["train", "pricing", "--steps", "-5"], ["'--steps'", "greater than or equal to 1"]),
     (["train", "pricing", "--steps", "abc"], ["--steps", "integer"]),
-    (["train", "pricing", "--envs", "0"], ["--envs 0", "positive"]),
-    (["train", "pricing", "--gamma", "1.5"], ["--gamma 1.5", "[0, 1)"]),
-    (["train", "pricing", "--gamma", "-0.1"], ["--gamma -0.1", "[0, 1)"]),
-    (["train", "pricing", "--lr", "0"], ["--lr 0", "(0, 1)"]),
+    (["train", "pricing", "--envs", "0"], ["'--envs'", "greater than or equal to 1"]),
+    (["train", "pricing", "--envs", "2000000"], ["'--envs'", "less than or equal to 1000000"]),
+    (["train", "pricing", "--seed", "-1"], ["'--seed'", "greater than or equal to 0"]),
+    (["train", "pricing", "--gamma", "1.5"], ["--gamma 1.5", "must be >= 0 and < 1", "discount factor"]),
+    (["train", "pricing", "--gamma", "-0.1"], ["--gamma -0.1", "must be >= 0 and < 1"]),
+    (["train", "pricing", "--lr", "0"], ["--lr 0", "must be > 0 and <= 1", "learning rate"]),
+    (["train", "pricing", "--algo", "qmix", "--explore", "-0.5"], ["--explore -0.5", "must be >= 0"]),
     (["train", "pricing", "--device", "tpu"], ["--device 'tpu'", "auto, cpu or cuda"]),
     (["train", "pricing", "--algo", "random", "--explore", "0.1"], ["--explore", "random"]),
-    (["train", "pricing", "--checkpoint-every", "-1"], ["--checkpoint-every -1"]),
+    (["train", "pricing", "--checkpoint-every", "-1"], ["'--checkpoint-every'", "greater than or equal to 0"]),
     (["train", "pricing", "--bogus"], ["--bogus"]),
     (["train", "no-such-scenario"], ["no scenario named 'no-such-scenario'", "pricing"]),
     (["train", "missing/file.toml"], ["missing/file.toml", "does not exist"]),
     (["train", "pricing", "--algo", "oracle", "--steps", "10", "--envs", "2", "--seed", "x"], ["--seed"]),
     (["run", "pricing", "--algo", "dqn"], ["unknown algorithm 'dqn'"]),
-    (["run", "pricing", "--steps", "0"], ["--steps 0"]),
-    (["run", "pricing", "--envs", "0"], ["--envs 0"]),
+    (["run", "pricing", "--steps", "0"], ["'--steps'", "greater than or equal to 1"]),
+    (["run", "pricing", "--envs", "0"], ["'--envs'", "greater than or equal to 1"]),
     (["run", "pricing", "--gamma", "2"], ["--gamma 2"]),
     (["eval", "no/such/run"], ["no/such/run", "no such run directory"]),
     (["resume", "no/such/run"], ["no/such/run", "no such run directory"]),
@@ -197,6 +204,21 @@ def test_out_cannot_be_written(cli, workdir: Path, monkeypatch: pytest.MonkeyPat
     out = workdir / "out"
     assert_refused(cli("train", "pricing", "--algo", "random", "--steps", "100", "--out", out),
                    f"--out {out}: cannot write", os.strerror(errno.ENOSPC), "choose another --out")
+
+
+def test_pettingzoo_adapter_without_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PettingZoo is an optional extra: without it the adapter says, in one line, how to get it."""
+    import importlib
+
+    from marl_tui.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "pettingzoo", None)  # `import pettingzoo` now fails
+    monkeypatch.delitem(sys.modules, "marl_tui.envs.pettingzoo", raising=False)
+    with pytest.raises(UserError) as err:
+        importlib.import_module("marl_tui.envs.pettingzoo")
+    line = str(err.value)
+    assert err.value.exit_code == 2 and "\n" not in line
+    assert "pip install 'marl-tui[pettingzoo]'" in line
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -340,7 +362,7 @@ def test_finished_run_needs_a_larger_budget(cli, workdir: Path, finished_run: Pa
     before = snapshot(finished_run)
     assert_refused(cli("resume", finished_run), "finished", "400 of 400", "--steps")
     assert_refused(cli("resume", finished_run, "--steps", "400"), "--steps 400", "already at step 400")
-    assert_refused(cli("resume", finished_run, "--steps", "0"), "--steps 0")
+    assert_refused(cli("resume", finished_run, "--steps", "0"), "'--steps'", "greater than or equal to 1")
     assert_refused(cli("eval", finished_run, "--episodes", "0"), "--episodes 0")
     assert snapshot(finished_run) == before
 

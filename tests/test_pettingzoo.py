@@ -7,12 +7,16 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
-from pettingzoo.test import parallel_api_test, parallel_seed_test
 
-from marl_tui.config import bundled_names, load_scenario
-from marl_tui.envs.base import make_env
-from marl_tui.envs.pettingzoo import PettingZooBatched, ScenarioParallelEnv
+pytest.importorskip("pettingzoo", reason="the optional extra marl-tui[pettingzoo] is not installed")
+pytest.importorskip("gymnasium", reason="the optional extra marl-tui[pettingzoo] is not installed")
+
+from gymnasium import spaces  # noqa: E402
+from pettingzoo.test import parallel_api_test, parallel_seed_test  # noqa: E402
+
+from marl_tui.config import bundled_names, load_scenario  # noqa: E402
+from marl_tui.envs.base import make_env  # noqa: E402
+from marl_tui.envs.pettingzoo import PettingZooBatched, ScenarioParallelEnv  # noqa: E402
 
 
 @pytest.mark.parametrize("name", bundled_names())

@@ -11,9 +11,10 @@ import importlib
 from typing import Any
 
 import torch
+from msgspec import Meta
 
 from marl_tui.algos.base import Algorithm, Explain
-from marl_tui.config import ALGOS, Scenario, build_dataclass, rule
+from marl_tui.config import ALGOS, STEPS, Scenario, check_table, did_you_mean, with_ranges
 from marl_tui.envs.base import BatchedEnv
 from marl_tui.errors import UserError
 
@@ -27,22 +28,23 @@ _WHERE = {
 assert set(_WHERE) == set(ALGOS)
 
 
-# Ranges for hyperparameters, by name, shared by every algorithm that has them.
-_COUNT = rule("a count", lo=1)
-_STEPS = rule("env steps (0: none)", lo=0)
-_WEIGHT = rule("a weight or scale", lo=0)
-HPARAM_RULES: dict[str, dict[str, Any]] = {
-    "steps": rule("training budget in environment steps", lo=1),
-    "gamma": rule("discount factor", lo=0, hi=1, hi_open=True),
-    "lr": rule("learning rate", lo=0, lo_open=True, hi=1),
-    "critic_lr": rule("critic learning rate", lo=0, lo_open=True, hi=1),
-    "hidden": rule("hidden units", lo=1, hi=4096),
-    "mixer_hidden": rule("mixer hidden units", lo=1, hi=4096),
-    "tau": rule("soft target update rate", lo=0, lo_open=True, hi=1),
-    "gae_lambda": rule("GAE lambda", lo=0, hi=1),
-    "clip_eps": rule("PPO clip range", lo=0, lo_open=True, hi=1),
-    "eps_start": rule("epsilon", lo=0, hi=1),
-    "eps_end": rule("epsilon", lo=0, hi=1),
+# Ranges for hyperparameters, by name, shared by every algorithm that has them (the
+# algorithms' dataclasses stay plain). The CLI's --lr and --gamma are checked against these too.
+_COUNT = Meta(ge=1, description="a count")
+_STEPS = Meta(ge=0, description="env steps (0: none)")
+_WEIGHT = Meta(ge=0, description="a weight or scale")
+HPARAM_RULES: dict[str, Meta] = {
+    "steps": STEPS,
+    "gamma": Meta(ge=0, lt=1, description="discount factor"),
+    "lr": Meta(gt=0, le=1, description="learning rate"),
+    "critic_lr": Meta(gt=0, le=1, description="critic learning rate"),
+    "hidden": Meta(ge=1, le=4096, description="hidden units"),
+    "mixer_hidden": Meta(ge=1, le=4096, description="mixer hidden units"),
+    "tau": Meta(gt=0, le=1, description="soft target update rate"),
+    "gae_lambda": Meta(ge=0, le=1, description="GAE lambda"),
+    "clip_eps": Meta(gt=0, le=1, description="PPO clip range"),
+    "eps_start": Meta(ge=0, le=1, description="epsilon"),
+    "eps_end": Meta(ge=0, le=1, description="epsilon"),
     **dict.fromkeys(("batch_size", "buffer_size", "rollout_length", "epochs", "minibatches",
                      "updates_per_step"), _COUNT),
     **dict.fromkeys(("learning_starts", "eps_anneal_steps", "noise_decay_steps",
@@ -50,21 +52,24 @@ HPARAM_RULES: dict[str, dict[str, Any]] = {
     **dict.fromkeys(("entropy_coef", "value_coef", "noise_std", "noise_final", "action_reg", "grad_clip",
                      "huber_delta", "gumbel_temperature"), _WEIGHT),
 }
+_RULES = tuple(HPARAM_RULES.items())
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
     if name not in _WHERE:
-        raise UserError(f"unknown algorithm {name!r}; choose one of: {', '.join(ALGOS)}")
+        raise UserError(f"unknown algorithm {name!r}{did_you_mean(name, ALGOS)}; choose one of: {', '.join(ALGOS)}")
     module, cls = _WHERE[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def resolve_hparams(name: str, scenario: Scenario, overrides: dict[str, Any] | None = None) -> Any:
+    """The algorithm's hyperparameters for this scenario, checked against HPARAM_RULES."""
     cls = algorithm_class(name)
     table: dict[str, Any] = dict(cls.defaults_by_kind.get(scenario.kind, {}))
     table.update(scenario.train.get(name, {}))
     table.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return build_dataclass(cls.Hyperparameters, table, f"train.{name}", scenario.source, HPARAM_RULES)
+    checked = check_table(with_ranges(cls.Hyperparameters, _RULES), table, f"train.{name}", scenario.source)
+    return cls.Hyperparameters(**{k: getattr(checked, k) for k in table})
 
 
 def make_algorithm(name: str, env: BatchedEnv, hp: Any, device: torch.device) -> Algorithm:

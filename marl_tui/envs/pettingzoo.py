@@ -3,6 +3,9 @@
 `ScenarioParallelEnv` is one copy of any scenario behind PettingZoo's parallel
 API, so other toolkits can train on it. `PettingZooBatched` runs B copies of an
 external ParallelEnv (e.g. MPE simple_spread) so our algorithms can train on it.
+
+pettingzoo and gymnasium come with the extra ``marl-tui[pettingzoo]``; without them,
+importing this module is a one-line UserError saying so.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
 from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult, make_env
 from marl_tui.errors import UserError
+
+try:  # an optional extra; nothing imports this module until a user asks for PettingZoo
+    from gymnasium import spaces
+    from pettingzoo import ParallelEnv
+except ImportError as exc:
+    raise UserError(f"the PettingZoo adapter needs {exc.name or 'pettingzoo'}, which is not installed: "
+                    "install it with pip install 'marl-tui[pettingzoo]'") from None
 
 
 def _box(size: int) -> spaces.Box:

@@ -66,19 +66,17 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # config may import this module to check a model's size
-    from marl_tui.config import WarehouseModel
+# The size limit and the cell count live in config, which checks scenario files without
+# importing an environment.
+from marl_tui.config import DP_CELL_LIMIT, WarehouseModel, dp_size_problem, dp_table_cells
 
 _TOL = 1e-9  # span of the per-period value change at which value iteration stops
 _MAX_SEASONS = 20_000
 _EXACT_JOINT_STATES = 250_000  # larger truck problems are evaluated by Monte Carlo
-# Largest DP the oracle builds, in table cells over all warehouses (see dp_cells): 8 bytes
-# each, so 160 MB of Q values (the default needs 76k, lead time 2 3.5M).
-DP_CELL_LIMIT = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -108,10 +106,8 @@ class Economics:
         return under / (under + self.holding_cost) if under > 0 else 0.0
 
     def table_cells(self, season_length: int) -> int:
-        """One warehouse's largest table: the Q values (season x states x order sizes) and
-        the policy evaluation's transitions (season x states x leftover stocks)."""
-        states = (self.capacity + 1) ** self.state_dims
-        return season_length * states * (max(self.capacity, self.max_order) + 1)
+        """One warehouse's largest table (see config.dp_table_cells)."""
+        return dp_table_cells(season_length, self.capacity, self.max_order, self.lead_time)
 
 
 def dp_cells(m: WarehouseModel, n_agents: int = 1) -> int:
@@ -120,20 +116,14 @@ def dp_cells(m: WarehouseModel, n_agents: int = 1) -> int:
     Compare with DP_CELL_LIMIT: capacity 200, lead time 2 and a 365-period season need
     ~3e9 cells a warehouse (24 GB).
     """
-    return n_agents * Economics.of(m).table_cells(m.season_length)
-
-
-def size_problem(cells: int) -> str:
-    """Why a model is refused, for config checks and errors."""
-    return (f"the exact DP would need {cells:,} cells (limit {DP_CELL_LIMIT:,}); "
-            "lower capacity, lead_time, season_length or agents")
+    return m.dp_cells(n_agents)
 
 
 def check_size(m: WarehouseModel, n_agents: int) -> None:
     """Raise ValueError when the exact oracle for this model would be too large to build."""
     cells = dp_cells(m, n_agents)
     if cells > DP_CELL_LIMIT:
-        raise ValueError(size_problem(cells))
+        raise ValueError(dp_size_problem(cells))
 
 
 def demand_rates(m: WarehouseModel, n_agents: int) -> np.ndarray:
@@ -222,7 +212,7 @@ def _dp(rates: tuple[float, ...], e: Economics) -> Solution:
     """Average-reward DP for one warehouse with these per-period demand rates."""
     cells = e.table_cells(len(rates))
     if cells > DP_CELL_LIMIT:
-        raise ValueError(size_problem(cells))
+        raise ValueError(dp_size_problem(cells))
     periods = [period(r, e) for r in rates]
     position = _grid_position(e)
     feasible = position[..., None] + np.arange(e.max_order + 1) <= e.capacity

@@ -96,32 +96,20 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(_json_safe(data), indent=2) + "\n").encode())
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if v is None:
-        return '""'
-    return json.dumps(str(v))
-
-
 def write_run_config(trainer: Any, run_dir: Path) -> None:
     """config.toml: how this run was started (or, after `resume --steps`, goes on), readable
-    and reusable."""
+    and reusable. TOML has no null: a None (a default left to the algorithm) is left out."""
     import dataclasses
+
+    import tomli_w
 
     run = {"scenario": trainer.scenario.name, "algo": trainer.run_config.algo, "seed": trainer.seed,
            "steps": trainer.total_steps, "envs": trainer.env.n_envs, "device": str(trainer.device)}
-    lines = [
-        "# How this run was started. Checkpoints hold the exact state; `marl-tui resume`",
-        "# checks that they match this file.",
-        "[run]",
-    ]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in run.items()]
-    lines += ["", "[hyperparameters]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in dataclasses.asdict(trainer.hp).items()]
-    atomic_write_bytes(run_dir / "config.toml", ("\n".join(lines) + "\n").encode())
+    hp = dataclasses.asdict(trainer.hp)
+    doc = {"run": run, "hyperparameters": {k: v for k, v in hp.items() if v is not None}}
+    header = ("# How this run was started. Checkpoints hold the exact state; `marl-tui resume`\n"
+              "# checks that they match this file.\n")
+    atomic_write_bytes(run_dir / "config.toml", (header + tomli_w.dumps(doc)).encode())
 
 
 class RunLock:

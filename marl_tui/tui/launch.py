@@ -41,14 +41,12 @@ def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, de
              overrides: dict[str, Any]) -> None:
     """Bad options fail here as one line (exit 2), before the screen is taken over."""
     from marl_tui.algos.registry import algorithm_class, resolve_hparams
+    from marl_tui.config import check_run_options
     from marl_tui.train.run_config import resolve_device
 
     algorithm_class(algo)
-    if steps is not None and steps <= 0:
-        raise UserError(f"--steps {steps}: the number of steps must be positive")
-    if n_envs is not None and n_envs <= 0:
-        raise UserError(f"--envs {n_envs}: the number of parallel copies must be positive")
-    resolve_device(device)
+    check_run_options(steps=steps, envs=n_envs, device=device)
+    resolve_device(device)  # cuda asked for but not there
     resolve_hparams(algo, scenario, overrides)
 
 
