@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from marl_tui.config import HEADLINE_KPI, load_scenario
-from marl_tui.train.trainer import RunConfig, Trainer
+from marl_tui.train.build import build_run
+from marl_tui.train.run_config import RunConfig
 
 CORE = ["pricing", "warehouse", "fulfillment", "pricing-guide", "warehouse-guide"]
 EXTRA = ["pricing-logit", "warehouse-shared-truck", "fulfillment-strict"]
@@ -54,8 +55,7 @@ def target(scenario: str, algo: str) -> Check | None:
 
 def run_one(scenario: str, algo: str, seed: int) -> dict:
     sc = load_scenario(scenario)
-    trainer = Trainer(RunConfig(scenario=sc, algo=algo, seed=seed))
-    trainer.record_steps = False  # as `marl-tui train` does
+    trainer = build_run(RunConfig(scenario=sc, algo=algo, seed=seed))
     started = time.perf_counter()
     stats = trainer.run()
     wall = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """Memory stays flat on long runs: resident memory at 10k, 100k and 1M environment steps.
 
-Each algorithm trains headless (the real Trainer, writing a run directory with metrics.csv
+Each algorithm trains headless (the real Run, writing a run directory with metrics.csv
 and checkpoints) in a fresh process, and its resident set size is read from
 /proc/self/statm as the run passes each milestone. Bounded buffers and bounded chart
 histories mean the 100k -> 1M growth should be a few MiB at most; the replay buffers of
@@ -44,12 +44,13 @@ def child(algo: str, steps: int, envs: int, scenario: str) -> dict:
 
     torch.set_num_threads(1)
     from marl_tui.config import load_scenario
+    from marl_tui.train.build import build_run
+    from marl_tui.train.run_config import RunConfig
     from marl_tui.train.rundir import init_run_dir
-    from marl_tui.train.trainer import RunConfig, Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        t = Trainer(RunConfig(scenario=load_scenario(scenario), algo=algo, steps=steps, n_envs=envs,
+        t = build_run(RunConfig(scenario=load_scenario(scenario), algo=algo, steps=steps, n_envs=envs,
                               out_dir=run_dir))
         init_run_dir(t, run_dir)
         start_rss = rss_mib()

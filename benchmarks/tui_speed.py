@@ -3,9 +3,9 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/tui_speed.py [--quick] [--blocks N] [--only SCENARIO/ALGO]
 
 1. Training throughput, headless against in the app, taking turns. The headless run (a
-   Trainer as `marl-tui train` runs it, in a process of its own) and the same run inside the
-   app (MarlApp.run_test: the app's training process, the dashboard polling it ten times a
-   second, charts and "why" refreshing) are both built, then share the machine in turns of
+   Run as `marl-tui train` runs it, in a process of its own) and the same run inside the
+   app (MarlApp.run_test: the app's training process pushing a frame every half second and
+   progress four times a second, every panel redrawn per frame) are both built, then share the machine in turns of
    TURN_SECONDS: one runs while the other is stopped (SIGSTOP/SIGCONT), in the order AB, BA,
    AB, ... Why: on a shared VM the machine's own speed wanders by ±15 % on every time scale
    from 0.1 s to several seconds, so runs one after the other cannot resolve a few per cent,
@@ -13,14 +13,14 @@
    both runs paused between steps, so its env steps are exact; a block gives one ratio (app
    rate / headless rate), and the figure is their geometric mean with a 95 % interval. An
    A/A control, the headless run against a second copy of itself in the same turns, shows
-   what the method resolves. Turns do not copy a real run exactly: the screen's timed work
-   (polls, status line, charts) goes on during the headless turns too, while the training
-   process's once-a-second work (the "why" numbers, chart histories) falls into the app's
-   half of the time, twice as dense as in a real run.
+   what the method resolves. Turns do not copy a real run exactly: the screen asks for its
+   next frame half a second after drawing one, by the wall clock, so frames (their explain
+   numbers and trails) fall into the app's half of the time about twice as dense as in a
+   real run.
 2. Key-press-to-screen latency inside the app: from sending the key until the status
    line shows its effect (`n` one step while paused, space pause/resume, `+` speed).
    Textual paints the updated widget on its next frame (≤ 1/60 s later), not included.
-3. The dashboard's own cost while its run trains: milliseconds per poll() and per chart
+3. The dashboard's own cost while its run trains: milliseconds per frame drawn and per chart
    redraw, and the screen's CPU time per second while the two runs take turns.
 
 Linux (SIGSTOP, /proc). Prints a table and writes benchmarks/results/tui_speed.json.
@@ -49,10 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from marl_tui.config import load_scenario  # noqa: E402
-from marl_tui.train import trainer as trainer_module  # noqa: E402
+from marl_tui.stream.frames import ControlState  # noqa: E402
+from marl_tui.stream.sources import warm_up  # noqa: E402
+from marl_tui.train.allocator import keep_freed_memory  # noqa: E402
+from marl_tui.train.build import build_run  # noqa: E402
 from marl_tui.train.controls import Controls  # noqa: E402
-from marl_tui.train.remote import warm_up  # noqa: E402
-from marl_tui.train.trainer import RunConfig, Trainer  # noqa: E402
+from marl_tui.train.run_config import RunConfig  # noqa: E402
 from marl_tui.tui.app import MarlApp  # noqa: E402
 from marl_tui.tui.session import RunRequest, no_run_dir  # noqa: E402
 from marl_tui.tui.widgets.charts import ChartPanel  # noqa: E402
@@ -78,13 +80,12 @@ def _run(scenario: str, algo: str, n_envs: int) -> RunConfig:
 
 
 def _headless_child(conn: Connection, run: RunConfig, tuned_malloc: bool = True) -> None:
-    """The headless run's process: a Trainer as `marl-tui train` runs it, paused and resumed
-    over a pipe; a pause is answered once the loop stands between steps, with its env steps.
+    """The headless run's process: a Run as `marl-tui train` runs it, paused and resumed over a
+    pipe; a pause is answered once the loop stands between steps, with its env steps.
     tuned_malloc=False leaves glibc malloc's thresholds as they are (benchmarks/allocator.py)."""
-    if not tuned_malloc:
-        trainer_module.keep_freed_memory = lambda: False
-    trainer = Trainer(run, controls=Controls(paused=True))
-    trainer.record_steps = False  # as `marl-tui train` does
+    if tuned_malloc:
+        keep_freed_memory()  # as the training entry points do
+    trainer = build_run(run, controls=Controls(ControlState(paused=True)))
     thread = trainer.start_thread()
 
     def settled() -> int:
@@ -139,23 +140,24 @@ class _InApp:
 
     def __init__(self, screen: Any) -> None:
         self.name, self.screen, self.session = "app", screen, screen.session
-        self.pid: int = screen.session.trainer.pid
-        self.steps: int = screen.session.trainer.stats.env_steps
+        self.pid: int = screen.session.source.pid
+        self.steps: int = screen.session.source.progress.env_steps
         self.ran = 0.0  # seconds of turns taken
 
     def resume(self) -> None:
-        self.session.controls.resume()
+        self.screen.action_resume()
 
     async def pause(self) -> None:
-        self.session.controls.pause()
-        trainer = self.session.trainer  # its .stats: the newest the pipe has brought
-        while trainer.stats.status != "paused":
+        self.screen.action_pause()  # as space does: it asks for the frame of the step it stops on
+        source = self.session.source  # its .progress: the newest the pipe has brought
+        while source.progress.status != "paused":
             await asyncio.sleep(0.0002)
-        self.steps = trainer.stats.env_steps
+        self.steps = source.progress.env_steps
 
     async def settle(self) -> None:
-        """A pause asks the run for its "why" numbers: let that finish outside the turns."""
-        await _until(lambda: self.screen._explained == self.screen._view_step())
+        """A pause sends the frame of the step it stopped on: let it be drawn outside the turns."""
+        await _until(lambda: self.screen.frame is not None
+                     and self.screen.frame.scene.env_steps == self.steps)
 
 
 async def _block(arms: list[Any], cycles: int) -> dict[str, float]:
@@ -226,7 +228,8 @@ def app_against_headless(scenario: str, algo: str, n_envs: int, blocks: int,
     async def measure() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
-            await _until(lambda: screen._started and screen._explained == (False, 0))
+            await _until(lambda: screen.charts is not None and screen.progress is not None
+                         and screen.progress.status == "paused")
             in_app = _InApp(screen)
             ui0, wall0 = time.process_time(), time.monotonic()
             out["rows"] = await _take_turns(in_app, headless_run, blocks, cycles)
@@ -235,7 +238,7 @@ def app_against_headless(scenario: str, algo: str, n_envs: int, blocks: int,
             out["ui_cpu_share"] = (time.process_time() - ui0) / (time.monotonic() - wall0)
             await pilot.press("q")
 
-    with _Timed(DashboardScreen, "poll") as poll_ms, _Timed(ChartPanel, "draw_plot") as chart_ms:
+    with _Timed(DashboardScreen, "watch_frame") as frame_ms, _Timed(ChartPanel, "draw_plot") as chart_ms:
         try:
             asyncio.run(measure())
         finally:
@@ -247,7 +250,8 @@ def app_against_headless(scenario: str, algo: str, n_envs: int, blocks: int,
         ui_cpu_share=out["ui_cpu_share"],
         headless_env_steps_per_s=statistics.median(r["headless"] for r in rows),
         app_env_steps_per_s=statistics.median(r["app"] for r in rows),
-        poll_ms_median=statistics.median(poll_ms), poll_ms_p95=_p95(poll_ms),
+        frame_ms_median=statistics.median(frame_ms) if frame_ms else float("nan"),
+        frame_ms_p95=_p95(frame_ms), frames_drawn=len(frame_ms),
         chart_ms_median=statistics.median(drawn) if drawn else float("nan"),
     )
     return result
@@ -305,7 +309,8 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
         async with app.run_test(size=(120, 40)) as pilot:
             screen = app.screen
             status = screen.query_one(StatusLine)
-            await _until(lambda: screen._started and screen._explained == (False, 0))
+            await _until(lambda: screen.charts is not None and screen.progress is not None
+                         and screen.progress.status == "paused")
 
             async def measure(key: str, cond: Any, name: str) -> None:
                 t0 = time.perf_counter()
@@ -315,8 +320,8 @@ def latency(repeats: int) -> dict[str, dict[str, float]]:
                 res[name].append(1000 * (time.perf_counter() - t0))
 
             for _ in range(repeats):
-                before = status.iteration or 0
-                await measure("n", lambda b=before: status.iteration == b + 1, "n (one step, paused)")
+                before = status.step or 0
+                await measure("n", lambda b=before: status.step == b + 1, "n (one step, paused)")
                 await asyncio.sleep(0.1)
             for _ in range(repeats):
                 await measure("space", lambda: "running" in status.plain, "space (resume)")
@@ -377,14 +382,14 @@ def main() -> None:
     print(f"app / headless, taking turns of {TURN_SECONDS} s: geometric mean of {blocks} blocks "
           f"of {cycles} pairs of turns, 95 % interval; A/A = a second headless copy / headless")
     print(f"{'run':<20}{'envs':>5}{'headless/s':>12}{'in app/s':>11}{'app':>8}{'interval':>15}"
-          f"{'A/A':>8}{'interval':>15}{'UI cpu':>8}{'poll ms':>9}{'chart ms':>10}")
+          f"{'A/A':>8}{'interval':>15}{'UI cpu':>8}{'frame ms':>9}{'chart ms':>10}")
     for r in rows:
         app, aa = r["app"], r["a_against_a"]
         print(f"{r['scenario'] + '/' + r['algo']:<20}{r['envs']:>5}"
               f"{app['headless_env_steps_per_s']:>12,.0f}{app['app_env_steps_per_s']:>11,.0f}"
               f"{app['ratio']:>8.1%}{_span(app):>15}"
               f"{aa['ratio']:>8.1%}{_span(aa):>15}"
-              f"{app['ui_cpu_share']:>8.0%}{app['poll_ms_median']:>9.2f}{app['chart_ms_median']:>10.1f}")
+              f"{app['ui_cpu_share']:>8.0%}{app['frame_ms_median']:>9.2f}{app['chart_ms_median']:>10.1f}")
     print()
     print(f"{'key press -> status line':<26}{'median ms':>11}{'p95 ms':>9}{'n':>5}")
     for k, v in lat.items():
@@ -398,15 +403,15 @@ def main() -> None:
                     "threads_at_end": threading.active_count()},
         "turn_seconds": TURN_SECONDS, "blocks": blocks, "cycles": cycles,
         "throughput": rows, "latency": lat,
-        "notes": "headless = a Trainer as `marl-tui train` runs it, in its own process; app = the "
-                 "same run inside MarlApp.run_test (120x40): the app's training process, the "
-                 "dashboard polling it at 10 Hz. The two take turns of turn_seconds "
+        "notes": "headless = a Run as `marl-tui train` runs it, in its own process; app = the "
+                 "same run inside MarlApp.run_test (120x40): the app's training process pushing "
+                 "frames (one every 0.5 s at full speed) and progress (4/s). The two take turns of turn_seconds "
                  "(SIGSTOP/SIGCONT), so both see the same machine; ratio = geometric mean over "
                  "blocks of app rate / headless rate (env steps per second of each one's own "
                  "turns), low/high = 95 % interval. a_against_a = the same method on two "
                  "identical headless runs. ui_cpu_share = the app process's CPU time per second "
-                 "while the two take turns. Latency: key sent -> status line updated (the frame "
-                 "is painted at most 1/60 s later).",
+                 "while the two take turns. frame_ms: drawing one frame on every panel. Latency: "
+                 "key sent -> status line updated (painted at most 1/60 s later).",
     }
     write_result(args.out, result)
 

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "screenshots"
 sys.path.insert(0, str(ROOT))
 
-from marl_tui.train.trainer import Trainer  # noqa: E402
+from marl_tui.train.run import Run  # noqa: E402
 
 # (file stem, scenario, algorithm, size)
 DASHBOARDS = [
@@ -115,21 +115,22 @@ async def dashboard(stem: str, scenario: str, algo: str, size: tuple[int, int], 
     request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=64)
     app = MarlApp(request=request, run_dir=no_run_dir)
     async with app.run_test(size=size) as pilot:
-        await _wait(pilot, lambda: getattr(app.screen, "_started", False), 60)
+        await _wait(pilot, lambda: getattr(app.screen, "charts", None) is not None, 60)
         screen = app.screen
         await _wait(pilot, lambda: False, train_seconds)  # let it learn a little
         await pilot.press("space")
-        await _wait(pilot, lambda: screen.state() == "paused", 10)
+        await _wait(pilot, lambda: screen.progress is not None and screen.progress.status == "paused", 10)
         await pilot.pause(0.3)
-        await pilot.press("n")  # one step while paused: the panels show exactly that step
-        await _wait(pilot, lambda: screen._want is None, 10)
+        before = screen.frame.scene.step if screen.frame else 0
+        await pilot.press("n")  # one step while paused: every panel shows exactly that step
+        await _wait(pilot, lambda: screen.frame is not None and screen.frame.scene.step > before, 10)
         await pilot.pause(0.5)
         path = Path(app.save_screenshot(f"{stem}.svg", str(out)))
         await pilot.press("q")
     return path
 
 
-class Failing(Trainer):
+class Failing(Run):
     """A trainer whose third step raises (it is pickled into the app's training process)."""
 
     def train_step(self) -> None:
@@ -145,7 +146,7 @@ async def error_view(stem: str, size: tuple[int, int], out: Path) -> Path:
     from marl_tui.tui.session import RunRequest, no_run_dir
 
     request = RunRequest(scenario=load_scenario("pricing"), algo="mappo", seed=0, n_envs=8)
-    app = MarlApp(request=request, run_dir=no_run_dir, trainer_factory=Failing)
+    app = MarlApp(request=request, run_dir=no_run_dir, run_class=Failing)
     async with app.run_test(size=size) as pilot:
         await _wait(pilot, lambda: getattr(app.screen, "state", lambda: "")() == "error", 60)
         await pilot.pause(0.5)

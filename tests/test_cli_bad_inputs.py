@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from marl_tui.config import load_scenario
-from marl_tui.train.checkpoint import read_checkpoint
-from marl_tui.train.rundir import init_run_dir, lock_run_dir
 from marl_tui.train.build import build_run
+from marl_tui.train.checkpoint import read_checkpoint
 from marl_tui.train.run_config import RunConfig
+from marl_tui.train.rundir import init_run_dir, lock_run_dir
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 SCENARIOS = sorted((CORPUS / "scenarios").glob("*.toml"))

@@ -15,20 +15,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from marl_tui.stream.frames import ControlState
 from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
+from marl_tui.stream.frames import ControlState
 from marl_tui.train import rundir
-from marl_tui.train.checkpoint import LATEST, find_checkpoint, read_checkpoint, save_checkpoint
-from marl_tui.train.controls import Controls
-from marl_tui.train.metrics import tensorboard_available
-from marl_tui.train.resume import load_checkpoint_into, trainer_from_checkpoint
-from marl_tui.train.rundir import init_run_dir
 from marl_tui.train.build import build_run
 from marl_tui.train.callbacks.checkpointer import Checkpointer
+from marl_tui.train.checkpoint import LATEST, find_checkpoint, read_checkpoint, save_checkpoint
+from marl_tui.train.controls import Controls
 from marl_tui.train.faults import TrainingFault
+from marl_tui.train.metrics import tensorboard_available
+from marl_tui.train.resume import load_checkpoint_into, trainer_from_checkpoint
 from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig
+from marl_tui.train.rundir import init_run_dir
 
 # Small settings so learners update within a few hundred steps; the replay buffers are
 # small enough to wrap around, which a resume must get right too.
@@ -306,9 +306,10 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
             self.request = request
 
         def run(self) -> None:
-            loaded = RunSession(self.request, run_dir=lambda r: tmp_path / "new", paused=True)
+            loaded = RunSession(self.request, run_dir=lambda r: tmp_path / "new",
+                                controls=ControlState(paused=True))
             picked = RunSession(RunRequest(scenario=load_scenario("pricing"), algo="qmix", n_envs=8),
-                                run_dir=no_run_dir, paused=True)
+                                run_dir=no_run_dir, controls=ControlState(paused=True))
             for session in (loaded, picked):
                 session.build()
                 assert session.build_error is None, session.build_error
@@ -320,17 +321,20 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
     monkeypatch.setattr(app_module, "MarlApp", App)
     code, _, err = cli("run", "--load", src)
     assert code == 0, err
-    loaded, picked = built["loaded"].trainer, built["picked"].trainer
-    assert loaded.stats.env_steps == 800 and loaded.stats.episodes == 4
-    assert loaded.info.total_steps == 1_600
-    assert picked.stats.env_steps == 0
+    loaded, picked = built["loaded"].source, built["picked"].source
+    deadline = time.monotonic() + 60.0
+    while not (loaded.status == picked.status == "paused") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert loaded.progress.env_steps == 800 and len(loaded.ready.history.episodes) == 4
+    assert loaded.ready.total_steps == 1_600
+    assert picked.progress.env_steps == 0
     assert (tmp_path / "new" / "config.toml").is_file()
     picked.stop(timeout=5.0)
     loaded.controls.resume()
     deadline = time.monotonic() + 60.0
-    while loaded.stats.status != "finished" and time.monotonic() < deadline:
+    while loaded.status != "finished" and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert loaded.stats.status == "finished"
+    assert loaded.status == "finished"
     loaded.stop(timeout=5.0)  # a finished run's process waits for the screen to let it go
     assert not loaded.alive
     ref_rows = csv(references["qmix"]).decode().splitlines()

@@ -170,9 +170,8 @@ def test_the_process_obeys_the_controls_and_frames_show_one_moment(started) -> N
     source.controls.change(paused=True, frames_granted=source.controls.state.frames_granted + 1)
     wait_for(lambda: source.progress.status == "paused", what="the pause")
     # The frame sent as it paused is the step it stopped on.
-    last = watcher.frames[-1] if watcher.frames else None
-    wait_for(lambda: (last := watcher.frames[-1]) is not None
-             and last.scene.env_steps == source.progress.env_steps, what="the pause's frame")
+    wait_for(lambda: watcher.frames[-1].scene.env_steps == source.progress.env_steps,
+             what="the pause's frame")
     source.stop(timeout=5.0)
     assert not source.alive and source.status == "stopped"
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from marl_tui.stream.frames import ControlState
 from marl_tui.config import bundled_names, load_scenario
 from marl_tui.stream.frames import Frame
 from marl_tui.train.build import build_run

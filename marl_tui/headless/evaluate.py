@@ -15,9 +15,9 @@ from marl_tui.headless.report import kpi_rows, reference_of, write_result
 def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
                         stream: TextIO | None = None, device: str = "cpu") -> int:
     """Greedy play of a checkpoint's policy on `device`; writes eval.json beside the run."""
+    from marl_tui.train.build import build_run
     from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
     from marl_tui.train.resume import load_algorithm, run_config_from
-    from marl_tui.train.build import build_run
 
     if episodes <= 0:
         raise UserError(f"--episodes {episodes}: give a positive number of episodes")

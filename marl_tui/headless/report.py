@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from marl_tui.headless.output import Out, fmt
-from marl_tui.train.stats import Stats
 from marl_tui.train.rundir import write_json
+from marl_tui.train.stats import Stats
 
 if TYPE_CHECKING:
     from marl_tui.train.run import Run

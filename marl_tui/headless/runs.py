@@ -21,8 +21,8 @@ from marl_tui.headless.report import (
     write_result,
 )
 from marl_tui.headless.signals import StopOnSignal, signal_name
-from marl_tui.train.stats import Stats
 from marl_tui.train.rundir import default_run_dir, init_run_dir, lock_run_dir, write_run_config
+from marl_tui.train.stats import Stats
 
 if TYPE_CHECKING:
     from marl_tui.train.run import Run
@@ -71,8 +71,8 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
     """`marl-tui resume RUN_DIR`: continue a run exactly where its last checkpoint left it.
 
     steps: a new total budget counted from the run's start (not extra steps)."""
-    from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
     from marl_tui.train.build import build_run
+    from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
     from marl_tui.train.resume import check_belongs, restore_state, run_config_from
 
     ckpt_path, run_dir = find_checkpoint(target)

@@ -46,8 +46,8 @@ import torch
 from marl_tui import __version__
 from marl_tui.config import Scenario, parse_scenario
 from marl_tui.errors import UserError
-from marl_tui.train.rundir import atomic_write, temp_path
 from marl_tui.train.faults import ADVICE, TrainingFault
+from marl_tui.train.rundir import atomic_write, temp_path
 
 if TYPE_CHECKING:
     from marl_tui.train.run import Run

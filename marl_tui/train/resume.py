@@ -23,6 +23,7 @@ import torch
 
 from marl_tui.config import Scenario
 from marl_tui.errors import UserError
+from marl_tui.train.build import build_run
 from marl_tui.train.checkpoint import (
     find_checkpoint,
     first_line,
@@ -31,7 +32,6 @@ from marl_tui.train.checkpoint import (
     set_rng_state,
 )
 from marl_tui.train.controls import Controls
-from marl_tui.train.build import build_run
 from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig
 

@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
-from marl_tui.config import HEADLINE_KPI
+from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
 from marl_tui.stream.frames import ChartPoints, Frame, Progress
 from marl_tui.train.stats import BoundedSeries
 from marl_tui.tui.commands import RunCommands
@@ -40,9 +40,6 @@ from marl_tui.tui.widgets.why import WhyData, WhyPanel
 FRAME_SECONDS = 0.5  # at full speed, a new frame (every panel redrawn) at most this often
 EVERY_STEP_SPEED = 10  # at this speed limit or slower, every step is a frame
 STATUS_SECONDS = 0.25  # progress counters on the status line while running
-TITLES = {"maddpg": "MADDPG", "mappo": "MAPPO", "qmix": "QMIX", "random": "random baseline",
-          "oracle": "oracle baseline"}
-
 
 class RunNews(Message):
     """The run's source has something new (a frame, progress, its end). Only the newest
@@ -247,7 +244,7 @@ class DashboardScreen(Screen[None]):
         self._status_at = time.monotonic()
         ready = s.source.ready if s.source is not None else None
         self.query_one(StatusLine).show(StatusInfo(
-            scenario=req.scenario.name, algo=TITLES.get(req.algo, req.algo), state=self.state(),
+            scenario=req.scenario.name, algo=ALGO_TITLES.get(req.algo, req.algo), state=self.state(),
             frame=self.frame, progress=self.progress if s.source is not None else None,
             speed=s.controls.speed, headline=HEADLINE_KPI.get(req.scenario.kind, ""),
             oracle_kpis=dict(ready.oracle.kpis) if ready else {},

@@ -11,7 +11,6 @@ from marl_tui.algos.base import Explain
 from marl_tui.algos.maddpg import MADDPGExplain
 from marl_tui.algos.mappo import MAPPOExplain
 from marl_tui.algos.qmix import QMIXExplain
-
 from marl_tui.tui.fmt import as_list, finite, num, pct
 from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
 

@@ -15,12 +15,9 @@ from marl_tui.algos.baselines import OracleExplain, RandomExplain
 from marl_tui.algos.maddpg import MADDPGExplain
 from marl_tui.algos.mappo import MAPPOExplain
 from marl_tui.algos.qmix import QMIXExplain
+from marl_tui.config import ALGO_TITLES
 from marl_tui.tui.fmt import break_equation, finite, flatten, mean, num, pack, pct, sparkline
 from marl_tui.tui.widgets.panel import Panel
-
-# moves to config.ALGO_TITLES
-ALGO_TITLES = {"maddpg": "MADDPG", "mappo": "MAPPO", "qmix": "QMIX", "random": "random baseline",
-               "oracle": "oracle baseline"}
 
 
 @dataclass
