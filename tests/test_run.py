@@ -14,12 +14,11 @@ from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
 from marl_tui.stream.frames import ChartPoints, ControlState, decode_to_app, encode
 from marl_tui.train.build import build_run
-from marl_tui.train.callbacks.base import Callback
 from marl_tui.train.callbacks.live_tap import LiveTap
 from marl_tui.train.controls import SPEEDS, Controls
 from marl_tui.train.framing import build_frame
 from marl_tui.train.loop import EpisodeEnd, StepOutcome
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 from marl_tui.train.run_config import RunConfig
 from marl_tui.train.stats import BoundedSeries
 

@@ -358,7 +358,7 @@ def test_non_finite_parameters_are_never_saved(tmp_path: Path) -> None:
     assert bad is not None and bad.startswith("policy.")
     t.loop.step_count += 1
     with pytest.raises(TrainingFault, match="NaN/inf.*last good checkpoint \\(step 320\\) stays"):
-        t.save_checkpoint()
+        save_checkpoint(t)
     assert (run_dir / "checkpoints" / LATEST).read_bytes() == good
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [LATEST, "step-000000000320.pt"]
 

@@ -19,8 +19,7 @@ import pytest
 from marl_tui.config import bundled_names, load_scenario
 from marl_tui.stream.frames import Frame
 from marl_tui.train.build import build_run
-from marl_tui.train.callbacks.base import Callback
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 from marl_tui.train.run_config import RunConfig
 from marl_tui.tui.app import MarlApp
 from marl_tui.tui.screens.dashboard import DashboardScreen

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from marl_tui.train.callbacks.base import Callback
 from marl_tui.train.callbacks.checkpointer import Checkpointer
 from marl_tui.train.callbacks.metrics_csv import MetricsCsv
 from marl_tui.train.callbacks.nan_guard import NanGuard
 from marl_tui.train.controls import Controls
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 from marl_tui.train.run_config import RunConfig, seed_everything
 
 

@@ -26,14 +26,44 @@ from marl_tui.algos.base import Algorithm
 from marl_tui.algos.registry import make_algorithm, needs_discrete, resolve_hparams
 from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, Oracle, make_env
 from marl_tui.errors import UserError
-from marl_tui.train.callbacks.base import Callback
 from marl_tui.train.controls import Controls
 from marl_tui.train.evaluation import EVALUATION_SEED_OFFSET, GREEDY_VIEW_SEED_OFFSET, acting_on, evaluate
-from marl_tui.train.faults import TrainingFault
 from marl_tui.train.loop import EpisodeEnd, Loop, StepOutcome
 from marl_tui.train.metrics import MetricsWriter
 from marl_tui.train.run_config import RunConfig, resolve_device
 from marl_tui.train.stats import BoundedSeries, Stats
+
+
+class Callback:
+    """The hooks a Run calls (after BenchMARL's experiment callbacks); each callback has one job
+    (callbacks/). Callbacks see the Run and what just happened; they never pace or step it. A
+    callback that raises stops the run with its error (a TrainingFault names the quantity and
+    the advice). Every hook does nothing by default; override the ones a job needs."""
+
+    def on_start(self, run: Run) -> None:
+        """The loop is about to take its first step of this session (after any resume)."""
+
+    def on_update(self, run: Run, metrics: dict[str, float]) -> None:
+        """One learning step happened; metrics are its declared scalars."""
+
+    def on_step(self, run: Run, outcome: StepOutcome) -> None:
+        """One training step, after its episode accounting (EpisodeEnd already announced)."""
+
+    def on_greedy_step(self, run: Run, outcome: StepOutcome) -> None:
+        """One step of the greedy view (no learning)."""
+
+    def on_episode_end(self, run: Run, ended: EpisodeEnd) -> None:
+        """A training episode finished in every copy."""
+
+    def on_idle(self, run: Run) -> None:
+        """The run is paused between steps and its controls changed (or it just paused)."""
+
+    def on_checkpoint(self, run: Run, path: Path) -> None:
+        """A checkpoint was written."""
+
+    def on_end(self, run: Run) -> None:
+        """The loop has ended: finished, stopped or failed (run.status says which)."""
+
 
 STATS_SECONDS = 0.1  # how often the Stats snapshot is renewed while running
 # Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
@@ -278,29 +308,11 @@ class Run:
         self.elapsed = float(s.get("elapsed", 0.0))
         self.publish()
 
-    def save_checkpoint(self, run_dir: Path | None = None) -> Path:
-        """Write checkpoints/latest.pt (and a step-numbered copy) now; returns latest.pt.
-
-        Call from the run's thread, or from any thread while the loop is not running.
-        Raises TrainingFault when a parameter is NaN/inf (nothing is written then).
-        """
-        from marl_tui.train.checkpoint import save_checkpoint
-
-        path = save_checkpoint(self, run_dir)
+    def checkpoint_written(self, path: Path) -> None:
+        """A checkpoint of this step now exists at `path` (the Checkpointer wrote it)."""
         self.last_checkpoint, self.last_checkpoint_step = path, self.env_steps
         self.save_note = f"saved checkpoint at env step {self.env_steps:,}: {path}"
         self._call("on_checkpoint", path)
-        return path
-
-    def save_or_note(self) -> None:
-        """save_checkpoint, where a full disk or a missing folder becomes a note (training goes
-        on) and non-finite parameters stay a TrainingFault (the last good checkpoint stays)."""
-        try:
-            self.save_checkpoint()
-        except TrainingFault:
-            raise
-        except (OSError, UserError) as exc:
-            self.save_note = f"checkpoint not saved at env step {self.env_steps:,}: {exc}"
 
     # ------------------------------------------------------------------ threads, evaluation
     def start_thread(self) -> threading.Thread:

@@ -4,9 +4,10 @@ when the loop ends (finished or stopped; a failed run keeps its last good checkp
 
 from __future__ import annotations
 
-from marl_tui.train.callbacks.base import Callback
+from marl_tui.errors import UserError
+from marl_tui.train.checkpoint import save_checkpoint
 from marl_tui.train.loop import StepOutcome
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 
 
 class Checkpointer(Callback):
@@ -46,9 +47,15 @@ class Checkpointer(Callback):
             self._save(run, force=True)
 
     def _save(self, run: Run, force: bool = False) -> None:
+        """Save now. Non-finite parameters stay a TrainingFault (nothing written, the last good
+        checkpoint stays); a full disk or a missing folder becomes a note, and training goes on."""
         at = (run.iteration, run.env_steps)
         if not force and self._saved_at == at:
             return
-        run.save_or_note()
-        if run.last_checkpoint_step == run.env_steps:
-            self._saved_at = at
+        try:
+            path = save_checkpoint(run)
+        except (OSError, UserError) as exc:
+            run.save_note = f"checkpoint not saved at env step {run.env_steps:,}: {exc}"
+            return
+        run.checkpoint_written(path)
+        self._saved_at = at

@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable
 
 from marl_tui.stream.frames import ChartPoints, encode
-from marl_tui.train.callbacks.base import Callback
 from marl_tui.train.framing import build_frame, progress
 from marl_tui.train.loop import EpisodeEnd, StepOutcome
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 
 PROGRESS_SECONDS = 0.25  # counters between frames
 MAX_PENDING = 1000  # chart points held for the next frame; beyond it every other one is dropped

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from marl_tui.train.callbacks.base import Callback
 from marl_tui.train.loop import EpisodeEnd
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 
 
 class MetricsCsv(Callback):

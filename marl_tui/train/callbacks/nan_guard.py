@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from marl_tui.train.callbacks.base import Callback
 from marl_tui.train.faults import ADVICE, TrainingFault
 from marl_tui.train.loop import EpisodeEnd
-from marl_tui.train.run import Run
+from marl_tui.train.run import Callback, Run
 
 PARAMETER_CHECK_UPDATES = 50  # look for NaN/inf in the networks every this many updates (one sync)
 

@@ -33,7 +33,8 @@ from marl_tui.tui.commands import RunCommands
 from marl_tui.tui.session import RunSession
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
 from marl_tui.tui.widgets.error import ErrorView
-from marl_tui.tui.widgets.scene import SceneData, scene_panel_for
+from marl_tui.tui.widgets.scene import SceneData
+from marl_tui.tui.widgets.scenes import scene_panel_for
 from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label
 from marl_tui.tui.widgets.why import WhyData, WhyPanel
 

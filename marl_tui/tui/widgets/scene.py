@@ -100,16 +100,6 @@ class ScenePanel(Panel):
         raise NotImplementedError
 
 
-def scene_panel_for(kind: str) -> ScenePanel:
-    from marl_tui.tui.widgets.fulfillment import FulfillmentPanel
-    from marl_tui.tui.widgets.pricing import PricingPanel
-    from marl_tui.tui.widgets.warehouse import WarehousePanel
-
-    cls = {"pricing": PricingPanel, "warehouse": WarehousePanel,
-           "fulfillment": FulfillmentPanel}.get(kind, GenericPanel)
-    return cls(id="scene")
-
-
 class GenericPanel(ScenePanel):
     """Any other kind: the record's numbers as they are."""
 
