@@ -10,7 +10,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.exceptions import TyperException
@@ -28,6 +28,10 @@ from marl_tui.config import (
     scenario_choices,
 )
 from marl_tui.errors import UserError
+from marl_tui.tui.terminal import require_terminal
+
+if TYPE_CHECKING:
+    from marl_tui.stream.sources import ReplaySource
 
 app = typer.Typer(
     name="marl-tui",
@@ -93,31 +97,6 @@ CheckpointEveryOpt = Annotated[
 ]
 
 
-# Below this the dashboard cannot show its panels at all (the app folds layouts above it).
-MIN_COLUMNS, MIN_ROWS = 40, 12
-
-
-def _need_terminal(what: str) -> None:
-    """The app needs a terminal on both ends; Textual would start anyway and draw into a pipe."""
-    for name, stream in (("standard input", sys.stdin), ("standard output", sys.stdout)):
-        try:
-            tty = stream is not None and stream.isatty()
-        except (OSError, ValueError, AttributeError):
-            tty = False
-        if not tty:
-            raise UserError(f"{what} needs a terminal, and {name} is not one; to train without a "
-                            "terminal use `marl-tui train SCENARIO` (add --jsonl for machine-readable lines)")
-    try:
-        import os
-
-        size = os.get_terminal_size(sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        return
-    if 0 < size.columns < MIN_COLUMNS or 0 < size.lines < MIN_ROWS:
-        raise UserError(f"{what}: the terminal is {size.columns}x{size.lines}; the app needs at least "
-                        f"{MIN_COLUMNS}x{MIN_ROWS} (enlarge the window, or use `marl-tui train SCENARIO`)")
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"marl-tui {__version__}")
@@ -132,7 +111,7 @@ def _root(
     ] = False,
 ) -> None:
     if ctx.invoked_subcommand is None:
-        _need_terminal("the app")
+        require_terminal("the app")
         from marl_tui.tui.launch import launch_app
 
         launch_app()
@@ -280,17 +259,81 @@ def run(
 
         algorithm_class(algo)
         overrides = _hp_overrides(lr, gamma, explore, algo)
-        _need_terminal("marl-tui run")
+        require_terminal("marl-tui run")
         from marl_tui.tui.launch import launch_app
 
         launch_app(scenario=sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
                    overrides=overrides)
         return
     options, ckpt_path = _load_options(load, scenario, algo, steps, seed, envs, lr, gamma, explore)
-    _need_terminal("marl-tui run")
+    require_terminal("marl-tui run")
     from marl_tui.tui.launch import launch_app
 
     launch_app(device=device, load=ckpt_path, **options)
+
+
+@app.command()
+def watch(
+    target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
+    headless: Annotated[bool, typer.Option("--headless", help="no app: play and print the scores")] = False,
+    episodes: Annotated[int, typer.Option(min=1, help="--headless: greedy episodes (each over every copy)")] = 4,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Watch a trained policy play, greedily and slowly (no learning), scored against the oracle."""
+    if headless:
+        from marl_tui.headless import evaluate_checkpoint
+
+        raise typer.Exit(evaluate_checkpoint(target, episodes=episodes, device=device))
+    from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
+    from marl_tui.train.resume import run_config_from
+
+    ckpt_path, _ = find_checkpoint(target)
+    ckpt = read_checkpoint(ckpt_path)
+    cfg = run_config_from(ckpt, ckpt_path, out_dir=None, device=device)
+    require_terminal("marl-tui watch", instead=f"`marl-tui watch {target} --headless`")
+    from marl_tui.tui.launch import launch_app
+
+    launch_app(scenario=cfg.scenario, algo=cfg.algo, steps=max(1, env_steps_of(ckpt)), seed=cfg.seed,
+               n_envs=cfg.n_envs, device=device, overrides=cfg.overrides, load=ckpt_path, watch=True)
+
+
+@app.command()
+def replay(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (runs/NAME-ALGO-sSEED-TIME)")],
+    frames: Annotated[bool, typer.Option("--frames", help="no app: print the recorded moments")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="with --frames: one JSON object per record")] = False,
+) -> None:
+    """Go through a recorded run: its moments, its checkpoints and their greedy episodes."""
+    from marl_tui.tui.recording import open_recording
+
+    recording = open_recording(run_dir)
+    if frames or jsonl:
+        _print_records(recording.source, jsonl)
+        return
+    require_terminal("marl-tui replay", instead=f"`marl-tui replay {run_dir} --frames --jsonl`")
+    from marl_tui.tui.launch import launch_replay
+
+    launch_replay(recording)
+
+
+def _print_records(source: ReplaySource, jsonl: bool) -> None:
+    """The recording as text lines, or as JSON lines (the header, then every record)."""
+    import msgspec
+
+    if jsonl:
+        for record in (source.header, *source.frames, *source.episodes):
+            typer.echo(msgspec.json.encode(record).decode())
+        return
+    h = source.header
+    typer.echo(f"{h.scenario} · {h.algo} · seed {h.seed}: {len(source.frames)} moments, "
+               f"{len(source.episodes)} checkpoint episodes")
+    for f in source.frames:
+        team = "—" if f.stats.team_return is None else f"{f.stats.team_return:.6g}"
+        typer.echo(f"step {f.scene.step:>8}  env steps {f.scene.env_steps:>10}  episodes {f.stats.episodes:>6}"
+                   f"  team return {team}")
+    for e in source.episodes:
+        typer.echo(f"checkpoint at env step {e.env_steps}: greedy team return {e.team_return:.6g} "
+                   f"over {e.copies} copies")
 
 
 def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int | None,

@@ -316,8 +316,8 @@ def test_run_load_opens_the_app_on_the_checkpoint(cli, references: dict[str, Pat
             built.update(loaded=loaded, picked=picked)
             raise typer.Exit(0)  # before launch's os._exit
 
-    monkeypatch.setattr(cli_module, "_need_terminal", lambda what: None)
-    monkeypatch.setattr(launch, "require_terminal", lambda: None)
+    monkeypatch.setattr(cli_module, "require_terminal", lambda *a: None)
+    monkeypatch.setattr(launch, "require_terminal", lambda *a: None)
     monkeypatch.setattr(app_module, "MarlApp", App)
     code, _, err = cli("run", "--load", src)
     assert code == 0, err

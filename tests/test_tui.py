@@ -258,7 +258,7 @@ async def test_q_quits_promptly(paused: bool) -> None:
 
 async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
     made = iter(range(100))
-    app = dashboard_app("pricing", "random", paused=True,
+    app = dashboard_app("pricing", "oracle", paused=True,
                         run_dir=lambda r: tmp_path / f"run-{next(made)}")
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await started(pilot)

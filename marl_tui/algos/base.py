@@ -65,6 +65,9 @@ class Algorithm(ABC):
     name: ClassVar[str]
     title: ClassVar[str]  # shown in the app, e.g. "MAPPO"
     explain_type: ClassVar[type[Explain]]  # what explain() returns
+    # False for a policy whose explore=False play is still random (the random baseline): no
+    # greedy episodes are recorded or scored for it.
+    has_greedy_policy: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities]
     # The frozen dataclass of this algorithm's hyperparameters (field defaults = its defaults).
     Hyperparameters: ClassVar[type]

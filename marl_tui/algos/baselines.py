@@ -29,6 +29,7 @@ class RandomPolicy(Algorithm):
 
     name = "random"
     title = "Random"
+    has_greedy_policy = False
     capabilities = Capabilities(continuous=True, discrete=True, on_policy=False,
                                 centralised_critic=False)
     Hyperparameters = BaselineHyperparameters

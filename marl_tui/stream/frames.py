@@ -123,7 +123,31 @@ class ControlState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     stop: bool = False
 
 
+class GreedyEpisode(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """One complete greedy episode of the policy as it was at a checkpoint (copy 0's frames),
+    and what the greedy policy scored over every copy in it."""
+
+    env_steps: int  # training env steps when it was played (the checkpoint's)
+    frames: tuple[Frame, ...]  # every step of the episode, in order, without trails
+    team_return: float  # mean over copies
+    kpis: dict[str, float]  # mean over the episode's steps and copies
+    copies: int
+
+
+class StreamHeader(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The first record of a run's stream: what it is a stream of."""
+
+    format: int  # STREAM_FORMAT of the marl-tui that wrote it
+    marl_tui: str  # its version
+    scenario: str  # the scenario's name
+    kind: str
+    algo: str
+    seed: int
+    ready: Ready  # spec, oracle, copies, budget, chart points before this stream began
+
+
 ToApp = Ready | Failed | Frame | Progress
+StreamRecord = StreamHeader | Frame | GreedyEpisode
 
 
 class StreamError(ValueError):
@@ -133,9 +157,10 @@ class StreamError(ValueError):
 _encoder = msgspec.msgpack.Encoder()
 _to_app = msgspec.msgpack.Decoder(ToApp)
 _to_run = msgspec.msgpack.Decoder(ControlState)
+_record = msgspec.msgpack.Decoder(StreamRecord)
 
 
-def encode(msg: ToApp | ControlState) -> bytes:
+def encode(msg: ToApp | ControlState | StreamRecord) -> bytes:
     return _encoder.encode(msg)
 
 
@@ -152,3 +177,7 @@ def decode_to_app(data: bytes) -> ToApp:
 
 def decode_to_run(data: bytes) -> ControlState:
     return _decode(_to_run, data)
+
+
+def decode_record(data: bytes) -> StreamRecord:
+    return _decode(_record, data)

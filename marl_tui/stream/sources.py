@@ -1,4 +1,5 @@
-"""Sources a view reads a run from. LiveSource: a run training in a process of its own.
+"""Sources a view reads a run from. LiveSource: a run training in a process of its own;
+ReplaySource: a run's recorded stream in its run directory (finished, killed, or still going).
 
     source = LiveSource(run_config, ControlState(paused=True))
     source.start(); source.wait_ready()      # None, or the one-line reason it was not built
@@ -27,17 +28,21 @@ from typing import Any
 
 import msgspec
 
+from marl_tui.errors import UserError
 from marl_tui.stream.frames import (
     ChartPoints,
     ControlState,
     Failed,
     Frame,
+    GreedyEpisode,
     Progress,
     Ready,
     StreamError,
+    StreamHeader,
     decode_to_app,
     encode,
 )
+from marl_tui.stream.store import StreamReader, records_path
 from marl_tui.train.controls import Controls
 from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig
@@ -79,10 +84,10 @@ class LiveSource:
     """One training run in its own process, seen through what it pushes."""
 
     def __init__(self, run: RunConfig, controls: ControlState | None = None, *, load: Path | None = None,
-                 run_class: type[Run] = Run) -> None:
+                 run_class: type[Run] = Run, watch: bool = False) -> None:
         self.run_config = run
         self.controls = Controls(controls, on_change=self._send_state)
-        self._load, self._run_class = load, run_class
+        self._load, self._run_class, self._watch = load, run_class, watch
         self.ready: Ready | None = None
         self.error: str | None = None  # why the run could not be built
         self.progress = Progress(status="starting", env_steps=0, total_steps=0, greedy_steps=0,
@@ -106,7 +111,7 @@ class LiveSource:
         ours, theirs = ctx.Pipe(duplex=True)
         self._conn = ours
         start = WorkerStart(run=self.run_config, controls=self.controls.state, load=self._load,
-                            run_class=self._run_class)
+                            run_class=self._run_class, watch=self._watch)
         proc = ctx.Process(target=serve, args=(theirs, start), name="marl-tui-training", daemon=True)
         proc.start()  # the first one waits while the fork server imports torch
         self._proc = proc
@@ -214,3 +219,53 @@ class LiveSource:
         callback = self.on_news
         if callback is not None:
             callback()
+
+
+class ReplaySource:
+    """A recorded run, read from its run directory's stream (stream/store.py): the header, the
+    training frames in order, the checkpoints' greedy episodes, every chart point. refresh()
+    reads what was added since (a run still training, or copied in later)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        path = records_path(run_dir)
+        if not path.is_file():
+            raise UserError(_not_a_recording(run_dir))
+        self.reader = StreamReader(path)
+        self.frames: list[Frame] = []
+        self.episodes: list[GreedyEpisode] = []
+        self.points: list[ChartPoints] = []
+        self.refresh()
+        if self.reader.header is None:
+            raise UserError(f"{path}: an empty stream (the run was stopped before its first step); "
+                            "nothing to replay")
+
+    @property
+    def header(self) -> StreamHeader:
+        assert self.reader.header is not None
+        return self.reader.header
+
+    def refresh(self) -> int:
+        """Read the records added since the last call; how many there were."""
+        try:
+            records = self.reader.read()
+        except StreamError as exc:
+            raise UserError(str(exc)) from None
+        for record in records:
+            if isinstance(record, Frame):
+                self.frames.append(record)
+                self.points.append(record.chart)
+            elif isinstance(record, GreedyEpisode):
+                self.episodes.append(record)
+            else:
+                self.points.append(record.ready.history)
+        return len(records)
+
+
+def _not_a_recording(run_dir: Path) -> str:
+    if not run_dir.is_dir():
+        return f"{run_dir} is not a directory: give a run directory (runs/NAME-ALGO-sSEED-TIME)"
+    if (run_dir / "checkpoints").is_dir():
+        return (f"{run_dir} has no recorded stream (it was made before marl-tui recorded runs); "
+                f"`marl-tui watch {run_dir}` plays its trained policy")
+    return f"{run_dir} is not a run directory (no stream/ or checkpoints/ in it): give one under runs/"

@@ -1,6 +1,6 @@
-"""build_run: a Run with the callbacks every run has (NaN guard, checkpoints, metrics.csv), plus
-the ones its entry point adds (the app's live tap). Seeds the global generators first, so the
-same RunConfig builds the same networks."""
+"""build_run: a Run with the callbacks every run has (NaN guard, checkpoints, metrics.csv, and
+with a run directory the flight recorder), plus the ones its entry point adds (the app's live
+tap). Seeds the global generators first, so the same RunConfig builds the same networks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from marl_tui.train.callbacks.checkpointer import Checkpointer
 from marl_tui.train.callbacks.metrics_csv import MetricsCsv
 from marl_tui.train.callbacks.nan_guard import NanGuard
+from marl_tui.train.callbacks.recorder import Recorder
 from marl_tui.train.controls import Controls
 from marl_tui.train.run import Callback, Run
 from marl_tui.train.run_config import RunConfig, seed_everything
@@ -18,5 +19,7 @@ def build_run(config: RunConfig, controls: Controls | None = None, extra: Sequen
               run_class: type[Run] = Run) -> Run:
     seed_everything(config.resolved_seed())
     # The order matters at the end: the checkpoint (holding metrics rows not yet written) before
-    # metrics.csv is flushed; views last, so they see what the others did.
-    return run_class(config, controls, callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), *extra])
+    # metrics.csv is flushed; the recorder after the checkpointer (a checkpoint's greedy episode
+    # follows it); views last, so they see what the others did.
+    recorder = [Recorder(config.out_dir)] if config.out_dir is not None else []
+    return run_class(config, controls, callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), *recorder, *extra])

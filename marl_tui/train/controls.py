@@ -117,16 +117,19 @@ class Controls:
     def save_taken(self) -> None:
         self._saves_done = self._state.saves_requested
 
-    def wait_turn(self, on_idle: Callable[[], None] | None = None) -> bool:
+    def wait_turn(self, on_idle: Callable[[], None] | None = None, greedy_only: bool = False) -> bool:
         """Block until the loop may take one batched step. False means: stop now.
 
         While paused, on_idle is called as the loop settles into the pause and again after
         every change of state (a save or a frame asked for, a view switched), outside the lock.
+        greedy_only: training is over (a finished run the app still shows); only the greedy view
+        may step, so the loop waits as if paused while that view is off.
         """
         with self._cond:
             seen: ControlState | None = None
-            while self._state.paused and self._steps_used >= self._state.steps_granted \
-                    and not self._state.stop:
+            while not self._state.stop and (
+                    (greedy_only and not self._state.greedy)
+                    or (self._state.paused and self._steps_used >= self._state.steps_granted)):
                 if on_idle is not None and self._state is not seen:
                     seen = self._state
                     self._cond.release()

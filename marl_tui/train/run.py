@@ -31,7 +31,7 @@ from marl_tui.train.evaluation import EVALUATION_SEED_OFFSET, GREEDY_VIEW_SEED_O
 from marl_tui.train.loop import EpisodeEnd, Loop, StepOutcome
 from marl_tui.train.metrics import MetricsWriter
 from marl_tui.train.run_config import RunConfig, resolve_device
-from marl_tui.train.stats import BoundedSeries, Stats
+from marl_tui.train.stats import BoundedSeries, RunningMeans, Stats
 
 
 class Callback:
@@ -82,7 +82,7 @@ class Run:
         self.seed = run.resolved_seed()
         self.hp = resolve_hparams(run.algo, run.scenario, run.overrides)
         self.total_steps = int(run.steps if run.steps is not None else self.hp.steps)
-        self.env = self._make_env(run.n_envs, self.seed)
+        self.env = self.make_env(run.n_envs, self.seed)
         buffer_size = getattr(self.hp, "buffer_size", None)
         if buffer_size is not None and buffer_size < self.env.n_envs:
             raise UserError(
@@ -93,6 +93,7 @@ class Run:
         self.algo: Algorithm = make_algorithm(run.algo, self.env, self.hp, self.device)
         self.loop = Loop(self.env, self.algo, self.seed)
         self.greedy: Loop | None = None  # the greedy view's own loop, made on first use
+        self.greedy_means = RunningMeans()  # what the greedy view's finished episodes scored
         every = run.checkpoint_every
         self.checkpoint_every = CHECKPOINT_ITERATIONS * self.env.n_envs if every is None else int(every)
         # The run's figures at the latest step.
@@ -120,7 +121,8 @@ class Run:
             tensorboard_dir=out / "tensorboard" if out else None, kpi_names=tuple(self.oracle.kpis),
         )
 
-    def _make_env(self, n_envs: int | None, seed: int) -> BatchedEnv:
+    def make_env(self, n_envs: int | None, seed: int) -> BatchedEnv:
+        """A copy of this run's env (as its algorithm sees it) with its own copies and seed."""
         env = make_env(self.scenario, n_envs=n_envs, seed=seed, device=self.device)
         if env.spec.action_space.kind == "continuous" and needs_discrete(self.run_config.algo):
             env = DiscretisedEnv(env)
@@ -156,9 +158,12 @@ class Run:
         return ["env_steps", "episodes", "updates", "team_return", *names, *self.oracle.kpis]
 
     # ------------------------------------------------------------------ the run
-    def run(self) -> Stats:
+    def run(self, linger: bool = False) -> Stats:
         """Train until the budget is spent or the controls say stop. A fault ends up in
-        `error` (and is raised); callbacks' on_end runs whatever happened."""
+        `error` (and is raised); callbacks' on_end runs whatever happened.
+
+        linger: once the budget is spent, the greedy view goes on answering (a view watching
+        the final policy) until the controls say stop; nothing is learned or saved then."""
         self.status = "running"
         self._rate = (time.monotonic(), self.env_steps)
         self._segment_start = time.monotonic()
@@ -190,6 +195,10 @@ class Run:
             self.publish()
             self._call("on_end")
             self.publish()
+        if linger and self.status == "finished":
+            while self.controls.wait_turn(on_idle=self._idle, greedy_only=True):
+                self._greedy_step()
+            self.publish()
         return self._stats
 
     def train_step(self) -> None:
@@ -214,10 +223,12 @@ class Run:
     def _greedy_step(self) -> None:
         """The greedy view: the policy without exploration plays a copy of its own; no learning."""
         if self.greedy is None:
-            env = self._make_env(self.run_config.n_envs, self.seed + GREEDY_VIEW_SEED_OFFSET)
+            env = self.make_env(self.run_config.n_envs, self.seed + GREEDY_VIEW_SEED_OFFSET)
             self.greedy = Loop(env, self.algo, seed=None, learn=False)
         with acting_on(self.algo, self.greedy.env), torch.no_grad():
-            outcome, _ = self.greedy.step()
+            outcome, ended = self.greedy.step()
+        if ended is not None:
+            self.greedy_means.add(ended.team_return, ended.agent_returns, ended.kpis)
         self._call("on_greedy_step", outcome)
 
     def _idle(self) -> None:
@@ -328,5 +339,5 @@ class Run:
 
     def evaluate(self, episodes: int = 4) -> dict[str, float]:
         """Greedy play on a fresh env (its own seed): the scenario's KPIs and team return."""
-        env = self._make_env(self.run_config.n_envs, self.seed + EVALUATION_SEED_OFFSET)
+        env = self.make_env(self.run_config.n_envs, self.seed + EVALUATION_SEED_OFFSET)
         return evaluate(self.algo, env, episodes)

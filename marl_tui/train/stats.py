@@ -65,3 +65,33 @@ class Stats:
     )
     error: str | None = None
     save_note: str | None = None  # one line about the last checkpoint save
+
+
+class RunningMeans:
+    """Means over the episodes a greedy view has played: team return, per-agent returns, KPIs."""
+
+    def __init__(self) -> None:
+        self.episodes = 0
+        self._team = 0.0
+        self._agents: list[float] = []
+        self._kpis: dict[str, float] = {}
+
+    def add(self, team_return: float, agent_returns: tuple[float, ...], kpis: dict[str, float]) -> None:
+        self.episodes += 1
+        self._team += team_return
+        self._agents = [a + b for a, b in zip(self._agents, agent_returns, strict=True)] if self._agents \
+            else list(agent_returns)
+        for k, v in kpis.items():
+            self._kpis[k] = self._kpis.get(k, 0.0) + v
+
+    @property
+    def team_return(self) -> float | None:
+        return self._team / self.episodes if self.episodes else None
+
+    @property
+    def agent_returns(self) -> tuple[float, ...]:
+        return tuple(a / self.episodes for a in self._agents) if self.episodes else ()
+
+    @property
+    def kpis(self) -> dict[str, float]:
+        return {k: v / self.episodes for k, v in self._kpis.items()} if self.episodes else {}

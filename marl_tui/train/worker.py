@@ -25,21 +25,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from marl_tui.errors import UserError
-from marl_tui.stream.frames import (
-    ChartPoints,
-    ControlState,
-    Failed,
-    OracleView,
-    Ready,
-    StreamError,
-    ToApp,
-    decode_to_run,
-    encode,
-)
+from marl_tui.stream.frames import ControlState, Failed, StreamError, ToApp, decode_to_run, encode
 from marl_tui.train.allocator import keep_freed_memory
 from marl_tui.train.build import build_run
 from marl_tui.train.callbacks.live_tap import LiveTap
 from marl_tui.train.controls import Controls
+from marl_tui.train.framing import ready
 from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig
 
@@ -54,6 +45,7 @@ class WorkerStart:
     controls: ControlState
     load: Path | None = None  # continue from this checkpoint (`marl-tui run --load`)
     run_class: type[Run] = Run  # a Run subclass (tests)
+    watch: bool = False  # the loaded policy only plays: its budget counts as spent
 
 
 class Link:
@@ -105,22 +97,6 @@ def listen(conn: Connection, controls: Controls) -> None:
             return
 
 
-def ready_message(run: Run) -> Ready:
-    oracle = run.oracle
-    return Ready(
-        spec=run.env.spec, n_envs=run.env.n_envs, total_steps=run.total_steps,
-        oracle=OracleView(summary=oracle.summary, kpis=dict(oracle.kpis), team_return=oracle.team_return,
-                          has_policy=oracle.has_policy,
-                          values={k: float(v) for k, v in oracle.values.items()
-                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}),
-        history=ChartPoints(
-            episodes=tuple((x, y, tuple(s.y[k] for s in run.agent_history))
-                           for k, (x, y) in enumerate(zip(run.team_history.x, run.team_history.y, strict=True))),
-            losses={name: tuple(zip(s.x, s.y, strict=True)) for name, s in run.loss_history.items()},
-        ),
-    )
-
-
 def _output_to(run_dir: Path | None) -> None:
     """The screen is the app's: this process's stdout goes nowhere, its stderr (warnings, a
     traceback, skipped messages) nowhere until the run directory exists, then into its
@@ -161,6 +137,8 @@ def serve(conn: Connection, start: WorkerStart) -> None:
             from marl_tui.train.resume import load_checkpoint_into
 
             load_checkpoint_into(run, start.load)
+            if start.watch:
+                run.total_steps = run.env_steps
         if not caught_up():
             return  # dropped while it was built (a quick restart, quit): write nothing
         if start.run.out_dir is not None:
@@ -174,10 +152,10 @@ def serve(conn: Connection, start: WorkerStart) -> None:
     except Exception as exc:  # noqa: BLE001 - one line in the app, never a hang
         link.say(Failed(f"{type(exc).__name__}: {exc}"))
         return
-    link.say(ready_message(run))
+    link.say(ready(run))
     listener = threading.Thread(target=listen, args=(conn, controls), name="marl-tui-controls", daemon=True)
     listener.start()
     with contextlib.suppress(Exception):  # already in run.error, sent as Progress
-        run.run()
+        run.run(linger=True)  # a finished run's greedy view stays on call
     if run.status != "stopped":
         listener.join()  # finished or failed: the app may still look, until it lets go

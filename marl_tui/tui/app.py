@@ -22,7 +22,8 @@ from textual.binding import Binding
 from marl_tui.stream.frames import ControlState
 from marl_tui.stream.sources import warm_up
 from marl_tui.train.run import Run
-from marl_tui.tui.session import RunDirFactory, RunRequest, RunSession, unique_run_dir
+from marl_tui.tui.recording import Recording
+from marl_tui.tui.session import WATCH_SPEED, RunDirFactory, RunRequest, RunSession, no_run_dir, unique_run_dir
 
 
 def freeze_imports() -> None:
@@ -43,7 +44,7 @@ class MarlApp(App[None]):
 
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
-                 run_class: type[Run] = Run,
+                 run_class: type[Run] = Run, replay: Recording | None = None,
                  quit_on_signals: bool = False) -> None:
         super().__init__()
         self.quit_on_signals = quit_on_signals  # SIGTERM/SIGHUP quit like q (launch_app sets it)
@@ -52,6 +53,7 @@ class MarlApp(App[None]):
         self.start_paused = start_paused
         self.run_dir_factory = run_dir
         self.run_class = run_class
+        self.replay = replay  # a recorded run to replay instead of training
         self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
         warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
@@ -63,7 +65,11 @@ class MarlApp(App[None]):
             for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
                 if sig is not None:
                     loop.add_signal_handler(sig, self._quit_on_signal, sig)
-        if self.request is not None:
+        if self.replay is not None:
+            from marl_tui.tui.screens.replay import ReplayScreen
+
+            self.push_screen(ReplayScreen(self.replay.source, self.replay.scenario))
+        elif self.request is not None:
             self.start_run(self.request)
         else:
             self.push_screen(self._picker())
@@ -76,7 +82,9 @@ class MarlApp(App[None]):
 
     def new_session(self, request: RunRequest, controls: ControlState | None = None) -> RunSession:
         """A session for `request`, starting in `controls` (default: paused if start_paused)."""
-        session = RunSession(request, run_dir=self.run_dir_factory,
+        if request.watch:  # the trained policy, greedy, at a speed a person can follow
+            controls = controls or ControlState(paused=self.start_paused, greedy=True, speed=WATCH_SPEED)
+        session = RunSession(request, run_dir=no_run_dir if request.watch else self.run_dir_factory,
                              controls=controls or ControlState(paused=self.start_paused),
                              run_class=self.run_class)
         self.all_sessions.append(session)

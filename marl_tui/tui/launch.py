@@ -1,8 +1,6 @@
 """`marl-tui` (picker) and `marl-tui run` (straight to the dashboard).
 
-The terminal check comes first, before textual is imported: a Textual app happily starts
-with stdout redirected and then writes escape codes into a file, so without a TTY we stop
-with one line that points to the headless command.
+The terminal check (tui/terminal.py) comes first, before textual is imported.
 """
 
 from __future__ import annotations
@@ -11,24 +9,12 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from marl_tui.errors import UserError
+from marl_tui.tui.terminal import require_terminal
 
-NO_TTY = (
-    "the app needs an interactive terminal (stdin and stdout must be a TTY); "
-    "to train without one use `marl-tui train SCENARIO --algo ALGO`"
-)
-
-
-def require_terminal() -> None:
-    for stream in (sys.stdin, sys.stdout):
-        try:
-            ok = stream is not None and stream.isatty()
-        except (AttributeError, ValueError):  # closed or replaced streams
-            ok = False
-        if not ok:
-            raise UserError(NO_TTY)
+if TYPE_CHECKING:
+    from marl_tui.tui.recording import Recording
 
 
 def _say(line: str) -> None:
@@ -53,7 +39,7 @@ def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, de
 def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None = None,
                seed: int | None = None, n_envs: int | None = None, device: str = "cpu",
                overrides: dict[str, Any] | None = None, fast_exit: bool = True,
-               load: Path | None = None) -> None:
+               load: Path | None = None, watch: bool = False) -> None:
     """Open the picker (no scenario) or the dashboard for one run.
 
     load: a checkpoint the requested run continues from (`run --load`; a restart of that run
@@ -64,7 +50,7 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
     should bring the prompt back at once; a normal exit would also SIGTERM a training
     process still saving.
     """
-    require_terminal()
+    require_terminal()  # again: launch_app is also called without the CLI (scripts)
     overrides = dict(overrides or {})
     request = None
     if scenario is not None:
@@ -73,7 +59,7 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
         algo = algo or "mappo"
         validate(scenario, algo, steps, n_envs, device, overrides)
         request = RunRequest(scenario=scenario, algo=algo, steps=steps, seed=seed, n_envs=n_envs,
-                             device=device, overrides=overrides, load=load)
+                             device=device, overrides=overrides, load=load, watch=watch)
     from marl_tui.tui.app import MarlApp
 
     app = MarlApp(request=request, device=device, quit_on_signals=True)
@@ -94,8 +80,9 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
             _say(f"marl-tui: stopped by signal {code - 128}; the run is saved: "
                  f"continue it with `marl-tui resume {where}`")
         elif where is not None and status == "finished":
-            _say(f"marl-tui: the run is finished and saved in {where}: `marl-tui eval {where}` scores "
-                 f"its greedy policy; `marl-tui run --load {where}` trains on from it (e: greedy view)")
+            _say(f"marl-tui: the run is finished and saved in {where}: `marl-tui watch {where}` plays "
+                 f"its policy, `marl-tui replay {where}` goes through its history, `marl-tui eval "
+                 f"{where}` scores it; `marl-tui run --load {where}` trains on from it")
         elif where is not None and status == "error":
             _say(f"marl-tui: the run in {where} ended with an error (shown in the app); its last "
                  "good checkpoint, if one was written, stays there")
@@ -112,3 +99,11 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def launch_replay(recording: Recording) -> None:
+    """Open the replay of a recorded run (nothing trains, nothing is written)."""
+    require_terminal("marl-tui replay")
+    from marl_tui.tui.app import MarlApp
+
+    MarlApp(replay=recording).run()

@@ -21,6 +21,8 @@ from marl_tui.stream.sources import LiveSource
 from marl_tui.train.controls import Controls
 from marl_tui.train.run import Run
 
+WATCH_SPEED = 2  # steps per second a trained policy is watched at (`marl-tui watch`, e when finished)
+
 
 @dataclass(frozen=True)
 class RunRequest:
@@ -34,6 +36,7 @@ class RunRequest:
     device: str = "cpu"
     overrides: dict[str, Any] = field(default_factory=dict)
     load: Path | None = None  # continue from this checkpoint (`marl-tui run --load`; also on restart)
+    watch: bool = False  # play the loaded policy greedily, learn nothing, write nothing (`marl-tui watch`)
 
     @property
     def resolved_seed(self) -> int:
@@ -89,7 +92,8 @@ class RunSession:
         self.run_dir: Path | None = None  # once the run is built in it
         self.reserved_dir: Path | None = None  # made (empty) for the run before it is built
         self.source: LiveSource | None = None  # set once the run is built and training
-        self.process = LiveSource(self._config(None), controls, load=request.load, run_class=run_class)
+        self.process = LiveSource(self._config(None), controls, load=request.load, run_class=run_class,
+                                  watch=request.watch)
         self.build_error: str | None = None
 
     @property

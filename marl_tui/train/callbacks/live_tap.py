@@ -8,18 +8,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from marl_tui.stream.frames import ChartPoints, encode
-from marl_tui.train.framing import build_frame, progress
+from marl_tui.stream.frames import encode
+from marl_tui.train.framing import ChartCollector, build_frame, greedy_stats, progress
 from marl_tui.train.loop import EpisodeEnd, StepOutcome
 from marl_tui.train.run import Callback, Run
 
 PROGRESS_SECONDS = 0.25  # counters between frames
-MAX_PENDING = 1000  # chart points held for the next frame; beyond it every other one is dropped
-
-
-def _thin(points: list) -> None:
-    if len(points) > MAX_PENDING:
-        del points[::2]
 
 
 class LiveTap(Callback):
@@ -27,19 +21,14 @@ class LiveTap(Callback):
         self.send = send
         self.frames_sent = 0
         self._progress_at = 0.0
-        self._episodes: list[tuple[float, float, tuple[float, ...]]] = []
-        self._losses: dict[str, list[tuple[float, float]]] = {}
+        self.chart = ChartCollector()
 
     # --- chart points ---------------------------------------------------------
     def on_episode_end(self, run: Run, ended: EpisodeEnd) -> None:
-        self._episodes.append((float(ended.env_steps), ended.team_return, ended.agent_returns))
-        _thin(self._episodes)
+        self.chart.episode(ended)
 
     def on_update(self, run: Run, metrics: dict[str, float]) -> None:
-        for k, v in metrics.items():
-            series = self._losses.setdefault(k, [])
-            series.append((float(run.env_steps), v))
-            _thin(series)
+        self.chart.update(run.env_steps, metrics)
 
     # --- frames and progress --------------------------------------------------
     def on_step(self, run: Run, outcome: StepOutcome) -> None:
@@ -59,11 +48,10 @@ class LiveTap(Callback):
 
     def _offer(self, run: Run, progress_now: bool = False) -> None:
         if run.controls.state.frames_granted > self.frames_sent:
-            chart = ChartPoints(episodes=tuple(self._episodes),
-                                losses={k: tuple(v) for k, v in self._losses.items()})
-            frame = build_frame(run, run.controls.greedy, chart)
+            greedy = run.controls.greedy
+            frame = build_frame(run, greedy, self.chart.peek(), stats=greedy_stats(run) if greedy else None)
             if frame is not None:
-                self._episodes, self._losses = [], {}
+                self.chart.clear()
                 self.frames_sent = run.controls.state.frames_granted
                 self.send(encode(frame))
                 progress_now = True

@@ -27,16 +27,16 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
-from marl_tui.stream.frames import ChartPoints, Frame, Progress
-from marl_tui.train.stats import BoundedSeries
+from marl_tui.stream.frames import Frame, Progress
 from marl_tui.tui.commands import RunCommands
-from marl_tui.tui.session import RunSession
+from marl_tui.tui.frame_view import ChartHistory, scene_data, why_data
+from marl_tui.tui.session import WATCH_SPEED, RunSession
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
 from marl_tui.tui.widgets.error import ErrorView
 from marl_tui.tui.widgets.scene import SceneData
 from marl_tui.tui.widgets.scenes import scene_panel_for
 from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label
-from marl_tui.tui.widgets.why import WhyData, WhyPanel
+from marl_tui.tui.widgets.why import WhyPanel
 
 FRAME_SECONDS = 0.5  # at full speed, a new frame (every panel redrawn) at most this often
 EVERY_STEP_SPEED = 10  # at this speed limit or slower, every step is a frame
@@ -52,25 +52,6 @@ class RunNews(Message):
 
 class RunBuilt(Message):
     """The session's build finished (the run is training, or build_error says why not)."""
-
-
-class ChartHistory:
-    """The charts' data on the screen's side: every point the frames brought, bounded."""
-
-    def __init__(self, agents: int) -> None:
-        self.team = BoundedSeries()
-        self.agents = [BoundedSeries() for _ in range(agents)]
-        self.losses: dict[str, BoundedSeries] = {}
-
-    def add(self, points: ChartPoints) -> None:
-        for x, team, agents in points.episodes:
-            self.team.append(x, team)
-            for series, y in zip(self.agents, agents, strict=False):
-                series.append(x, y)
-        for name, pairs in points.losses.items():
-            series = self.losses.setdefault(name, BoundedSeries())
-            for x, y in pairs:
-                series.append(x, y)
 
 
 class DashboardScreen(Screen[None]):
@@ -159,15 +140,29 @@ class DashboardScreen(Screen[None]):
         self.on_run_news(RunNews())
 
     def state(self) -> str:
+        """building, running, paused, finished, watching (a finished run's greedy view playing),
+        stopped or error."""
         s = self.session
         if s.build_error:
             return "error"
         if s.source is None:
             return "building"
         status = s.source.status
-        if status in ("error", "finished", "stopped"):
+        if status in ("error", "stopped") or (status == "finished" and not s.controls.greedy):
             return status
-        return "paused" if s.controls.paused else "running"
+        if s.controls.paused:
+            return "paused"
+        return "watching" if status == "finished" else "running"
+
+    @property
+    def training_over(self) -> bool:
+        """The budget is spent (or this is `marl-tui watch`): only the greedy view can play."""
+        s = self.session
+        return s.request.watch or (s.source is not None and s.source.status == "finished")
+
+    @property
+    def has_greedy_policy(self) -> bool:
+        return self.session.request.algo != "random"
 
     # ------------------------------------------------------------------ what the run pushed
     def on_run_news(self, message: RunNews) -> None:
@@ -214,7 +209,7 @@ class DashboardScreen(Screen[None]):
         if self._grant_timer is not None:
             self._grant_timer.stop()
             self._grant_timer = None
-        if self.state() != "running":
+        if self.state() not in ("running", "watching"):
             return
         speed = self.session.controls.speed
         if speed is not None and speed <= EVERY_STEP_SPEED:
@@ -231,13 +226,14 @@ class DashboardScreen(Screen[None]):
                 self._say_finished()
 
     def _say_finished(self) -> None:
-        """The budget is spent: learning and the greedy view stop; say what comes next."""
+        """The budget is spent: learning stops; say what comes next (only what applies)."""
         where = self.session.run_dir
+        watch = "e plays the final policy greedily · " if self.has_greedy_policy else ""
         if where is None:
-            self.notify("finished: the budget is spent. r trains again", timeout=8)
+            self.notify(f"finished: the budget is spent. {watch}r trains again", timeout=8)
             return
-        self.notify(f"finished and saved in {where}. Score its greedy policy: marl-tui eval {where}; "
-                    f"train on from it: marl-tui run --load {where} (e: greedy view)", timeout=20)
+        self.notify(f"finished and saved in {where}. {watch}r trains again. Later: marl-tui replay "
+                    f"{where} · marl-tui watch {where}", timeout=10)
 
     # ------------------------------------------------------------------ panels
     def _show_status(self) -> None:
@@ -254,25 +250,13 @@ class DashboardScreen(Screen[None]):
         ))
 
     def _show_scene(self, frame: Frame) -> None:
-        ready = self.session.source.ready
-        self.scene.show(SceneData(
-            record=frame.scene, greedy=frame.greedy, kpis=dict(frame.stats.kpis),
-            oracle_kpis=dict(ready.oracle.kpis), oracle_values=dict(ready.oracle.values),
-            model=self.session.request.scenario.model, agent_names=tuple(ready.spec.agent_names),
-            episode_length=ready.spec.episode_length, n_envs=ready.n_envs, explain=frame.explain,
-            algo=self.session.request.algo, paused=self.state() == "paused",
-            recent=(*frame.trail, frame.scene),
-        ))
+        req = self.session.request
+        self.scene.show(scene_data(frame, self.session.source.ready, req.scenario, req.algo,
+                                   paused=self.state() == "paused"))
 
     def _show_why(self, frame: Frame) -> None:
         req = self.session.request
-        spec = self.session.source.ready.spec
-        note = f"explain() failed: {frame.explain_error}" if frame.explain_error else ""
-        self.query_one(WhyPanel).show(WhyData(
-            explain=frame.explain, algo=req.algo, agent_names=tuple(spec.agent_names),
-            kind=req.scenario.kind, discrete_levels=tuple(spec.action_levels),
-            step=frame.scene.step, greedy=frame.greedy, note=note, reward_scale=spec.reward_scale,
-        ))
+        self.query_one(WhyPanel).show(why_data(frame, self.session.source.ready, req.algo, req.scenario.kind))
 
     def _show_charts(self) -> None:
         ready, charts = self.session.source.ready, self.charts
@@ -292,10 +276,10 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ keys
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         state = self.state()
-        live = state in ("running", "paused")
+        live = state in ("running", "paused", "watching")
         controls = self.session.controls
         if action == "pause":
-            return state in ("running", "building") and not controls.paused
+            return state in ("running", "watching", "building") and not controls.paused
         if action == "resume":
             return state == "paused" or (state == "building" and controls.paused)
         if action == "step":
@@ -303,11 +287,12 @@ class DashboardScreen(Screen[None]):
         if action in ("faster", "slower"):
             return live or state == "building"
         if action == "greedy":
-            return live and not controls.greedy
+            return (live or state == "finished") and not controls.greedy and self.has_greedy_policy
         if action == "learn":
-            return live and controls.greedy
+            return live and controls.greedy and not self.training_over
         if action == "save":
-            return True if live and self.session.run_dir is not None else (None if live else False)
+            learning = live and not self.training_over
+            return True if learning and self.session.run_dir is not None else (None if learning else False)
         return True
 
     def _keyed(self) -> None:
@@ -351,7 +336,8 @@ class DashboardScreen(Screen[None]):
         """The panels show the chosen view's newest step once the run sends it (a paused run
         with no greedy step yet waits for `n`)."""
         c = self.session.controls.state
-        self.session.controls.change(greedy=greedy, frames_granted=c.frames_granted + 1)
+        speed = WATCH_SPEED if greedy and self.training_over else c.speed  # as `marl-tui watch` plays
+        self.session.controls.change(greedy=greedy, speed=speed, frames_granted=c.frames_granted + 1)
         self._keyed()
 
     def action_save(self) -> None:

@@ -19,6 +19,7 @@ class SceneData:
 
     record: StepScene | None = None  # the frame's step (copy 0), or None before the first step
     greedy: bool = False  # the step was taken by the greedy view
+    kpi_episodes: int = 0  # the greedy view's KPIs are means over this many episodes it played
     kpis: dict[str, float] = field(default_factory=dict)  # last finished episode
     oracle_kpis: dict[str, float] = field(default_factory=dict)
     oracle_values: dict[str, Any] = field(default_factory=dict)
@@ -35,7 +36,8 @@ class SceneData:
 def kpi_lines(data: SceneData, width: int) -> Text:
     """'last episode (oracle)' for every KPI, packed into as few lines as fit."""
     t = Text()
-    head = "KPIs, last episode (oracle): "
+    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched (oracle): "
+            if data.greedy else "KPIs, last episode (oracle): ")
     t.append(head, style="bold")
     if not data.kpis:
         t.append("none yet — the first episode is still running", style="dim")

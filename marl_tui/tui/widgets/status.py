@@ -18,6 +18,7 @@ STATE_MARK = {
     "running": ("▶ running", "bold green"),
     "paused": ("‖ paused", "bold yellow"),
     "finished": ("✓ finished", "bold cyan"),
+    "watching": ("◉ watching", "bold cyan"),
     "stopped": ("■ stopped", "bold"),
     "error": ("✗ error", "bold red"),
 }
@@ -78,7 +79,8 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
         items += [
             [(f"{'greedy step' if f.greedy else 'step'} {f.scene.step:,}", "bold")],
             # Finished episodes (the scenario panel names the one being played).
-            [(f"{'eps done' if short else 'episodes done'} {s.episodes:,}", "")],
+            [(f"{'eps watched' if short else 'episodes watched'} {s.episodes:,}" if f.greedy else
+              f"{'eps done' if short else 'episodes done'} {s.episodes:,}", "")],
             [(f"{'upd' if short else 'updates'} {s.updates:,}", "")],
         ]
         if s.exploration:
