@@ -70,13 +70,17 @@ class StreamReader:
     def read(self) -> list[StreamRecord]:
         """The whole records added since the last call. Raises StreamError for a file that is
         not a marl-tui stream, one of a newer format, or damage before its end."""
+        return [record for record, _ in self.read_with_ends()]
+
+    def read_with_ends(self) -> list[tuple[StreamRecord, int]]:
+        """read(), each record with the file offset just past it."""
         try:
             with self.path.open("rb") as f:
                 f.seek(self.offset)
                 data = f.read()
         except OSError as exc:
             raise StreamError(f"{self.path}: cannot read it ({exc.strerror or exc})") from None
-        out: list[StreamRecord] = []
+        out: list[tuple[StreamRecord, int]] = []
         at = 0
         self.torn = False
         while len(data) - at >= _FRAME.size:
@@ -96,7 +100,7 @@ class StreamReader:
                     break
                 raise StreamError(f"{self.path}: damaged at byte {self.offset + at} (checksum); "
                                   "the records before it can still be read with --frames")
-            out.append(self._checked(decode_record(payload), self.offset + at))
+            out.append((self._checked(decode_record(payload), self.offset + at), self.offset + end))
             at = end
         if len(data) - at and not self.torn:
             self.torn = True  # a few bytes of a frame header

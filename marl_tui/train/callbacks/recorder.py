@@ -74,17 +74,15 @@ class Recorder(Callback):
 
     def _cut_back_to(self, env_steps: int) -> None:
         """Keep the records made up to `env_steps` (where the run continues from)."""
-        reader = StreamReader(self.path)
         keep = 0
         try:
-            while records := reader.read():
-                for record in records:
-                    made = _env_steps_of(record)
-                    if made is not None and made > env_steps:
-                        raise StopIteration
-                keep = reader.offset
-        except (StopIteration, ValueError):
-            pass  # later records, or damage: everything after `keep` goes
+            for record, end in StreamReader(self.path).read_with_ends():
+                made = _env_steps_of(record)
+                if made is not None and made > env_steps:
+                    break
+                keep = end
+        except ValueError:
+            pass  # damage: everything after the last whole record before it goes
         with self.path.open("r+b") as f:
             f.truncate(keep)
 

@@ -166,8 +166,10 @@ class ReplayScreen(Screen[None]):
         if k is None:
             self.notify("no checkpoint's greedy episode recorded (the random baseline has none)", timeout=3)
             return
+        self._set_playing(False)
         self.cursor = Cursor(self.cursor.frame, k, 0)
-        self._set_playing(True)
+        self.notify("the greedy episode recorded at this checkpoint: →/← step, space plays, escape "
+                    "back to the timeline", timeout=4)
 
     def action_leave_episode(self) -> None:
         self._set_playing(False)
