@@ -74,18 +74,26 @@ T975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
         10: 2.23, 11: 2.20, 12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13}
 
 
-def _run(scenario: str, algo: str, n_envs: int) -> RunConfig:
+def _run(scenario: str, algo: str, n_envs: int, out_dir: Path | None = None) -> RunConfig:
     return RunConfig(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
-                     steps=n_envs * ENDLESS)
+                     steps=n_envs * ENDLESS, out_dir=out_dir)
 
 
-def _headless_child(conn: Connection, run: RunConfig, tuned_malloc: bool = True) -> None:
+def _headless_child(conn: Connection, run: RunConfig, tuned_malloc: bool = True, recorder: bool = True) -> None:
     """The headless run's process: a Run as `marl-tui train` runs it, paused and resumed over a
     pipe; a pause is answered once the loop stands between steps, with its env steps.
     tuned_malloc=False leaves glibc malloc's thresholds as they are (benchmarks/allocator.py)."""
     if tuned_malloc:
         keep_freed_memory()  # as the training entry points do
     trainer = build_run(run, controls=Controls(ControlState(paused=True)))
+    if not recorder:  # benchmarks/recorder.py: the same run without its flight recorder
+        from marl_tui.train.callbacks.recorder import Recorder
+
+        trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, Recorder)]
+    if run.out_dir is not None:
+        from marl_tui.train.rundir import init_run_dir
+
+        init_run_dir(trainer, run.out_dir)
     thread = trainer.start_thread()
 
     def settled() -> int:
@@ -107,12 +115,12 @@ def _headless_child(conn: Connection, run: RunConfig, tuned_malloc: bool = True)
 class _Headless:
     """One turn-taker: the headless run in its own process."""
 
-    def __init__(self, name: str, run: RunConfig, tuned_malloc: bool = True) -> None:
+    def __init__(self, name: str, run: RunConfig, tuned_malloc: bool = True, recorder: bool = True) -> None:
         warm_up()  # the fork server the app's training processes come from, torch imported
         ctx = multiprocessing.get_context("forkserver")
         self.name = name
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_headless_child, args=(child, run, tuned_malloc), daemon=True)
+        self.proc = ctx.Process(target=_headless_child, args=(child, run, tuned_malloc, recorder), daemon=True)
         self.proc.start()
         self.pid: int = self.proc.pid  # type: ignore[assignment]
         self.steps: int = self.conn.recv()

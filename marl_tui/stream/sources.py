@@ -125,8 +125,13 @@ class LiveSource:
         return self.error
 
     def stop(self, timeout: float = 0.5) -> None:
-        """Ask the run to stop (it saves, as any stopped run) and wait a little for it."""
+        """Ask the run to stop (it saves, as any stopped run) and wait a little for it. A run
+        still being built (a quick restart, p pressed again) is cancelled at once: it has
+        written nothing yet, and a build can take seconds and hundreds of MB."""
         self.controls.stop()
+        if self._proc is not None and not self._built.is_set():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                self._proc.terminate()  # ignored once it writes its run directory (worker.py)
         self.join(timeout)
 
     def join(self, timeout: float) -> bool:

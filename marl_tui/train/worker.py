@@ -141,6 +141,10 @@ def serve(conn: Connection, start: WorkerStart) -> None:
                 run.total_steps = run.env_steps
         if not caught_up():
             return  # dropped while it was built (a quick restart, quit): write nothing
+        # From here on the run directory is written: the app's "cancel" (SIGTERM, while a
+        # superseded run is still being built) must no longer cut it short; a stop still ends
+        # the run, with its checkpoint.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if start.run.out_dir is not None:
             from marl_tui.train.rundir import init_run_dir
 

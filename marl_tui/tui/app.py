@@ -87,7 +87,13 @@ class MarlApp(App[None]):
         session = RunSession(request, run_dir=no_run_dir if request.watch else self.run_dir_factory,
                              controls=controls or ControlState(paused=self.start_paused),
                              run_class=self.run_class)
-        self.all_sessions.append(session)
+        # Forget sessions whose process has ended (each holds its last frame and chart points;
+        # kept, every restart grew the app): the clean exit waits only for live ones, and the
+        # exit line names the newest.
+        ended = [s for s in self.all_sessions if s.wait_stopped(0)]
+        for old in ended:
+            old.discard_unused_dir()
+        self.all_sessions = [s for s in self.all_sessions if s not in ended] + [session]
         return session
 
     def start_run(self, request: RunRequest) -> None:

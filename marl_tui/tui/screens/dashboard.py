@@ -109,6 +109,10 @@ class DashboardScreen(Screen[None]):
         self._build()
         self._show_status()
         self.scene.focus()
+        load = self.session.request.load
+        if load is not None and not self.session.request.watch:
+            self.notify(f"training on from {load} (a new run directory); to only watch its policy: "
+                        f"marl-tui watch {load}", timeout=6)
 
     def on_unmount(self) -> None:
         self.session.stop(timeout=0)  # it saves and ends on its own
