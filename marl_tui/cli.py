@@ -316,6 +316,21 @@ def replay(
     launch_replay(recording)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "localhost",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 8000,
+    command: Annotated[str, typer.Option(help="what each browser tab runs")] = "marl-tui",
+) -> None:
+    """Serve the app to web browsers (textual-serve): each tab gets its own app and runs."""
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise UserError("marl-tui serve needs textual-serve: pip install 'marl-tui[serve]'") from None
+    typer.echo(f"marl-tui: serving `{command}` on http://{host}:{port} (Ctrl-C stops)", err=True)
+    Server(command, host=host, port=port, title="marl-tui").serve()
+
+
 def _print_records(source: ReplaySource, jsonl: bool) -> None:
     """The recording as text lines, or as JSON lines (the header, then every record)."""
     import msgspec

@@ -120,6 +120,7 @@ class ControlState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     steps_granted: int = 0  # steps a paused run may take (`n`), counted from the start
     saves_requested: int = 0  # checkpoints asked for (`s`), counted from the start
     frames_granted: int = 0  # frames the view is ready for, counted from the start
+    pause_each_episode: bool = False  # the run holds still after every finished episode
     stop: bool = False
 
 

@@ -31,6 +31,7 @@ class Controls:
         self._on_change = on_change
         self._steps_used = self._state.steps_granted  # grants consumed by paused steps
         self._saves_done = self._state.saves_requested
+        self._held = False  # paused by the run itself (an episode ended): until the next state
         self._last_step = 0.0
 
     # --- changing the state ---------------------------------------------------
@@ -46,6 +47,7 @@ class Controls:
                 self._steps_used = state.steps_granted
             self._steps_used = min(self._steps_used, state.steps_granted)
             self._state = state
+            self._held = False
             self._cond.notify_all()
 
     def change(self, **fields: object) -> ControlState:
@@ -93,10 +95,15 @@ class Controls:
         """The view is ready for one more frame."""
         self.change(frames_granted=self._state.frames_granted + 1)
 
+    def hold(self) -> None:
+        """Pause from the run's side (pause_each_episode), until the view sends a new state."""
+        with self._cond:
+            self._held = True
+
     # --- what the run reads ---------------------------------------------------
     @property
     def paused(self) -> bool:
-        return self._state.paused
+        return self._state.paused or self._held
 
     @property
     def stopped(self) -> bool:
@@ -129,7 +136,7 @@ class Controls:
             seen: ControlState | None = None
             while not self._state.stop and (
                     (greedy_only and not self._state.greedy)
-                    or (self._state.paused and self._steps_used >= self._state.steps_granted)):
+                    or ((self._state.paused or self._held) and self._steps_used >= self._state.steps_granted)):
                 if on_idle is not None and self._state is not seen:
                     seen = self._state
                     self._cond.release()
@@ -141,7 +148,7 @@ class Controls:
                 self._cond.wait(timeout=IDLE_WAIT)
             if self._state.stop:
                 return False
-            if self._state.paused:
+            if self._state.paused or self._held:
                 self._steps_used += 1
                 return True
             speed = self._state.speed

@@ -212,6 +212,8 @@ class Run:
         if ended is not None:
             self._episode_ended(ended)
         self._call("on_step", outcome)
+        if ended is not None and self.controls.state.pause_each_episode:
+            self.controls.hold()
 
     def _episode_ended(self, ended: EpisodeEnd) -> None:
         self.team_return, self.agent_returns, self.kpis = ended.team_return, ended.agent_returns, ended.kpis
@@ -230,6 +232,8 @@ class Run:
         if ended is not None:
             self.greedy_means.add(ended.team_return, ended.agent_returns, ended.kpis)
         self._call("on_greedy_step", outcome)
+        if ended is not None and self.controls.state.pause_each_episode:
+            self.controls.hold()
 
     def _idle(self) -> None:
         self.publish()

@@ -14,8 +14,10 @@ import asyncio
 import gc
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 
@@ -24,6 +26,7 @@ from marl_tui.stream.sources import warm_up
 from marl_tui.train.run import Run
 from marl_tui.tui.recording import Recording
 from marl_tui.tui.session import WATCH_SPEED, RunDirFactory, RunRequest, RunSession, no_run_dir, unique_run_dir
+from marl_tui.tui.terminal import MIN_COLUMNS, MIN_ROWS
 
 
 def freeze_imports() -> None:
@@ -40,7 +43,9 @@ class MarlApp(App[None]):
     TITLE = "marl-tui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
-    BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
+    BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True),
+                Binding("ctrl+s", "screenshot", "screenshot", show=False,
+                        tooltip="save an SVG of the screen into the run directory")]
 
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
@@ -110,6 +115,38 @@ class MarlApp(App[None]):
             self.pop_screen()
         else:
             self.switch_screen(self._picker(select))
+
+    def screenshot_dir(self) -> Path:
+        """Where screenshots go: the run directory of the screen shown, else the current one
+        (Textual's default, ~/Downloads, is often missing on a server)."""
+        run_dir = getattr(self.screen, "run_dir", None)
+        return Path(run_dir) if run_dir is not None else Path.cwd()
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        folder = Path(path) if path else self.screenshot_dir()
+        try:
+            saved = self.save_screenshot(filename, str(folder), time_format)
+        except OSError as exc:
+            self.notify(f"screenshot not saved in {folder}: {exc.strerror or exc}", title="Screenshot",
+                        severity="error")
+            return None
+        self.notify(f"saved {saved}", title="Screenshot", timeout=6)
+        return saved
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Below the size any panel needs, say so instead of a cropped screen (and lift the
+        notice once the window is large enough again)."""
+        from marl_tui.tui.screens.too_small import TooSmallScreen
+
+        small = event.size.width < MIN_COLUMNS or event.size.height < MIN_ROWS
+        if small and not isinstance(self.screen, TooSmallScreen):
+            self.push_screen(TooSmallScreen())
+        elif isinstance(self.screen, TooSmallScreen):
+            if small:
+                self.screen.show(event.size.width, event.size.height)
+            else:
+                self.pop_screen()
 
     def _quit_on_signal(self, sig: int) -> None:
         for session in self.all_sessions:

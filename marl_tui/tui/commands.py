@@ -18,13 +18,15 @@ ACTIONS = [
     ("step", "Step once", "one batched environment step while paused (n)"),
     ("faster", "Faster", "raise the speed limit (+)"),
     ("slower", "Slower", "lower the speed limit (-)"),
+    ("teach", "Teaching pace", "one step a second (t)"),
+    ("episode_pause", "Hold at each episode's end", "on/off (o)"),
+    ("report", "Write a report", "report.md with the KPIs against the oracle and the charts (x)"),
     ("greedy", "Greedy evaluation view", "watch the policy without exploration, no learning (e)"),
     ("learn", "Back to training", "leave the greedy evaluation view (e)"),
     ("restart", "Restart run", "same settings, fresh networks, new run directory (r)"),
     ("save", "Save checkpoint", "write a checkpoint into the run directory (s)"),
     ("picker", "Back to the scenario picker", "stops this run (p)"),
     ("help", "Help", "keys and panels (?)"),
-    ("quit", "Quit", "stop training and leave (q)"),
 ]
 
 

@@ -28,6 +28,7 @@ from textual.widgets import Footer
 
 from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
 from marl_tui.stream.frames import Frame, Progress
+from marl_tui.train.controls import SPEEDS
 from marl_tui.tui.commands import RunCommands
 from marl_tui.tui.frame_view import ChartHistory, scene_data, why_data
 from marl_tui.tui.session import WATCH_SPEED, RunSession
@@ -62,6 +63,11 @@ class DashboardScreen(Screen[None]):
         Binding("n", "step", "step", tooltip="one batched step while paused"),
         Binding("plus,equals_sign", "faster", "speed", key_display="+/-", tooltip="faster"),
         Binding("minus,underscore", "slower", "slower", show=False),
+        Binding("t", "teach", "teach", tooltip="teaching pace: one step a second"),
+        Binding("o", "episode_pause", "pause each episode", show=False,
+                tooltip="hold still at the end of every episode (on/off)"),
+        Binding("x", "report", "report", show=False,
+                tooltip="write report.md (KPIs against the oracle, the charts) into the run directory"),
         Binding("e", "greedy", "greedy", tooltip="greedy evaluation view"),
         Binding("e", "learn", "learn", tooltip="back to training"),
         Binding("r", "restart", "restart", tooltip="restart with the same settings"),
@@ -193,6 +199,11 @@ class DashboardScreen(Screen[None]):
                 self.notify(note, timeout=4, severity="warning" if "not saved" in note else "information")
         if progress is not None and progress.status == "error":
             self._show_error(progress.error or "unknown error")
+        controls = self.session.controls
+        if progress is not None and progress.status == "paused" and not controls.paused:
+            # The run held still at an episode's end (o): the screen's controls follow it, and
+            # the step it stopped on is asked for.
+            controls.change(paused=True, frames_granted=controls.state.frames_granted + 1)
         self._state_changed()
 
     def watch_frame(self, frame: Frame | None) -> None:
@@ -288,8 +299,10 @@ class DashboardScreen(Screen[None]):
             return state == "paused" or (state == "building" and controls.paused)
         if action == "step":
             return state == "paused"
-        if action in ("faster", "slower"):
+        if action in ("faster", "slower", "teach", "episode_pause"):
             return live or state == "building"
+        if action == "report":
+            return self.session.run_dir is not None and self.frame is not None
         if action == "greedy":
             return (live or state == "finished") and not controls.greedy and self.has_greedy_policy
         if action == "learn":
@@ -326,6 +339,33 @@ class DashboardScreen(Screen[None]):
     def action_slower(self) -> None:
         self.notify(speed_label(self.session.controls.slower()), timeout=1.5)
         self._keyed()
+
+    def action_teach(self) -> None:
+        self.session.controls.set_speed(SPEEDS[0])
+        self.notify(f"teaching pace: {speed_label(SPEEDS[0])} (+ faster, o: hold at each episode's end)",
+                    timeout=3)
+        self._keyed()
+        self._next_grant()
+
+    def action_episode_pause(self) -> None:
+        on = not self.session.controls.state.pause_each_episode
+        self.session.controls.change(pause_each_episode=on)
+        self.notify("holds still at the end of every episode (space goes on)" if on else
+                    "no longer holds at episode ends", timeout=3)
+
+    def action_report(self) -> None:
+        from marl_tui.tui.report import write_report
+
+        try:
+            path = write_report(self)
+        except OSError as exc:
+            self.notify(f"report not written: {exc.strerror or exc}", severity="error")
+            return
+        self.notify(f"wrote {path}", timeout=6)
+
+    @property
+    def run_dir(self) -> object:
+        return self.session.run_dir
 
     def action_greedy(self) -> None:
         self._switch_view(greedy=True)

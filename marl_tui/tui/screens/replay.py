@@ -203,6 +203,10 @@ class ReplayScreen(Screen[None]):
     async def action_quit(self) -> None:
         self.app.exit()
 
+    @property
+    def run_dir(self) -> object:
+        return self.source.run_dir
+
     # ------------------------------------------------------------------ drawing one moment
     def current(self) -> tuple[Frame, tuple]:
         """The frame at the cursor, and the steps before it to draw as its trail."""

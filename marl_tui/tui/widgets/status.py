@@ -55,7 +55,8 @@ def speed_label(speed: float | None, short: bool = False) -> str:
     """The speed limit, in steps (each steps every copy) a second."""
     if speed is None:
         return "speed max"
-    return f"speed {speed:g}/s" if short else f"speed ≤ {speed:g} steps/s"
+    unit = "step" if speed == 1 else "steps"
+    return f"speed {speed:g}/s" if short else f"speed limit {speed:g} {unit}/s"
 
 
 def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]:
