@@ -32,9 +32,12 @@ PANELS = [
     ("scenario", "what the agents did in the last step shown, for copy 1 of the parallel copies"),
     ("why", "the study guide's equations for the running algorithm, filled with its numbers for "
             "the current observation and last update (refreshed at most twice a second)"),
-    ("episode return", "each finished episode's return per agent and for the team; the red line "
-                       "is the oracle's team return"),
-    ("losses", "the learner's losses after each update"),
+    ("episode return", "the team's return for each finished episode (dots) and the oracle's (the "
+                       "heavy ━ line, red), on one axis; below the plot a row per agent, all on "
+                       "one scale (named in the legend), with its last return and share of the "
+                       "team's"),
+    ("losses", "the learner's losses after each update, a marker each (the legend above "
+               "the plot)"),
 ]
 
 
