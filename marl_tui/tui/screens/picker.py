@@ -24,6 +24,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.screen import Screen
+from textual.style import Style as VisualStyle
 from textual.widgets import Button, Footer, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
@@ -120,11 +121,37 @@ class ScenarioList(OptionList):
 
 class AlgoButton(RadioButton):
     """An algorithm: ● chosen, ○ not, so the choice reads without colour; the cursor, a
-    different thing, is shown reversed (app.tcss)."""
+    different thing, is its name reversed while the list has focus. (Done here, not in
+    app.tcss: a style keyed on the list's focus was cached per button and went stale.)"""
 
     @property
     def _button(self) -> Content:
         return Content.styled("●" if self.value else "○", self.get_visual_style("toggle--button"))
+
+    def render(self) -> Content:
+        content = super().render()
+        if self.has_class("-selected") and self.parent is not None and self.parent.has_focus:
+            return content.stylize(VisualStyle(reverse=True), 1)
+        return content
+
+
+class AlgoSet(RadioSet):
+    """The algorithms; their cursor is drawn by each AlgoButton, so they are redrawn when it
+    moves and when the list gains or loses focus (a class change alone did not redraw them)."""
+
+    def watch__selected(self) -> None:
+        super().watch__selected()
+        self._redraw_buttons()
+
+    def on_focus(self) -> None:
+        self._redraw_buttons()
+
+    def on_blur(self) -> None:
+        self._redraw_buttons()
+
+    def _redraw_buttons(self) -> None:
+        for button in self.query(AlgoButton):
+            button.refresh()
 
 
 class FieldError(UserError):
@@ -183,7 +210,7 @@ class PickerScreen(Screen[None]):
             yield ScenarioList(*options, id="scenarios", classes="panel")
             with VerticalScroll(id="form", classes="panel"):
                 yield Static(id="detail")
-                with RadioSet(id="algo", compact=True):
+                with AlgoSet(id="algo", compact=True):
                     for a in ALGO_ORDER:
                         yield AlgoButton(ALGO_LABELS[a], value=a == DEFAULT_ALGO, id=f"algo-{a}",
                                          compact=True)
