@@ -32,38 +32,77 @@ PANELS = [
     ("scenario", "what the agents did in the last step shown, for copy 1 of the parallel copies"),
     ("why", "the study guide's equations for the running algorithm, filled with its numbers for "
             "the current observation and last update (refreshed at most twice a second)"),
-    ("episode return", "each finished episode's return per agent and for the team; the red line "
-                       "is the oracle's team return"),
-    ("losses", "the learner's losses after each update"),
+    ("episode return", "the team's return for each finished episode (dots) and the oracle's (the "
+                       "heavy ━ line, red), on one axis; below the plot a row per agent, all on "
+                       "one scale (named in the legend), with its last return and share of the "
+                       "team's"),
+    ("losses", "the learner's losses after each update, a marker each (the legend above "
+               "the plot)"),
 ]
 
 
+PICKER_KEYS = [
+    ("up / down", "move in the scenario list (it stops at the first and the last entry)"),
+    ("enter", "start the highlighted scenario with the chosen (●) algorithm and the fields' "
+              "values; a field that is empty or wrong stops it, says why and takes the cursor"),
+    ("tab / shift+tab", "scenario list → algorithms → fields → Start, and back"),
+    ("up / down, space", "on the algorithms: move the cursor (reversed), choose the algorithm "
+                         "under it (● chosen, ○ not)"),
+    ("enter", "on the algorithms: choose the one under the cursor; a second enter starts"),
+    ("esc", "from a text field back to the scenario list (a field takes q and ?)"),
+    ("?", "this help (esc closes it)"),
+    ("q", "quit"),
+]
+
+PICKER_PARTS = [
+    ("scenarios", "every bundled scenario and each file in ./scenarios, with its reference "
+                  "answer (→ computing… until it is worked out; keys work meanwhile)"),
+    ("run", "the highlighted scenario, the algorithm and its settings: the scenario's seed and "
+            "parallel copies, then the algorithm's defaults for env steps, learning rate, "
+            "discount and exploration (… until they are known)"),
+]
+
+
+def rows(pairs: list[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for k, v in pairs:
+        table.add_row(k, v)
+    return table
+
+
 class HelpScreen(ModalScreen[None]):
+    """The dashboard's help: its keys and panels."""
+
     BINDINGS = [
         Binding("escape,question_mark", "close", "close"),
         Binding("q", "app.quit", "quit"),
     ]
+    HEADING = "marl-tui help"
+    KEY_ROWS = KEYS
+    PART_ROWS = PANELS
+    PARTS = "Panels"
 
     def compose(self) -> ComposeResult:
-        keys = Table.grid(padding=(0, 2))
-        keys.add_column(style="bold", no_wrap=True)
-        keys.add_column()
-        for k, v in KEYS:
-            keys.add_row(k, v)
-        panels = Table.grid(padding=(0, 2))
-        panels.add_column(style="bold", no_wrap=True)
-        panels.add_column()
-        for k, v in PANELS:
-            panels.add_row(k, v)
         with VerticalScroll(id="help-box") as box:
-            box.border_title = "marl-tui help"
+            box.border_title = self.HEADING
             box.border_subtitle = "esc to close"
             yield Static(Text("Keys", style="bold underline"))
-            yield Static(keys)
-            yield Static(Text("\nPanels", style="bold underline"))
-            yield Static(panels)
+            yield Static(rows(self.KEY_ROWS))
+            yield Static(Text(f"\n{self.PARTS}", style="bold underline"))
+            yield Static(rows(self.PART_ROWS))
             yield Static(Text("\nWithout a terminal use `marl-tui train SCENARIO --algo ALGO`; "
                               "runs started here write the same run directory.", style="dim"))
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+class PickerHelpScreen(HelpScreen):
+    """The picker's help: its own keys, not the dashboard's."""
+
+    HEADING = "marl-tui help: the picker"
+    KEY_ROWS = PICKER_KEYS
+    PART_ROWS = PICKER_PARTS
+    PARTS = "Parts"
