@@ -95,6 +95,8 @@ def stopped_run(tmp_path: Path) -> Path:
     for p in (run_dir / "checkpoints").glob("*.pt"):
         p.unlink()
     torch.save(ckpt, run_dir / "checkpoints" / "latest.pt")
+    config = run_dir / "config.toml"
+    config.write_text(config.read_text().replace("steps = 400", "steps = 800"))
     return run_dir
 
 
