@@ -21,7 +21,13 @@ from marl_tui.headless.report import (
     write_result,
 )
 from marl_tui.headless.signals import StopOnSignal, signal_name
-from marl_tui.train.rundir import default_run_dir, init_run_dir, lock_run_dir, write_run_config
+from marl_tui.train.rundir import (
+    check_new,
+    default_run_dir,
+    init_run_dir,
+    lock_run_dir,
+    write_run_config,
+)
 from marl_tui.train.stats import Stats
 
 if TYPE_CHECKING:
@@ -51,6 +57,7 @@ def run_headless(
         algorithm_class(algo)  # unknown names fail before anything is written
         run_seed = scenario.seed if seed is None else seed
         run_dir = out if out is not None else default_run_dir(scenario.name, algo, run_seed)
+        check_new(run_dir)  # before anything is built: the trainer opens its metrics.csv there
         cfg = RunConfig(scenario=scenario, algo=algo, steps=steps, seed=seed, n_envs=n_envs,
                         device=device, overrides=overrides, out_dir=run_dir,
                         checkpoint_every=checkpoint_every)

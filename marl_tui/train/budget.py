@@ -161,8 +161,8 @@ def check_budget(config: RunConfig, origin: str | None = None) -> list[Need]:
     """Refuse (UserError) a run that cannot learn or would need more memory than the machine
     has available; returns the estimate. `origin` names where the settings came from (a
     checkpoint) when they are not the user's flags and scenario file."""
-    where = f"{origin}: its stored " if origin else ""
     sc = config.scenario
+    where = f"{origin}: its stored " if origin else f"{sc.source}: "
     hp = resolve_hparams(config.algo, sc, config.overrides)
     problem = _never_learns(config.algo, hp, where)
     if problem:

@@ -34,9 +34,9 @@ def _never_started(path: Path) -> bool:
     return names <= _START_UP_FILES and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
 
 
-def prepare_new(path: Path) -> Path:
-    """Create a fresh run directory; never write over an existing run. A folder left by a
-    start-up that never reached its first checkpoint is reused."""
+def check_new(path: Path) -> None:
+    """Refuse (UserError) a run directory that cannot be a new run's: a file, a folder holding
+    another run, or a path the file system cannot take. Creates nothing."""
     try:
         if path.exists() and not path.is_dir():
             raise UserError(f"--out {path}: a file with that name exists; choose another --out")
@@ -45,8 +45,17 @@ def prepare_new(path: Path) -> Path:
                 f"--out {path}: that folder already holds files; choose another --out "
                 f"(or continue a run with `marl-tui resume {path}`)"
             )
+    except OSError as exc:  # a name beyond the file system's limit, no permission
+        raise UserError(f"run directory {path}: cannot use it ({exc.strerror}); choose another --out") from None
+
+
+def prepare_new(path: Path) -> Path:
+    """Create a fresh run directory; never write over an existing run. A folder left by a
+    start-up that never reached its first checkpoint is reused."""
+    check_new(path)
+    try:
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a name beyond the file system's limit, no permission, a full disk
+    except OSError as exc:  # no permission, a full disk
         raise UserError(f"run directory {path}: cannot create it ({exc.strerror}); choose another "
                         "--out") from None
     return path
