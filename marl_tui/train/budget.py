@@ -106,15 +106,16 @@ def estimate(algo: str, hp: Any, spec: EnvSpec, copies: int, env_floats_per_copy
     transition = FLOAT * (2 * n * o + 2 * s + n + 2) + a_bytes * n
     if algo == "mappo":
         t = hp.rollout_length
-        per = FLOAT * (n * o + 2 * s + 3 * n + 2) + a_bytes * n
-        # The rollout, its copy in a checkpoint, and the update's values, advantages and returns.
-        needs.append(Need("the rollout", f"{knob}.rollout_length = {t:,} (x {copies:,} copies)",
-                          t * copies * (2 * per + 6 * n * FLOAT)))
-        params = _agent_mlp(n, o, d_act, hidden, True) + _mlp(s, n, hidden) + n
         samples = t * copies
+        per = FLOAT * (n * o + 2 * s + 3 * n + 2) + a_bytes * n
+        # The rollout, its copy in a checkpoint, the update's values, advantages and returns,
+        # and every sample's value computed at once (hidden activations included).
+        needs.append(Need("the rollout", f"{knob}.rollout_length = {t:,} (x {copies:,} copies)",
+                          samples * (2 * per + 6 * n * FLOAT + 2 * n * hidden * FLOAT)))
+        params = _agent_mlp(n, o, d_act, hidden, True) + _mlp(s, n, hidden) + n
         mb = -(-samples // hp.minibatches)
-        # Every sample's value and log-probability, then one minibatch through both networks.
-        act = samples * n * hidden * 2 * FLOAT + mb * n * (o + n + 3 * hidden + d_act) * FLOAT * 2
+        # One minibatch through both networks, forward and backward.
+        act = mb * n * (o + n + 3 * hidden + d_act) * FLOAT * 2
         needs.append(Need("an update's activations", f"{knob}.minibatches = {hp.minibatches}"
                           f" (rollout of {samples:,} samples)", act))
         needs.append(Need("the networks", f"{knob}.hidden = {hidden:,}", 4 * params * FLOAT))
