@@ -86,7 +86,7 @@ def check_run_options(origin: str | None = None, **options: Any) -> RunOptions:
     except msgspec.ValidationError as exc:
         problem = _Problem.of(exc, typing.get_type_hints(RunOptions, include_extras=True), options)
     if origin is not None:
-        raise UserError(f"{origin}: {problem.line('config')}")
+        raise UserError(f"{origin}: its stored {problem.line('config')}")
     raise UserError(problem.flag_line(f"--{problem.path.replace('_', '-')}"))
 
 

@@ -5,6 +5,7 @@ summary.json, exit code).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -100,6 +101,10 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
                             "checkpoints/); to train on from a loose checkpoint use `marl-tui run "
                             "--load` or copy it into RUN_DIR/checkpoints/latest.pt")
         ckpt = read_checkpoint(ckpt_path)
+        if device is not None and device not in ("auto", "cpu", "cuda"):
+            raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
+        # The checkpoint's own settings first: a bad value in it is the checkpoint's problem.
+        cfg = run_config_from(ckpt, ckpt_path, out_dir=run_dir, device=device)
         check_belongs(ckpt, ckpt_path, run_dir)
         edited = steps_in_config_file(ckpt, run_dir)
         done, total = env_steps_of(ckpt), int(ckpt["config"]["total_steps"])
@@ -113,9 +118,8 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
             raise UserError(f"{run_dir}: this run is finished ({done:,} of {total:,} steps); give a larger "
                             f"total with --steps (e.g. --steps {2 * total:,}), or evaluate it with "
                             f"`marl-tui eval {run_dir}`")
-        if device is not None and device not in ("auto", "cpu", "cuda"):
-            raise UserError(f"--device {device!r}: choose auto, cpu or cuda")
-        cfg = run_config_from(ckpt, ckpt_path, out_dir=run_dir, steps=steps, device=device)
+        if steps is not None:
+            cfg = dataclasses.replace(cfg, steps=steps)
         trainer = build_run(cfg)
         restore_state(trainer, ckpt, ckpt_path)  # in memory: a bad checkpoint changes no file
         if signals.signum is not None:

@@ -163,9 +163,9 @@ def check_budget(config: RunConfig, origin: str | None = None) -> list[Need]:
     has available; returns the estimate. `origin` names where the settings came from (a
     checkpoint) when they are not the user's flags and scenario file."""
     sc = config.scenario
-    where = f"{origin}: its stored " if origin else f"{sc.source}: "
+    where = f"{origin}: its stored " if origin else ""
     hp = resolve_hparams(config.algo, sc, config.overrides)
-    problem = _never_learns(config.algo, hp, where)
+    problem = _never_learns(config.algo, hp, where or f"{sc.source}: ")
     if problem:
         raise UserError(problem)
     probe = make_env(sc, n_envs=1, seed=config.resolved_seed(), device="cpu")

@@ -432,7 +432,7 @@ def validate(data: Any, path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: an incomplete marl-tui checkpoint (trainer.env_steps missing)")
     bad = first_non_finite(data["algorithm"])
     if bad is not None:  # save_checkpoint never writes one: the file was damaged or made so
-        raise UserError(f"{path}: its {bad} holds NaN/inf, which marl-tui never saves; the checkpoint "
+        raise UserError(f"{path}: its algorithm.{bad} holds NaN/inf, which marl-tui never saves; the checkpoint "
                         "is damaged: use a step-*.pt beside it")
     return data
 
