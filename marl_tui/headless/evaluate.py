@@ -39,9 +39,10 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
         signals.phase = "evaluation"
         progress = EvaluationProgress(o, plan.steps, jsonl=False)
         started = time.monotonic()
+        env = evaluation_env(trainer.env, trainer.scenario, trainer.seed, trainer.device)
         try:
-            evaluation = evaluate(trainer.algo, evaluation_env(trainer), plan.episodes, plan=plan,
-                                  on_step=progress.tick, stop=signals.stopped)
+            evaluation = evaluate(trainer.algo, env, plan.episodes, plan=plan, on_step=progress.tick,
+                                  stop=signals.stopped)
         finally:
             progress.close()
         wall = time.monotonic() - started

@@ -84,25 +84,26 @@ def _agent_mlp(n: int, d_in: int, d_out: int, hidden: int, shared: bool) -> int:
     return _mlp(d_in + n, d_out, hidden) if shared else n * _mlp(d_in, d_out, hidden)
 
 
-def estimate(algo: str, hp: Any, spec: EnvSpec, copies: int, env_floats_per_copy: int) -> list[Need]:
+def estimate(algo: str, hp: Any, spec: EnvSpec, copies: int, env_floats_per_copy: int,
+             envs: str = "--envs") -> list[Need]:
     """The run's allocations, largest knobs named. `env_floats_per_copy`: the environment's
-    own working memory in one step, per copy (float64 counts as two)."""
+    own working memory in one step, per copy (float64 counts as two); `envs`: the knob that
+    set the number of copies (the flag, or the scenario's parallel_envs)."""
     n, o, s = spec.n_agents, spec.obs_dim, spec.state_dim
     discrete = spec.action_space.kind == "discrete"
     d_act = spec.action_space.n if discrete else 1
     a_bytes = LONG if discrete else FLOAT
-    envs = "--envs (parallel_envs)"
     knob = f"train.{algo}"
     # One step as a StepOutcome holds it: obs, state, actions (twice), reward, a few info fields.
     step = copies * (FLOAT * (n * o + s + 6 * n) + 2 * a_bytes * n)
     needs = [
-        Need("steps kept for frames", f"{envs} = {copies:,}", LOOPS * (TRAIL + 2) * step),
-        Need("the environment's working memory", f"{envs} = {copies:,}",
+        Need("steps kept for frames", f"{envs} {copies:,}", LOOPS * (TRAIL + 2) * step),
+        Need("the environment's working memory", f"{envs} {copies:,}",
              LOOPS * copies * env_floats_per_copy * FLOAT),
     ]
     hidden = getattr(hp, "hidden", 0)
     # Each step the policy acts on every copy: activations of its hidden layers.
-    needs.append(Need("acting on every copy", f"{envs} = {copies:,}", copies * n * hidden * 2 * FLOAT))
+    needs.append(Need("acting on every copy", f"{envs} {copies:,}", copies * n * hidden * 2 * FLOAT))
     transition = FLOAT * (2 * n * o + 2 * s + n + 2) + a_bytes * n
     if algo == "mappo":
         t = hp.rollout_length
@@ -173,12 +174,15 @@ def check_budget(config: RunConfig, origin: str | None = None) -> list[Need]:
     if spec.action_space.kind == "continuous" and needs_discrete(config.algo):
         spec = DiscretisedEnv(probe).spec
     copies = sc.parallel_envs if config.n_envs is None else config.n_envs
-    needs = estimate(config.algo, hp, spec, copies, env_floats_per_copy(probe))
+    envs = "parallel_envs =" if config.n_envs is None else "--envs"
+    needs = estimate(config.algo, hp, spec, copies, env_floats_per_copy(probe), envs)
     total = sum(x.bytes for x in needs)
     avail = available_memory()
     if avail is not None and total > avail:
         big = max(needs, key=lambda x: x.bytes)
         title = algorithm_class(config.algo).title
+        # A hyperparameter's size is set in the scenario file (or the algorithm's defaults): name it.
+        where = where or (f"{sc.source}: " if big.knob.startswith(("train.", "parallel_envs")) else "")
         raise UserError(
             f"{where}{title} on {sc.name} would need about {gib(total)} of memory ({big.what}: "
             f"{gib(big.bytes)}, set by {big.knob}), and this machine has {gib(avail)} available; "

@@ -5,16 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from marl_tui.algos.base import Algorithm
+from marl_tui.config import Scenario
 from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, make_env
 from marl_tui.train.loop import Loop
-
-if TYPE_CHECKING:
-    from marl_tui.train.run import Run
 
 # Seed offsets of the envs greedy play uses, so they never replay the training env's stream.
 GREEDY_VIEW_SEED_OFFSET = 1_000_003
@@ -40,6 +37,7 @@ def acting_on(algo: Algorithm, env: BatchedEnv) -> Iterator[None]:
 # episode of 100,000 steps after 2,000 training steps does not evaluate for minutes.
 EVALUATION_FLOOR = 1_000
 EVALUATION_SHARE = 0.25
+FINAL_EPISODES = 4  # episodes a run's final evaluation asks for (each over every copy)
 
 
 def evaluation_cap(total_steps: int, copies: int) -> int:
@@ -103,8 +101,8 @@ def evaluate(algo: Algorithm, env: BatchedEnv, episodes: int,
     return kpis
 
 
-def evaluation_env(run: Run) -> BatchedEnv:
-    """The env Run.evaluate plays on: the run's scenario and copies, a seed of its own."""
-    env = make_env(run.scenario, n_envs=run.env.n_envs, seed=run.seed + EVALUATION_SEED_OFFSET,
-                   device=run.device)
-    return DiscretisedEnv(env) if isinstance(run.env, DiscretisedEnv) else env
+def evaluation_env(like: BatchedEnv, scenario: Scenario, seed: int, device: torch.device) -> BatchedEnv:
+    """The env Run.evaluate plays on: like the run's env `like` (its copies, discretised if it
+    is), with a seed of its own (`seed` is the run's)."""
+    env = make_env(scenario, n_envs=like.n_envs, seed=seed + EVALUATION_SEED_OFFSET, device=device)
+    return DiscretisedEnv(env) if isinstance(like, DiscretisedEnv) else env
