@@ -28,6 +28,7 @@ from marl_tui.config import (
     scenario_choices,
 )
 from marl_tui.errors import UserError
+from marl_tui.text import printable, printable_lines
 from marl_tui.tui.terminal import require_terminal
 
 if TYPE_CHECKING:
@@ -141,7 +142,8 @@ def info(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
     else:
-        typer.echo(scenario_info_text(data) + (f"\n  note:        {data['note']}" if "note" in data else ""))
+        typer.echo(printable_lines(scenario_info_text(data)
+                                   + (f"\n  note:        {data['note']}" if "note" in data else "")))
 
 
 def _hp_overrides(lr: float | None, gamma: float | None, explore: float | None,
@@ -388,11 +390,11 @@ def main() -> None:
     try:
         # One name, also under `python -m marl_tui`: usage lines and shell completion's variable use it.
         code = app(prog_name="marl-tui", standalone_mode=False)
-    except UserError as exc:
-        typer.echo(f"marl-tui: error: {exc}", err=True)
+    except UserError as exc:  # its text may quote a file or a path: shown printable, on one line
+        typer.echo(f"marl-tui: error: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except TyperException as exc:  # bad options: one line, not a usage box
-        typer.echo(f"marl-tui: error: {exc.format_message()} (see marl-tui --help)", err=True)
+        typer.echo(f"marl-tui: error: {printable(exc.format_message())} (see marl-tui --help)", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

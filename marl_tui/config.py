@@ -23,6 +23,7 @@ import difflib
 import functools
 import math
 import re
+import stat
 import sys
 import types
 import typing
@@ -35,6 +36,7 @@ import msgspec
 from msgspec import Meta
 
 from marl_tui.errors import UserError
+from marl_tui.text import printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,17 +76,24 @@ class RunOptions:
     checkpoint_every: Annotated[int, CHECKPOINT_EVERY] | None = None
 
 
-def check_run_options(**options: Any) -> RunOptions:
-    """The options as RunOptions, or a UserError naming the flag: ``--envs 0: must be >= 1 (…)``."""
+def check_run_options(origin: str | None = None, **options: Any) -> RunOptions:
+    """The options as RunOptions, or a UserError naming the flag: ``--envs 0: must be >= 1 (…)``.
+
+    origin: the options were read from a file (a checkpoint's stored config), not given as
+    flags: the error names the file and the key (``PATH: config.envs = 100000000 is out of range``)."""
     try:
         return msgspec.convert(options, RunOptions)
     except msgspec.ValidationError as exc:
         problem = _Problem.of(exc, typing.get_type_hints(RunOptions, include_extras=True), options)
+    if origin is not None:
+        raise UserError(f"{origin}: its stored {problem.line('config')}")
     raise UserError(problem.flag_line(f"--{problem.path.replace('_', '-')}"))
 
 
 def check_flag(flag: str, value: Any, tp: Any) -> Any:
     """One option's value checked against an annotated type: ``--gamma 1.5: must be >= 0 and < 1 (…)``."""
+    if not _finite(value):  # a float option parses "inf" and "nan"; no setting means either
+        raise UserError(f"{flag} {value!r}: expected a finite number")
     try:
         return msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
@@ -112,9 +121,16 @@ def dp_size_problem(cells: int) -> str:
             "lower capacity, lead_time, season_length or agents")
 
 
+# Ranges are those of the models' meaning, not only of float: a price or a penalty of 1e308
+# overflows the arithmetic (and float32 networks) long before it means anything. Money is
+# bounded by MONEY, slopes and weights by COEFFICIENT; a float32 reward of MONEY x demand
+# still has room to spare.
+MONEY = 1e6
+COEFFICIENT = 1e3
 NonNeg = functools.partial(Meta, ge=0)
-Positive = functools.partial(Meta, gt=0)
-SCALE = Positive(description="learners see reward x this (reports stay raw)")
+Money = functools.partial(Meta, ge=0, le=MONEY)
+Weight = functools.partial(Meta, ge=0, le=COEFFICIENT)
+SCALE = Meta(gt=0, le=COEFFICIENT, description="learners see reward x this (reports stay raw)")
 
 
 @dataclass(frozen=True)
@@ -122,14 +138,16 @@ class PricingModel:
     """Bertrand price competition. Linear: D_i = a - b p_i + g sum_j p_j; logit: Calvano et al."""
 
     demand: Annotated[Literal["linear", "logit"], Meta(description="the demand model")] = "linear"
-    a: Annotated[float, Meta(description="demand intercept (linear) or quality a_i (logit)")] = 100.0
-    b: Annotated[float, Positive(description="own-price slope (linear)")] = 2.0
-    g: Annotated[float, NonNeg(description="cross-price slope (linear)")] = 0.5
-    cost: Annotated[float, NonNeg(description="marginal cost c")] = 0.0
-    mu: Annotated[float, Positive(description="logit horizontal differentiation")] = 0.25
-    a0: Annotated[float, Meta(description="logit outside-good quality")] = 0.0
-    price_min: Annotated[float, NonNeg(description="lowest price a store may set")] = 1.0
-    price_max: Annotated[float, NonNeg(description="highest price a store may set")] = 60.0
+    a: Annotated[float, Meta(ge=-MONEY, le=MONEY,
+                             description="demand intercept (linear) or quality a_i (logit)")] = 100.0
+    b: Annotated[float, Meta(gt=0, le=COEFFICIENT, description="own-price slope (linear)")] = 2.0
+    g: Annotated[float, Weight(description="cross-price slope (linear)")] = 0.5
+    cost: Annotated[float, Money(description="marginal cost c")] = 0.0
+    # exp((a - p) / mu) must stay a float64: (a - p) / mu within ~700 over the price range.
+    mu: Annotated[float, Meta(ge=1e-2, le=COEFFICIENT, description="logit horizontal differentiation")] = 0.25
+    a0: Annotated[float, Meta(ge=-MONEY, le=MONEY, description="logit outside-good quality")] = 0.0
+    price_min: Annotated[float, Money(description="lowest price a store may set")] = 1.0
+    price_max: Annotated[float, Money(description="highest price a store may set")] = 60.0
     action_levels: Annotated[
         int, Meta(ge=2, le=1001, description="price levels offered to discrete-action algorithms")
     ] = 60
@@ -151,18 +169,20 @@ class PricingModel:
 class WarehouseModel:
     """Seasonal newsvendor with lost sales: r_i = p min(y,D) - c a - h (y-D)+ - b (D-y)+."""
 
-    price: Annotated[float, NonNeg(description="revenue p per unit sold")] = 10.0
-    order_cost: Annotated[float, NonNeg(description="cost c per unit ordered")] = 5.0
-    holding_cost: Annotated[float, NonNeg(description="cost h per unit left over")] = 1.0
-    shortage_cost: Annotated[float, NonNeg(description="penalty b per unit of lost sales")] = 4.0
+    price: Annotated[float, Money(description="revenue p per unit sold")] = 10.0
+    order_cost: Annotated[float, Money(description="cost c per unit ordered")] = 5.0
+    holding_cost: Annotated[float, Money(description="cost h per unit left over")] = 1.0
+    shortage_cost: Annotated[float, Money(description="penalty b per unit of lost sales")] = 4.0
     capacity: Annotated[int, Meta(ge=1, le=200, description="storage cap per warehouse")] = 45
     max_order: Annotated[int, Meta(ge=1, le=200, description="largest order per period")] = 45
-    base_demand: Annotated[float, NonNeg(description="mean demand level")] = 10.0
-    amplitude: Annotated[float, NonNeg(description="seasonal swing of mean demand")] = 5.0
+    # Demand is drawn by inverse CDF over 0..~(mean + 10 sd) per agent and copy each step: a
+    # mean far beyond any storage cap means nothing and costs memory in proportion.
+    base_demand: Annotated[float, Meta(ge=0, le=1_000, description="mean demand level")] = 10.0
+    amplitude: Annotated[float, Meta(ge=0, le=1_000, description="seasonal swing of mean demand")] = 5.0
     season_length: Annotated[int, Meta(ge=1, le=365, description="periods in one season")] = 12
     lead_time: Annotated[int, Meta(ge=0, le=2, description="periods before an order arrives")] = 0
     truck_capacity: Annotated[
-        int, NonNeg(description="shared truck: total orders per period (0 = no limit)")
+        int, Meta(ge=0, le=64 * 200, description="shared truck: total orders per period (0 = no limit)")
     ] = 0
     initial_inventory_max: Annotated[int, NonNeg(description="start stock drawn uniformly from 0..this")] = 10
     demand_history: Annotated[int, Meta(ge=0, le=12, description="past demands each warehouse sees")] = 2
@@ -198,10 +218,10 @@ class FulfillmentModel:
     positions: Annotated[
         list[list[float]], Meta(description="store coordinates [x, y] in km, one per agent")
     ] = field(default_factory=list)
-    area: Annotated[float, Positive(description="side of the square orders come from (km)")] = 10.0
-    distance_weight: Annotated[float, NonNeg(description="cost per km")] = 1.0
-    load_weight: Annotated[float, NonNeg(description="cost per unit of current load")] = 0.5
-    inventory_weight: Annotated[float, NonNeg(description="cost numerator over stock")] = 2.0
+    area: Annotated[float, Meta(gt=0, le=MONEY, description="side of the square orders come from (km)")] = 10.0
+    distance_weight: Annotated[float, Money(description="cost per km")] = 1.0
+    load_weight: Annotated[float, Money(description="cost per unit of current load")] = 0.5
+    inventory_weight: Annotated[float, Money(description="cost numerator over stock")] = 2.0
     max_inventory: Annotated[int, Meta(ge=1, le=100, description="stock drawn from 0..this")] = 5
     max_load: Annotated[
         int, Meta(ge=1, le=100, description="load drawn from 0..this; at this a store is full")
@@ -214,8 +234,8 @@ class FulfillmentModel:
         Literal["ranked", "own"],
         Meta(description="'ranked': own features + cost rank + best rival cost; 'own': own features only"),
     ] = "ranked"
-    redundant_penalty: Annotated[float, NonNeg(description="cost per extra accepter")] = 1.0
-    miss_penalty: Annotated[float, NonNeg(description="cost when the order is not served")] = 20.0
+    redundant_penalty: Annotated[float, Money(description="cost per extra accepter")] = 1.0
+    miss_penalty: Annotated[float, Money(description="cost when the order is not served")] = 20.0
     reward_scale: Annotated[float, SCALE] = 0.1
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
@@ -243,12 +263,14 @@ KINDS = tuple(MODELS)
 class ScenarioHeader:
     """The top of a scenario file: what the scenario is."""
 
+    # A run directory is named NAME-ALGO-sSEED-STAMP: 100 leaves room under a file system's
+    # 255-byte limit on one name.
     name: Annotated[str, Meta(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z",
-        description="use letters, digits, '.', '_' and '-' only (it names run directories)",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z", max_length=100,
+        description="use letters, digits, '.', '_' and '-' only, at most 100 (it names run directories)",
     )]
     kind: Annotated[str, Meta(description="the scenario's kind: " + ", ".join(KINDS))]
-    description: Annotated[str, Meta(description="one line shown in lists")]
+    description: Annotated[str, Meta(max_length=1000, description="one line shown in lists")]
     agents: Annotated[int, Meta(ge=1, le=64, description="agents: stores or warehouses")]
     episode_length: Annotated[int, Meta(ge=1, le=100_000, description="steps per episode")]
     parallel_envs: Annotated[int, COPIES]
@@ -308,7 +330,7 @@ _TYPE_WORDS = {"float": "a number", "int": "an integer", "str": "a string", "boo
 class _Problem:
     """One msgspec ValidationError taken apart: what went wrong, at which field, with which value."""
 
-    kind: Literal["missing", "range", "choice", "pattern", "type"]
+    kind: Literal["missing", "range", "length", "choice", "pattern", "type"]
     path: str  # the field, with list indexes: "cost", "positions[1][0]"
     value: Any
     expected: str  # what the value should have been, in words
@@ -338,6 +360,8 @@ class _Problem:
             kind = "pattern"
         elif re.match(r"Expected `[\w |]+` [<>]", what):
             kind = "range"
+        elif re.match(r"Expected `[\w |]+` of length", what):
+            kind = "length"
         else:
             kind = "type"
         path = str(steps[0]) + "".join(f"[{s}]" for s in steps[1:])
@@ -356,13 +380,19 @@ class _Problem:
                  if v is not None]
         return " and ".join(parts)
 
+    @property
+    def max_length(self) -> int | None:
+        return None if self.meta is None else self.meta.max_length
+
     def flag_line(self, flag: str) -> str:
         """The error for a command-line option."""
-        said = f"{flag} {self.value!r}"
+        said = f"{flag} {_shown(self.value)}"
         if self.kind == "choice":
             return f"{said}: choose {_one_of(self.choices)}{did_you_mean(str(self.value), self.choices)}"
         if self.kind == "range":
             return f"{said}: must be {self.bounds}{self.help}"
+        if self.kind == "length":
+            return f"{said}: too long: at most {self.max_length} characters{self.help}"
         return f"{said}: expected {self.expected}{self.help}"
 
     def line(self, where: str) -> str:
@@ -370,9 +400,11 @@ class _Problem:
         name = _key(where, self.path)
         if self.kind == "missing":
             return f"missing key {name}: add it to the file"
-        said = f"{name} = {self.value!r}"
+        said = f"{name} = {_shown(self.value)}"
         if self.kind == "range":
             return f"{said} is out of range: must be {self.bounds}{self.help}"
+        if self.kind == "length":
+            return f"{name} is too long ({len(self.value):,} characters): at most {self.max_length}{self.help}"
         if self.kind == "choice":
             allowed = " or ".join(repr(c) for c in self.choices)
             return f"{said} is not allowed: must be {allowed}{did_you_mean(str(self.value), self.choices)}"
@@ -380,6 +412,12 @@ class _Problem:
             assert self.meta is not None  # a pattern comes from a Meta, whose description says what it allows
             return f"{said} is not allowed: {self.meta.description}"
         return f"{said} has the wrong type: expected {self.expected}{self.help}"
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as an error line quotes it: repr (control characters escaped), cut to `limit`."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}…"
 
 
 def _key(where: str, path: str) -> str:
@@ -409,16 +447,15 @@ def check_table(schema: type[T], table: Any, where: str, origin: str) -> T:
     if not isinstance(table, dict):
         raise UserError(f"{origin}: [{where}] must be a table of key = value lines")
     _refuse_unknown(table, [f.name for f in dataclasses.fields(schema) if f.init], where, origin)
-    try:
-        checked = msgspec.convert(table, schema)
-    except msgspec.ValidationError as exc:
-        problem = _Problem.of(exc, typing.get_type_hints(schema, include_extras=True), table)
-        raise UserError(f"{origin}: {problem.line(where)}") from None
     for key, value in table.items():  # TOML allows nan and inf; no field means either
         if not _finite(value):
-            raise UserError(f"{origin}: {_key(where, key)} = {value!r} has the wrong type: "
+            raise UserError(f"{origin}: {_key(where, key)} = {_shown(value)} has the wrong type: "
                             "expected a finite number")
-    return checked
+    try:
+        return msgspec.convert(table, schema)
+    except msgspec.ValidationError as exc:
+        problem = _Problem.of(exc, typing.get_type_hints(schema, include_extras=True), table)
+    raise UserError(f"{origin}: {problem.line(where)}")
 
 
 @functools.cache
@@ -438,7 +475,15 @@ def with_ranges(cls: type, ranges: tuple[tuple[str, Meta], ...]) -> type:
 def parse_scenario(text: str, origin: str) -> Scenario:
     """Parse and validate scenario TOML text; `origin` names the file in errors."""
     try:
-        data = tomllib.loads(text)
+        return _parse_scenario(text, origin)
+    except RecursionError:  # tomllib and the checks recurse once per level of nesting
+        raise UserError(f"{origin}: arrays or tables nested too deeply to be a scenario; a scenario "
+                        "nests at most three levels ([train.ALGO], positions = [[x, y], ...])") from None
+
+
+def _parse_scenario(text: str, origin: str) -> Scenario:
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))  # a BOM some editors write: not content
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML ({exc}); fix the syntax at that line") from None
     header_keys = [f.name for f in dataclasses.fields(ScenarioHeader)]
@@ -459,8 +504,10 @@ def parse_scenario(text: str, origin: str) -> Scenario:
                             f"algorithms are: {', '.join(ALGOS)}")
         if not isinstance(table, dict):
             raise UserError(f"{origin}: [train.{algo}] must be a table of key = value lines")
-    return Scenario(**{k: getattr(header, k) for k in header_keys}, model=model, train=train,
-                    source=origin, text=text)
+    fields = {k: getattr(header, k) for k in header_keys}
+    # Shown in lists, the app and `info`: escape sequences in it would drive the terminal.
+    fields["description"] = printable(header.description)
+    return Scenario(**fields, model=model, train=train, source=origin, text=text)
 
 
 # --------------------------------------------------------------------------- finding files
@@ -492,18 +539,48 @@ def scenario_choices() -> list[str]:
     return [*bundled_names(), *(str(p.relative_to(Path.cwd())) for p in local_scenario_files())]
 
 
+# A scenario file is a few kilobytes; reading more than this is reading the wrong file.
+MAX_SCENARIO_BYTES = 1 << 20
+
+
+def read_scenario_text(path: Path, shown: str) -> str:
+    """The text of a scenario file, or a UserError saying what `path` is instead: missing, a
+    folder, a FIFO or device (never opened: reading one would block or never end), too large,
+    unreadable, or not UTF-8. `shown` is how the user wrote it."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"scenario file {shown} does not exist"
+                        f"{did_you_mean(path.stem, scenario_choices())}: check the path") from None
+    except OSError as exc:  # a name beyond the file system's limit, a loop of links, no access
+        raise UserError(f"scenario file {shown}: cannot use this path ({exc.strerror}); check it") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(f"scenario file {shown} is a folder, not a file; give a .toml file inside it "
+                        "(or a bundled scenario name)")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"scenario file {shown} is not a regular file (a pipe, socket or device); "
+                        "save the scenario to a .toml file and give that")
+    if info.st_size > MAX_SCENARIO_BYTES:
+        raise UserError(f"scenario file {shown} holds {info.st_size:,} bytes; a scenario is a few "
+                        f"kilobytes (limit {MAX_SCENARIO_BYTES:,}): check that it is the right file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"scenario file {shown}: cannot read it ({exc.strerror}); check its permissions") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"scenario file {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
 def load_scenario(name_or_path: str) -> Scenario:
     """A bundled name (``pricing``) or a path to a .toml file."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.parent != Path("."):
-        if not path.is_file():
-            raise UserError(f"scenario file {name_or_path} does not exist"
-                            f"{did_you_mean(path.stem, scenario_choices())}: check the path")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{name_or_path}: cannot read it ({exc})") from None
-        return parse_scenario(text, str(path))
+        return parse_scenario(read_scenario_text(path, name_or_path), str(path))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name_or_path):
+        raise UserError(f"no scenario named {_shown(name_or_path)}: a bundled scenario's name is "
+                        f"one of: {', '.join(bundled_names())} (or give a path to a .toml file)")
     bundled = bundled_dir() / f"{name_or_path}.toml"
     if not bundled.is_file():
         raise UserError(

@@ -95,6 +95,8 @@ def stopped_run(tmp_path: Path) -> Path:
     for p in (run_dir / "checkpoints").glob("*.pt"):
         p.unlink()
     torch.save(ckpt, run_dir / "checkpoints" / "latest.pt")
+    config = run_dir / "config.toml"
+    config.write_text(config.read_text().replace("steps = 400", "steps = 800"))
     return run_dir
 
 
@@ -102,18 +104,19 @@ def stopped_run(tmp_path: Path) -> Path:
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(SCENARIOS) >= 15
+    assert len(SCENARIOS) >= 45
     assert len(BAD_CHECKPOINTS) >= 5
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_bad_scenario_file(path: Path, cli, workdir: Path) -> None:
-    expects = [ln.split(":", 1)[1].strip() for ln in path.read_bytes().decode("utf-8", "replace").splitlines()
-               if ln.startswith("# expect:")]
+    lines = path.read_bytes().decode("utf-8", "replace").splitlines()
+    expects = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("# expect:")]
     assert expects, f"{path.name} has no '# expect:' line"
+    args = [a for ln in lines if ln.startswith("# args:") for a in ln.split(":", 1)[1].split()]
     before = snapshot(CORPUS)
     out = workdir / "out"
-    assert_refused(cli("train", path, "--steps", "100", "--out", out), str(path), *expects)
+    assert_refused(cli("train", path, *args, "--steps", "100", "--out", out), str(path), *expects)
     assert not out.exists()
     assert list(workdir.iterdir()) == []
     assert snapshot(CORPUS) == before

@@ -441,7 +441,8 @@ def test_jsonl_output_is_one_object_per_line(cli, tmp_path: Path, monkeypatch: p
     assert code == 0, err
     objects = [json.loads(line) for line in stdout.splitlines()]
     assert "summary" in objects[-1] and "kpis" in objects[-1]
-    assert all("env_steps" in o for o in objects[:-1])
+    assert all("env_steps" in o or o.get("phase") == "evaluation" for o in objects[:-1])
+    assert any(o.get("phase") == "evaluation" for o in objects)
 
 
 def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:

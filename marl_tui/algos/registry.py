@@ -30,9 +30,11 @@ assert set(_WHERE) == set(ALGOS)
 
 # Ranges for hyperparameters, by name, shared by every algorithm that has them (the
 # algorithms' dataclasses stay plain). The CLI's --lr and --gamma are checked against these too.
-_COUNT = Meta(ge=1, description="a count")
-_STEPS = Meta(ge=0, description="env steps (0: none)")
-_WEIGHT = Meta(ge=0, description="a weight or scale")
+# They are the ranges of each knob's meaning: loop counts stay countable (an update of 1e9
+# epochs never ends), weights stay where float32 arithmetic does not overflow. Sizes that cost
+# memory (buffers, rollouts, batches) are weighed against the machine in train/budget.py.
+_STEPS = Meta(ge=0, le=10**15, description="env steps (0: none)")
+_LOOPS = Meta(ge=1, le=100, description="a loop count per update")
 HPARAM_RULES: dict[str, Meta] = {
     "steps": STEPS,
     "gamma": Meta(ge=0, lt=1, description="discount factor"),
@@ -45,12 +47,24 @@ HPARAM_RULES: dict[str, Meta] = {
     "clip_eps": Meta(gt=0, le=1, description="PPO clip range"),
     "eps_start": Meta(ge=0, le=1, description="epsilon"),
     "eps_end": Meta(ge=0, le=1, description="epsilon"),
-    **dict.fromkeys(("batch_size", "buffer_size", "rollout_length", "epochs", "minibatches",
-                     "updates_per_step"), _COUNT),
+    "batch_size": Meta(ge=1, le=10**7, description="transitions per gradient step"),
+    "buffer_size": Meta(ge=1, le=10**9, description="replay capacity in transitions"),
+    "rollout_length": Meta(ge=1, le=100_000, description="batched steps per rollout"),
+    "epochs": Meta(ge=1, le=100, description="passes over the rollout per update"),
+    "minibatches": Meta(ge=1, le=4096, description="minibatches per epoch"),
+    "updates_per_step": _LOOPS,
     **dict.fromkeys(("learning_starts", "eps_anneal_steps", "noise_decay_steps",
                      "target_update_interval"), _STEPS),
-    **dict.fromkeys(("entropy_coef", "value_coef", "noise_std", "noise_final", "action_reg", "grad_clip",
-                     "huber_delta", "gumbel_temperature"), _WEIGHT),
+    "entropy_coef": Meta(ge=0, le=100, description="weight of the entropy bonus"),
+    "value_coef": Meta(ge=0, le=100, description="weight of the value loss"),
+    "action_reg": Meta(ge=0, le=100, description="weight of the action regulariser"),
+    "noise_std": Meta(ge=0, le=1, description="exploration noise: a fraction of the action range, or epsilon"),
+    "noise_final": Meta(ge=0, le=1, description="final exploration noise"),
+    "grad_clip": Meta(gt=0, le=1e6, description="largest gradient norm"),
+    "huber_delta": Meta(gt=0, le=1e6, description="Huber threshold of the value loss, in return stds"),
+    "gumbel_temperature": Meta(ge=0.01, le=100, description="Gumbel-softmax temperature"),
+    # sigma = e^init_log_std in the unit action space [-1, 1]: e^-20 is no noise at all, e^2 all noise.
+    "init_log_std": Meta(ge=-20, le=2, description="initial log sigma in the unit action space"),
 }
 _RULES = tuple(HPARAM_RULES.items())
 

@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 from marl_tui.config import HEADLINE_KPI, Scenario
+from marl_tui.text import printable_lines
 from marl_tui.train.stats import Stats
 
 if TYPE_CHECKING:
@@ -81,11 +82,13 @@ class Out:
         self.stream = sys.stdout if stream is None else stream
         self.alive = True
 
-    def say(self, line: str) -> None:
-        self._write(self.stream, line)
+    def say(self, line: str, raw: bool = False) -> None:
+        """Print to the output; user-supplied text in it is made printable unless `raw` (our own
+        colours: the chart)."""
+        self._write(self.stream, line if raw else printable_lines(line))
 
     def err(self, line: str) -> None:
-        self._write(sys.stderr, line)
+        self._write(sys.stderr, printable_lines(line))
 
     def _write(self, stream: TextIO, line: str) -> None:
         try:
@@ -163,3 +166,47 @@ class Progress:
                 self.bar.stop()
             self.bar = None
         self.closed = True
+
+
+class EvaluationProgress:
+    """The final evaluation as a phase: a rich bar on a terminal, a plain line every few seconds
+    otherwise, JSON lines with --jsonl."""
+
+    def __init__(self, out: Out, steps: int, jsonl: bool) -> None:
+        self.out, self.steps, self.jsonl = out, steps, jsonl
+        self.bar: Any = None
+        self.last = time.monotonic()
+        if is_tty(out.stream) and not jsonl and os.environ.get("TERM") != "dumb":
+            from rich.console import Console
+            from rich.progress import BarColumn, TextColumn
+            from rich.progress import Progress as RichProgress
+
+            console = Console(file=out.stream)
+            console.width = max(console.width - 3, 20)
+            self.bar = RichProgress(TextColumn("evaluating"), BarColumn(bar_width=24),
+                                    TextColumn("{task.completed:,.0f}/{task.total:,.0f} steps"),
+                                    console=console, auto_refresh=False, transient=True)
+            self.task = self.bar.add_task("evaluate", total=steps)
+            self.bar.start()
+
+    def tick(self, done: int) -> None:
+        now = time.monotonic()
+        if self.bar is not None:
+            if now - self.last >= BAR_SECONDS:
+                self.last = now
+                try:
+                    self.bar.update(self.task, completed=done)
+                    self.bar.refresh()
+                except (OSError, ValueError):
+                    self.out.alive = False
+            return
+        if now - self.last >= PROGRESS_SECONDS:
+            self.last = now
+            self.out.say(json.dumps({"phase": "evaluation", "step": done, "steps": self.steps}) if self.jsonl else
+                         f"evaluating: step {done:,}/{self.steps:,}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            with contextlib.suppress(Exception):
+                self.bar.stop()
+            self.bar = None

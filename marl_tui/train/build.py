@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from marl_tui.train.budget import check_budget
 from marl_tui.train.callbacks.checkpointer import Checkpointer
 from marl_tui.train.callbacks.metrics_csv import MetricsCsv
 from marl_tui.train.callbacks.nan_guard import NanGuard
@@ -17,6 +18,7 @@ from marl_tui.train.run_config import RunConfig, seed_everything
 
 def build_run(config: RunConfig, controls: Controls | None = None, extra: Sequence[Callback] = (),
               run_class: type[Run] = Run) -> Run:
+    check_budget(config)  # before anything is allocated
     seed_everything(config.resolved_seed())
     # The order matters at the end: the checkpoint (holding metrics rows not yet written) before
     # metrics.csv is flushed; the recorder after the checkpointer (a checkpoint's greedy episode

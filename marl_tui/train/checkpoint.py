@@ -36,7 +36,9 @@ import os
 import pickle
 import random
 import shutil
+import stat
 import warnings
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 
 from marl_tui import __version__
-from marl_tui.config import Scenario, parse_scenario
+from marl_tui.config import Scenario, check_run_options, parse_scenario
 from marl_tui.errors import UserError
 from marl_tui.train.faults import ADVICE, TrainingFault
 from marl_tui.train.rundir import atomic_write, temp_path
@@ -187,13 +189,36 @@ def save_checkpoint(trainer: Run, run_dir: Path | None = None) -> Path:
             f"written, {keep}; {ADVICE}"
         )
     folder = checkpoints_dir(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    if not run_dir.is_dir():  # deleted while training: never make a run directory of a checkpoint alone
+        raise FileNotFoundError(f"the run directory {run_dir} no longer exists (deleted while training?)")
+    folder.mkdir(exist_ok=True)
     path = step_file(run_dir, trainer.env_steps)
-    atomic_write(path, lambda f: torch.save(data, f))
+    try:
+        atomic_write(path, lambda f: torch.save(data, f))
+    except RuntimeError as exc:
+        # torch.save reports a failed write as "unexpected pos ..."; the OSError is its context.
+        cause = exc.__context__
+        if isinstance(cause, OSError):
+            raise _write_failed(cause, path, trainer) from None
+        raise
+    except OSError as exc:
+        raise _write_failed(exc, path, trainer) from None
     latest = folder / LATEST
     _point(latest, path)
     _prune(folder, keep={path.name})
     return latest
+
+
+def _write_failed(exc: OSError, path: Path, trainer: Run) -> OSError:
+    """The error for a checkpoint that could not be written, worded for the person reading it
+    ("no space left on device: ..."), saying that the last good checkpoint is kept."""
+    last = trainer.last_checkpoint_step
+    kept = (f"the last good checkpoint (step {last:,}) is kept" if last is not None
+            else "no checkpoint has been saved yet")
+    why = (exc.strerror or str(exc)).lower()
+    failed = OSError(f"{why}: {path.name} not written in {path.parent}; {kept}")  # one argument: no "[Errno n]"
+    failed.errno = exc.errno
+    return failed
 
 
 def _point(latest: Path, target: Path) -> None:
@@ -224,23 +249,46 @@ def _prune(folder: Path, keep: set[str]) -> None:
 # --------------------------------------------------------------------------- finding and reading
 
 
+def _kind_of(path: Path) -> str:
+    """'file', 'dir', 'missing' or 'other' (a FIFO, device or socket), without opening it; a
+    path the file system cannot take (a name beyond its limit, a loop of links) is a UserError."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        raise UserError(f"{path}: cannot use this path ({exc.strerror}); check it") from None
+    if stat.S_ISREG(mode):
+        return "file"
+    return "dir" if stat.S_ISDIR(mode) else "other"
+
+
+def _not_regular(path: Path) -> UserError:
+    return UserError(f"{path}: not a regular file (a pipe, socket or device, or a link to one); "
+                     "a checkpoint is a .pt file under a run's checkpoints/")
+
+
 def find_checkpoint(target: Path) -> tuple[Path, Path | None]:
     """RUN_DIR or a checkpoint file -> (checkpoint file, its run directory or None)."""
-    if not target.exists():
+    kind = _kind_of(target)
+    if kind == "missing":
         raise UserError(f"{target}: no such run directory or checkpoint file; check the path "
                         "(runs are under runs/ unless --out said otherwise)")
-    if target.is_file():
+    if kind == "other":
+        raise _not_regular(target)
+    if kind == "file":
         run_dir = target.parent.parent if target.parent.name == "checkpoints" else None
         return target, run_dir
     folder = checkpoints_dir(target)
-    if (folder / LATEST).is_file():
+    if _kind_of(folder / LATEST) != "missing":
         return folder / LATEST, target
     steps = sorted(folder.glob("step-*.pt")) if folder.is_dir() else []
     if steps:
         return steps[-1], target
     if any((target / name).exists() for name in ("config.toml", "scenario.toml", "metrics.csv")):
         raise UserError(f"{target}: this run has no checkpoint (checkpoints/{LATEST} is missing: it "
-                        "stopped before its first save); start it again with `marl-tui train`")
+                        "stopped before its first save); start it again with `marl-tui train "
+                        f"SCENARIO --out {target}`")
     raise UserError(f"{target}: not a marl-tui run directory (no checkpoints/{LATEST}); give a "
                     "folder under runs/ or a .pt checkpoint file")
 
@@ -265,29 +313,87 @@ def _pickle_asks_for_code(path: Path) -> bool:
         return False
 
 
+def _refused_code(path: Path) -> UserError:
+    return UserError(f"{path}: refused: the file asks to load Python code or objects, which a marl-tui "
+                     "checkpoint never holds (it is loaded with weights_only=True); use a checkpoint "
+                     "that marl-tui wrote")
+
+
+def _damaged(path: Path, why: str) -> UserError:
+    return UserError(f"{path}: not a readable checkpoint: the file is truncated or damaged ({why}); "
+                     "use a step-*.pt beside it")
+
+
+# torch.save writes one zip entry per tensor storage plus a handful of records: a checkpoint
+# holds a few hundred. Its pickle (the tree of dicts, numbers and strings) is a few megabytes.
+MAX_ENTRIES = 10_000
+MAX_PICKLE_BYTES = 64 << 20
+
+
+def inspect_archive(path: Path) -> int:
+    """Check the zip archive torch.save writes before anything is unpickled or decompressed;
+    returns the bytes its entries hold. torch.save stores entries uncompressed, so an entry
+    that is compressed (a 6 MB file that inflates to 6 GiB), entries claiming more bytes than
+    the file has, too many entries or an outsized pickle are refused unread."""
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        if _pickle_asks_for_code(path):
+            raise _refused_code(path)
+        raise UserError(f"{path}: not a marl-tui checkpoint (not the zip archive torch.save writes); "
+                        f"use the run's checkpoints/{LATEST} or a step-*.pt beside it")
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise _damaged(path, first_line(exc)) from None
+    if len(infos) > MAX_ENTRIES:
+        raise UserError(f"{path}: refused: {len(infos):,} archive entries where a checkpoint has a few "
+                        f"hundred (limit {MAX_ENTRIES:,}); it was not written by marl-tui")
+    packed = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise UserError(f"{path}: refused: its entry {packed[0]!r} is compressed, and torch.save never "
+                        "compresses (a compressed entry can inflate to any size); use a checkpoint "
+                        "that marl-tui wrote")
+    size = path.stat().st_size
+    held = sum(i.file_size for i in infos)
+    if held > size:
+        raise UserError(f"{path}: refused: its entries claim {held:,} bytes in a file of {size:,}; "
+                        "the archive is damaged or crafted")
+    pickles = [i for i in infos if i.filename.endswith("/data.pkl") or i.filename == "data.pkl"]
+    if len(pickles) != 1:
+        raise UserError(f"{path}: not a marl-tui checkpoint (a zip archive, but not one torch.save "
+                        f"wrote); use the run's checkpoints/{LATEST} or a step-*.pt beside it")
+    if pickles[0].file_size > MAX_PICKLE_BYTES:
+        raise UserError(f"{path}: refused: its pickle holds {pickles[0].file_size:,} bytes where a "
+                        f"checkpoint's holds a few million (limit {MAX_PICKLE_BYTES:,})")
+    return held
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load(weights_only=True) and check that it is a marl-tui checkpoint we can read."""
-    if path.is_dir():
+    """Inspect the archive, torch.load(weights_only=True) it with its tensors mapped from the
+    file (nothing is read into memory until used), and check that it is a marl-tui checkpoint."""
+    kind = _kind_of(path)
+    if kind == "dir":
         return read_checkpoint(find_checkpoint(path)[0])
-    if not path.is_file():
+    if kind == "missing":
         raise UserError(f"{path}: no such checkpoint file; check the path")
+    if kind == "other":
+        raise _not_regular(path)
+    try:
+        inspect_archive(path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror}); check its permissions") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
-        globals_asked = any("GLOBAL" in ln or "global" in ln for ln in str(exc).splitlines())
-        if globals_asked or _pickle_asks_for_code(path):
-            raise UserError(
-                f"{path}: refused: the file asks to load Python code or objects, which a marl-tui "
-                "checkpoint never holds (it is loaded with weights_only=True); use a checkpoint "
-                "that marl-tui wrote"
-            ) from None
-        raise UserError(f"{path}: not a marl-tui checkpoint (not a torch file, or damaged); use "
-                        f"the run's checkpoints/{LATEST} or a step-*.pt beside it") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"{path}: not a readable checkpoint: the file is truncated or damaged "
-                        f"({first_line(exc)}); use a step-*.pt beside it") from None
+        if any("GLOBAL" in ln or "global" in ln for ln in str(exc).splitlines()):
+            raise _refused_code(path) from None
+        raise _damaged(path, first_line(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a crafted pickle can raise anything (IndexError, ...)
+        raise _damaged(path, f"{type(exc).__name__}: {first_line(exc)}") from None
     return validate(data, path)
 
 
@@ -314,10 +420,20 @@ def validate(data: Any, path: Path) -> dict[str, Any]:
     for key, tp in needs.items():
         if not isinstance(cfg.get(key), tp):
             raise UserError(f"{path}: an incomplete marl-tui checkpoint (config.{key} missing)")
+    every = cfg.get("checkpoint_every")
+    # The stored settings pass the rules a flag or a scenario file passes, and a failure names
+    # the checkpoint, not a flag: nothing is built from them until they do.
+    check_run_options(origin=str(path), steps=cfg["total_steps"], envs=cfg["n_envs"],
+                      seed=cfg["seed"], device=cfg["device"].split(":")[0],
+                      checkpoint_every=every if isinstance(every, int) else None)
     if not isinstance(data["scenario"].get("text"), str):
         raise UserError(f"{path}: an incomplete marl-tui checkpoint (scenario text missing)")
     if not isinstance(data["trainer"].get("env_steps"), int):
         raise UserError(f"{path}: an incomplete marl-tui checkpoint (trainer.env_steps missing)")
+    bad = first_non_finite(data["algorithm"])
+    if bad is not None:  # save_checkpoint never writes one: the file was damaged or made so
+        raise UserError(f"{path}: its algorithm.{bad} holds NaN/inf, which marl-tui never saves; the checkpoint "
+                        "is damaged: use a step-*.pt beside it")
     return data
 
 

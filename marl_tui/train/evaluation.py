@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 
 from marl_tui.algos.base import Algorithm
-from marl_tui.envs.base import BatchedEnv
+from marl_tui.config import Scenario
+from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, make_env
 from marl_tui.train.loop import Loop
 
 # Seed offsets of the envs greedy play uses, so they never replay the training env's stream.
@@ -30,15 +32,77 @@ def acting_on(algo: Algorithm, env: BatchedEnv) -> Iterator[None]:
         algo.env = saved  # type: ignore[attr-defined]
 
 
-def evaluate(algo: Algorithm, env: BatchedEnv, episodes: int) -> dict[str, float]:
-    """The scenario's KPIs, averaged over `episodes` greedy episodes of every copy, and team return."""
+# The final evaluation of a run is bounded by its training budget: at most
+# max(EVALUATION_FLOOR, EVALUATION_SHARE x the training's batched steps) batched steps, so an
+# episode of 100,000 steps after 2,000 training steps does not evaluate for minutes.
+EVALUATION_FLOOR = 1_000
+EVALUATION_SHARE = 0.25
+FINAL_EPISODES = 4  # episodes a run's final evaluation asks for (each over every copy)
+
+
+def evaluation_cap(total_steps: int, copies: int) -> int:
+    """The most batched steps evaluating a run of `total_steps` env steps over `copies` may take."""
+    return max(EVALUATION_FLOOR, int(EVALUATION_SHARE * total_steps / max(copies, 1)))
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What greedy play will do: `episodes` whole episodes, or (partial) the first `steps` steps
+    of one episode when a single episode is longer than the cap."""
+
+    episodes: int
+    steps: int  # batched steps
+    asked: int  # episodes asked for
+
+    @property
+    def partial(self) -> bool:
+        return self.episodes == 0
+
+    def describe(self, copies: int) -> str:
+        if self.partial:
+            return (f"the first {self.steps:,} steps of one episode x {copies:,} copies (an episode is "
+                    "longer than the evaluation's bound)")
+        fewer = f" (of {self.asked:,} asked: the evaluation's bound)" if self.episodes < self.asked else ""
+        return f"{self.episodes:,} episodes{fewer} x {copies:,} copies, {self.steps:,} steps"
+
+
+def plan_evaluation(episodes: int, episode_length: int, cap: int) -> EvaluationPlan:
+    """As many of `episodes` whole episodes as fit in `cap` batched steps, else part of one."""
+    whole = min(episodes, cap // episode_length)
+    if whole == 0:
+        return EvaluationPlan(0, min(cap, episode_length), episodes)
+    return EvaluationPlan(whole, whole * episode_length, episodes)
+
+
+def evaluate(algo: Algorithm, env: BatchedEnv, episodes: int,
+             plan: EvaluationPlan | None = None, on_step: Callable[[int], None] | None = None,
+             stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
+    """The scenario's KPIs, averaged over `episodes` greedy episodes of every copy, and team return.
+
+    plan: a bounded evaluation (plan_evaluation): its episodes, or KPIs over the first steps of
+    one episode. on_step(steps done) after each batched step; stop() checked before each: True
+    ends the evaluation with None."""
+    plan = plan or EvaluationPlan(episodes, episodes * env.spec.episode_length, episodes)
     loop = Loop(env, algo, seed=None, learn=False)  # the env as built: its own seed
     ends = []
     with acting_on(algo, env), torch.no_grad():
-        while len(ends) < episodes:
+        while loop.step_count < plan.steps:
+            if stop is not None and stop():
+                return None
             _, ended = loop.step()
             if ended is not None:
                 ends.append(ended)
-    kpis = {k: sum(e.kpis[k] for e in ends) / episodes for k in ends[0].kpis}
-    kpis["team_return"] = sum(e.team_return for e in ends) / episodes
+            if on_step is not None:
+                on_step(loop.step_count)
+    if plan.partial:  # the episode so far, its KPIs averaged over the steps taken
+        ends = [loop.account.close(0, 0)]
+    kpis = {k: sum(e.kpis[k] for e in ends) / len(ends) for k in ends[0].kpis}
+    kpis["team_return"] = sum(e.team_return for e in ends) / len(ends)
     return kpis
+
+
+def evaluation_env(like: BatchedEnv, scenario: Scenario, seed: int, device: torch.device) -> BatchedEnv:
+    """The env Run.evaluate plays on: like the run's env `like` (its copies, discretised if it
+    is), with a seed of its own (`seed` is the run's)."""
+    env = make_env(scenario, n_envs=like.n_envs, seed=seed + EVALUATION_SEED_OFFSET, device=device)
+    return DiscretisedEnv(env) if isinstance(like, DiscretisedEnv) else env

@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from marl_tui.errors import UserError
 from marl_tui.train.rundir import atomic_write_bytes
 
 
@@ -36,6 +37,25 @@ def _csv_line(values: list[str]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf).writerow(values)
     return buf.getvalue().encode()
+
+
+def _read_existing(path: Path) -> tuple[list[str], int]:
+    """(header, data rows) of a metrics.csv already in a run directory; UserError when it is not
+    one marl-tui wrote (binary, not UTF-8, not CSV), before anything is written over it."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+        if "\0" in text:
+            raise ValueError("it holds NUL bytes")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader)
+        rows = sum(1 for _ in reader)
+    except (UnicodeDecodeError, ValueError, csv.Error) as exc:
+        raise UserError(f"{path}: not a metrics.csv marl-tui wrote ({str(exc)[:80]}); move it aside "
+                        "and try again (a new one starts at the checkpoint's step)") from None
+    if not header or header[0] != "env_steps":
+        raise UserError(f"{path}: not a metrics.csv marl-tui wrote (its first column is not "
+                        "env_steps); move it aside and try again")
+    return header, rows
 
 
 def tensorboard_available() -> bool:
@@ -58,10 +78,7 @@ class MetricsWriter:
         self._tb_purge_step: int | None = None
         self._tb_failed = False
         if path is not None and path.exists() and path.stat().st_size > 0:
-            with path.open(newline="") as f:  # an existing file: keep its columns
-                reader = csv.reader(f)
-                self.header = next(reader)
-                self.rows = sum(1 for _ in reader)
+            self.header, self.rows = _read_existing(path)  # an existing file: keep its columns
 
     # ------------------------------------------------------------------ writing
     def add(self, row: dict[str, Any], metric_keys: list[str] | None) -> None:

@@ -9,6 +9,7 @@ owns what a reader does with one:
     trainer_from_checkpoint         both at once
     check_compatible                refuse another algorithm, scenario or number of copies
     check_belongs                   refuse a checkpoint copied into another run's folder
+    steps_in_config_file            the budget an edited config.toml asks for (other edits refused)
     load_checkpoint_into            `run --load`: a checkpoint into a trainer built for it
 """
 
@@ -23,6 +24,7 @@ import torch
 
 from marl_tui.config import Scenario
 from marl_tui.errors import UserError
+from marl_tui.train.budget import check_budget, gib
 from marl_tui.train.build import build_run
 from marl_tui.train.checkpoint import (
     find_checkpoint,
@@ -35,8 +37,9 @@ from marl_tui.train.controls import Controls
 from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig
 
-# What a state_dict that does not fit raises while loading.
-_LOAD_ERRORS = (KeyError, RuntimeError, ValueError, TypeError, IndexError, AttributeError)
+# Besides what the estimate counts, a checkpoint holds histories, metrics rows and generator
+# states: a few megabytes at most.
+SLACK_BYTES = 64 << 20
 
 
 def run_config_from(ckpt: dict[str, Any], path: Path, *, out_dir: Path | None,
@@ -61,12 +64,21 @@ def run_config_from(ckpt: dict[str, Any], path: Path, *, out_dir: Path | None,
         if device == "cuda" and not torch.cuda.is_available():
             raise UserError(f"{path}: this run trained on {saved_device}, and no CUDA GPU is visible "
                             "here; add --device cpu to continue on the CPU")
-    return RunConfig(
+    config = RunConfig(
         scenario=scenario_of(ckpt, path), algo=algo,
         steps=int(cfg["total_steps"]) if steps is None else steps,
         seed=int(cfg["seed"]), n_envs=int(cfg["n_envs"]), device=device,
         overrides=overrides, out_dir=out_dir, checkpoint_every=cfg.get("checkpoint_every"),
     )
+    # Before anything is built from it: the stored settings fit this machine, and the file holds
+    # no more than a run of those settings could have written.
+    needs = check_budget(config, origin=str(path))
+    implied = sum(n.bytes for n in needs) + SLACK_BYTES
+    held = path.stat().st_size
+    if held > implied:
+        raise UserError(f"{path}: refused: it holds {gib(held)}, and a run of its stored settings "
+                        f"writes at most about {gib(implied)}; it was not written by marl-tui")
+    return config
 
 
 def _does_not_fit(trainer: Run, ckpt: dict[str, Any], path: Path, exc: BaseException) -> UserError:
@@ -86,7 +98,7 @@ def load_algorithm(trainer: Run, ckpt: dict[str, Any], path: Path) -> None:
     does not fit the trainer."""
     try:
         trainer.algo.load_state_dict(ckpt["algorithm"])
-    except _LOAD_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - a state that does not fit (or is crafted) raises anything
         raise _does_not_fit(trainer, ckpt, path, exc) from None
 
 
@@ -96,11 +108,11 @@ def restore_state(trainer: Run, ckpt: dict[str, Any], path: Path) -> None:
     try:
         trainer.env.set_state(ckpt["env"])
         trainer.load_loop_state(ckpt["trainer"])
-    except _LOAD_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - a state that does not fit (or is crafted) raises anything
         raise _does_not_fit(trainer, ckpt, path, exc) from None
     try:
         set_rng_state(ckpt["rng"])
-    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged state raises
         raise UserError(f"{path}: its random-generator states are damaged ({first_line(exc)})") from None
 
 
@@ -175,6 +187,51 @@ def check_belongs(ckpt: dict[str, Any], ckpt_path: Path, run_dir: Path) -> None:
                 raise UserError(f"{ckpt_path}: belongs to another run: it is a checkpoint of "
                                 f"{ckpt['config']['algo']}, but {config_file} says this run trains {algo}; "
                                 "resume the run it came from")
+
+
+def steps_in_config_file(ckpt: dict[str, Any], run_dir: Path) -> int | None:
+    """The budget RUN_DIR/config.toml asks for, when it differs from the checkpoint's; None when
+    it does not (or there is no file). Resume honours an edited run.steps and refuses any other
+    edit (UserError): the checkpoint holds the exact state, so the file cannot change it, and
+    ignoring an edit only to write over it later would lose it silently."""
+    from marl_tui.config import tomllib
+    from marl_tui.train.rundir import run_config_document
+
+    path = run_dir / "config.toml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read it ({first_line(exc)}); restore it or delete it (the "
+                        "checkpoint holds everything resume needs)") from None
+    try:
+        found = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not valid TOML ({first_line(exc)}); undo the edit, or delete the file "
+                        "(the checkpoint holds everything resume needs)") from None
+    cfg = ckpt["config"]
+    saved = run_config_document(ckpt["scenario"].get("name", ""), cfg["algo"], cfg["seed"],
+                                cfg["total_steps"], cfg["n_envs"], cfg["device"], cfg["hyperparameters"])
+    for section in sorted(set(saved) | set(found)):
+        mine, theirs = saved.get(section), found.get(section)
+        if not isinstance(mine, dict) or not isinstance(theirs, dict):
+            raise UserError(f"{path}: [{section}] was edited; resume continues the run as its checkpoint "
+                            "saved it: undo the edit (only run.steps may change)")
+        for key in sorted(set(mine) | set(theirs)):
+            if section == "run" and key == "steps":
+                continue
+            if mine.get(key) != theirs.get(key):
+                raise UserError(
+                    f"{path}: {section}.{key} = {theirs.get(key)!r} was edited (the run has "
+                    f"{mine.get(key)!r}); resume continues the run exactly as its checkpoint saved it "
+                    "and honours only run.steps: undo the edit, or start a new run with `marl-tui train`")
+    steps = found["run"].get("steps")
+    if steps == cfg["total_steps"]:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise UserError(f"{path}: run.steps = {steps!r}: give a whole number of env steps")
+    return steps
 
 
 def load_checkpoint_into(trainer: Run, path: Path) -> dict[str, Any]:

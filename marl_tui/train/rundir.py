@@ -22,19 +22,42 @@ def default_run_dir(scenario: str, algo: str, seed: int) -> Path:
     return Path("runs") / f"{scenario}-{algo}-s{seed}-{stamp}"
 
 
+# What a run directory holds before its first checkpoint: a start-up that was stopped (or
+# killed) there left nothing worth keeping, and the same --out may start the run again.
+_START_UP_FILES = {"scenario.toml", "config.toml", "checkpoints", ".lock",
+                   ".scenario.toml.tmp", ".config.toml.tmp"}
+
+
+def _never_started(path: Path) -> bool:
+    names = {p.name for p in path.iterdir()}
+    checkpoints = path / "checkpoints"
+    return names <= _START_UP_FILES and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
+
+
+def check_new(path: Path) -> None:
+    """Refuse (UserError) a run directory that cannot be a new run's: a file, a folder holding
+    another run, or a path the file system cannot take. Creates nothing."""
+    try:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--out {path}: a file with that name exists; choose another --out")
+        if path.is_dir() and any(path.iterdir()) and not _never_started(path):
+            raise UserError(
+                f"--out {path}: that folder already holds files; choose another --out "
+                f"(or continue a run with `marl-tui resume {path}`)"
+            )
+    except OSError as exc:  # a name beyond the file system's limit, no permission
+        raise UserError(f"run directory {path}: cannot use it ({exc.strerror}); choose another --out") from None
+
+
 def prepare_new(path: Path) -> Path:
-    """Create a fresh run directory; never write over an existing run."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--out {path}: a file with that name exists; choose another --out")
-    if path.is_dir() and any(path.iterdir()):
-        raise UserError(
-            f"--out {path}: that folder already holds files; choose another --out "
-            f"(or continue a run with `marl-tui resume {path}`)"
-        )
+    """Create a fresh run directory; never write over an existing run. A folder left by a
+    start-up that never reached its first checkpoint is reused."""
+    check_new(path)
     try:
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {path}: cannot create it ({exc.strerror}); choose another --out") from None
+    except OSError as exc:  # no permission, a full disk
+        raise UserError(f"run directory {path}: cannot create it ({exc.strerror}); choose another "
+                        "--out") from None
     return path
 
 
@@ -96,19 +119,26 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_bytes(path, (json.dumps(_json_safe(data), indent=2) + "\n").encode())
 
 
+def run_config_document(scenario: str, algo: str, seed: int, steps: int, envs: int, device: str,
+                        hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """config.toml's content. TOML has no null: a None (a default left to the algorithm) is left out."""
+    return {"run": {"scenario": scenario, "algo": algo, "seed": seed, "steps": steps, "envs": envs,
+                    "device": device},
+            "hyperparameters": {k: v for k, v in hyperparameters.items() if v is not None}}
+
+
 def write_run_config(trainer: Any, run_dir: Path) -> None:
     """config.toml: how this run was started (or, after `resume --steps`, goes on), readable
-    and reusable. TOML has no null: a None (a default left to the algorithm) is left out."""
+    and reusable."""
     import dataclasses
 
     import tomli_w
 
-    run = {"scenario": trainer.scenario.name, "algo": trainer.run_config.algo, "seed": trainer.seed,
-           "steps": trainer.total_steps, "envs": trainer.env.n_envs, "device": str(trainer.device)}
-    hp = dataclasses.asdict(trainer.hp)
-    doc = {"run": run, "hyperparameters": {k: v for k, v in hp.items() if v is not None}}
+    doc = run_config_document(trainer.scenario.name, trainer.run_config.algo, trainer.seed,
+                              trainer.total_steps, trainer.env.n_envs, str(trainer.device),
+                              dataclasses.asdict(trainer.hp))
     header = ("# How this run was started. Checkpoints hold the exact state; `marl-tui resume`\n"
-              "# checks that they match this file.\n")
+              "# refuses edits to this file, except to run.steps (the total budget it trains to).\n")
     atomic_write_bytes(run_dir / "config.toml", (header + tomli_w.dumps(doc)).encode())
 
 
@@ -151,11 +181,15 @@ def lock_run_dir(path: Path) -> RunLock:
 
 
 def init_run_dir(trainer: Any, run_dir: Path) -> Path:
-    """Make a fresh run directory for a Run: the scenario file as given and config.toml."""
+    """Make a fresh run directory for a Run: the scenario file as given and config.toml (under
+    the directory's lock, so two starts into one --out cannot interleave)."""
+    prepare_new(run_dir)
+    lock = lock_run_dir(run_dir)
     try:
-        prepare_new(run_dir)
         atomic_write_bytes(run_dir / "scenario.toml", trainer.run_config.scenario.text.encode("utf-8"))
         write_run_config(trainer, run_dir)
     except OSError as exc:  # disk full, a read-only or unreadable folder
         raise UserError(f"--out {run_dir}: cannot write ({exc.strerror or exc}); choose another --out") from None
+    finally:
+        lock.close()
     return run_dir
