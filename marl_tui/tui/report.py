@@ -16,19 +16,18 @@ from marl_tui.train.rundir import atomic_write_bytes
 from marl_tui.train.stats import Stats
 
 if TYPE_CHECKING:
-    from marl_tui.tui.screens.dashboard import DashboardScreen
+    from textual.app import App
+
+    from marl_tui.stream.frames import Frame, Ready
+    from marl_tui.tui.session import RunRequest
 
 
-def write_report(screen: DashboardScreen) -> Path:
-    """Write report.md and report-step-N.svg into the run directory; returns report.md."""
-    session, frame = screen.session, screen.frame
-    run_dir, ready = session.run_dir, session.source.ready if session.source else None
-    if run_dir is None or frame is None or ready is None:
-        raise OSError("no run directory or no step on screen yet")
-    request = session.request
+def write_report(app: App, run_dir: Path, request: RunRequest, frame: Frame, ready: Ready,
+                 team_history: tuple[tuple[float, ...], tuple[float, ...]]) -> Path:
+    """Write report.md and report-step-N.svg (the screen) into run_dir; returns report.md."""
     step = frame.scene.step
     svg = f"report-step-{step}.svg"
-    screen.app.save_screenshot(svg, str(run_dir))
+    app.save_screenshot(svg, str(run_dir))
     oracle = ready.oracle
     view = "greedy view (no exploration)" if frame.greedy else "training"
     learned = dict(frame.stats.kpis)
@@ -48,8 +47,7 @@ def write_report(screen: DashboardScreen) -> Path:
         *kpi_rows(learned, oracle.kpis | {"team_return": oracle.team_return}),
         "```",
     ]
-    chart = team_return_chart(Stats(status="report", team_history=screen.charts.team.snapshot()),
-                              oracle.team_return)
+    chart = team_return_chart(Stats(status="report", team_history=team_history), oracle.team_return)
     if chart:
         lines += ["", "## Team return per episode", "", "```", chart, "```"]
     lines += ["", "## The screen", "", f"![the dashboard at step {step:,}]({svg})", ""]

@@ -356,8 +356,10 @@ class DashboardScreen(Screen[None]):
     def action_report(self) -> None:
         from marl_tui.tui.report import write_report
 
+        s = self.session
         try:
-            path = write_report(self)
+            path = write_report(self.app, s.run_dir, s.request, self.frame, s.source.ready,
+                                self.charts.team.snapshot())
         except OSError as exc:
             self.notify(f"report not written: {exc.strerror or exc}", severity="error")
             return
