@@ -10,6 +10,8 @@ dashboard opens over the lesson, and its why panel shows the same equations live
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -20,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from marl_tui.learn.lesson import Lesson, Step
+from marl_tui.tui import app as app_module
 from marl_tui.tui.app import MarlApp, freeze_imports
 
 
@@ -127,6 +130,8 @@ class LessonScreen(Screen[None]):
 class LessonApp(MarlApp):
     """MarlApp opened on a lesson instead of the picker (its dashboard, quit and runs as usual)."""
 
+    CSS_PATH = str(Path(app_module.__file__).with_name(MarlApp.CSS_PATH))  # MarlApp's stylesheet
+
     def __init__(self, lesson: Lesson, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.lesson = lesson
@@ -136,6 +141,13 @@ class LessonApp(MarlApp):
         event.prevent_default()
         self.push_screen(LessonScreen(self.lesson))
         freeze_imports()
+
+    def run_and_wait(self) -> None:
+        """Run the app; then give a run started from the lesson time to save (as launch_app)."""
+        self.run()
+        for session in self.all_sessions:
+            session.wait_stopped(timeout=30.0)
+            session.discard_unused_dir()
 
 
 def lesson_app(lesson: Lesson, **kwargs: object) -> LessonApp:
