@@ -7,7 +7,7 @@ length, the oracle's team return) and returns a typed Finding or None:
 
     loss_rising    the critic's / value loss keeps rising: a critic chasing a moving target
     plateau        the score has not improved over a window, far from the oracle
-    oscillation    the policy's price / order / return swings back and forth
+    oscillation    the policy's mean price / order swings back and forth
     exploration    entropy (MAPPO) or epsilon / noise (QMIX / MADDPG) collapsed, far from the oracle
     overfitting    greedy play scores far below training (when a greedy return is known)
     divergence     |Q| or |V| far above max|r| / (1 - gamma), or a loss far above its square
@@ -38,9 +38,8 @@ WINDOW = 10  # rows (finished episodes) per window
 LOSS_GROWTH = 3.0  # loss_rising: the last window's mean over the lowest earlier window's mean
 PLATEAU_PROGRESS = 0.02  # plateau: less than this share of the initial gap closed in 2 windows...
 PLATEAU_GAP = 0.3  # ...while at least this share of the initial gap remains
-OSCILLATION_AUTOCORR = -0.4  # oscillation: lag-1 autocorrelation of the detrended series below...
-OSCILLATION_FLIPS = 0.7  # ...and at least this share of consecutive moves reversing...
-OSCILLATION_SWING = 0.05  # ...by more than this share of the series' level
+OSCILLATION_FLIPS = 0.5  # oscillation: at least this share of the moves reverse the one before...
+OSCILLATION_SWING = 0.1  # ...by more than this share of the action's range, on average
 ENTROPY_DROP = 1.5  # exploration (continuous MAPPO): entropy fell by this many nats...
 ENTROPY_SHARE = 0.1  # ...(discrete MAPPO): to this share of its first value
 EXPLORATION_FLOOR = 0.01  # QMIX epsilon / MADDPG noise at or below this counts as none
@@ -109,6 +108,7 @@ class Facts(msgspec.Struct, frozen=True, kw_only=True):
     gamma: float  # 0 for baselines
     reward_scale: float
     continuous: bool  # the algorithm acts on continuous actions
+    action_range: float = 0.0  # high − low of the scenario's action (price, order); 0: none
     oracle_team_return: float | None = None  # per episode
     oracle_kpis: dict[str, float] = {}  # the scenario's KPIs under the oracle (pricing: Nash)
 
@@ -233,40 +233,31 @@ def plateau(rows: Sequence[Row], facts: Facts) -> Finding | None:
                    advice=_advice("plateau", facts), env_step=learn[-1].env_steps)
 
 
-def _detrended(xs: list[float]) -> list[float]:
-    n = len(xs)
-    mx, my = (n - 1) / 2, statistics.fmean(xs)
-    sxx = sum((k - mx) ** 2 for k in range(n))
-    slope = sum((k - mx) * (x - my) for k, x in enumerate(xs)) / sxx
-    return [x - my - slope * (k - mx) for k, x in enumerate(xs)]
-
-
 def oscillation(rows: Sequence[Row], facts: Facts) -> Finding | None:
+    """The policy's action (mean price, mean order) swings back and forth: moves that matter
+    (over 1% of the action's range) reverse often, and are large (a tenth of the range, on
+    average)."""
+    key = ACTION_COLUMN.get(facts.kind)
     learn = _learning(rows)
-    if len(learn) < 2 * WINDOW:
+    if key is None or facts.action_range <= 0 or len(learn) < 2 * WINDOW:
         return None
     tail = learn[-2 * WINDOW:]
-    for key in (ACTION_COLUMN.get(facts.kind), "team_return"):
-        if key is None:
-            continue
-        xs = [r.team_return for r in tail] if key == "team_return" else _series(tail, key)
-        if len(_finite(xs)) < len(xs):
-            continue
-        steps = [b - a for a, b in zip(xs, xs[1:], strict=False)]
-        flips = sum(a * b < 0 for a, b in zip(steps, steps[1:], strict=False)) / (len(steps) - 1)
-        d = _detrended(xs)
-        var = sum(x * x for x in d)
-        autocorr = sum(a * b for a, b in zip(d, d[1:], strict=False)) / var if var > 0 else 0.0
-        level = statistics.fmean(abs(x) for x in xs)
-        swing = statistics.fmean(abs(s) for s in steps)
-        if (autocorr < OSCILLATION_AUTOCORR and flips >= OSCILLATION_FLIPS
-                and swing > OSCILLATION_SWING * level):
-            return Finding(code="oscillation", symptom=f"{key.replace('_', ' ')} oscillates",
-                           evidence=f"{100 * flips:.0f}% of consecutive episodes reverse the last move, "
-                                    f"by {swing:.4g} on average (level {level:.4g}); lag-1 "
-                                    f"autocorrelation {autocorr:.2f}",
-                           advice=_advice("oscillation", facts), env_step=tail[-1].env_steps)
-    return None
+    xs = _series(tail, key)
+    if len(_finite(xs)) < len(xs):
+        return None
+    span = facts.action_range
+    moves = [b - a for a, b in zip(xs, xs[1:], strict=False) if abs(b - a) > 0.01 * span]
+    if len(moves) < WINDOW:
+        return None
+    flips = sum(a * b < 0 for a, b in zip(moves, moves[1:], strict=False)) / (len(moves) - 1)
+    swing = statistics.fmean(abs(m) for m in moves)
+    if flips < OSCILLATION_FLIPS or swing <= OSCILLATION_SWING * span:
+        return None
+    return Finding(code="oscillation", symptom=f"{key.replace('_', ' ')} oscillates",
+                   evidence=f"over the last {2 * WINDOW} episodes {100 * flips:.0f}% of its moves reverse "
+                            f"the one before, by {swing:.4g} on average ({100 * swing / span:.0f}% of "
+                            f"the range {span:g})",
+                   advice=_advice("oscillation", facts), env_step=tail[-1].env_steps)
 
 
 def exploration(rows: Sequence[Row], facts: Facts) -> Finding | None:
@@ -363,7 +354,11 @@ def diagnose(rows: Sequence[Row], facts: Facts, greedy_return: float | None = No
 
 def facts_of_run(run: Run) -> Facts:
     spec = run.env.spec
+    space, levels = spec.action_space, spec.action_levels
+    span = space.high - space.low if space.kind == "continuous" else \
+        (max(levels) - min(levels) if levels else 0.0)
     return Facts(algo=run.run_config.algo, kind=run.scenario.kind, n_agents=spec.n_agents,
+                 action_range=float(span),
                  episode_length=spec.episode_length, gamma=float(getattr(run.hp, "gamma", 0.0)),
                  reward_scale=spec.reward_scale, continuous=spec.action_space.kind == "continuous",
                  oracle_team_return=run.oracle.team_return, oracle_kpis=dict(run.oracle.kpis))
@@ -479,7 +474,11 @@ def diagnose_run_dir(run_dir: Path) -> Diagnosis:
             summary = {}
     greedy = summary.get("kpis", {}).get("team_return")
     oracle = summary.get("oracle_team_return")
+    m = sc.model
+    span = {"pricing": lambda: m.price_max - m.price_min, "warehouse": lambda: m.max_order}.get(
+        sc.kind, lambda: 0.0)()
     facts = Facts(algo=algo, kind=sc.kind, n_agents=sc.agents, episode_length=sc.episode_length,
+                  action_range=float(span),
                   gamma=gamma, reward_scale=float(getattr(sc.model, "reward_scale", 1.0)),
                   continuous=sc.kind != "fulfillment" and algo != "qmix",
                   oracle_team_return=float(oracle) if oracle is not None else None,
