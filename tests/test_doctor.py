@@ -83,14 +83,25 @@ def test_overfitting_when_greedy_play_is_far_worse() -> None:
 QUIET_BUDGET = {"maddpg": 14_000, "mappo": 40_000, "qmix": 14_000}
 
 
+# fulfillment-strict is the hard preset by design: "exactly one accepts" with each store seeing only
+# itself is outside what these learners can solve (REFERENCE §4: no decentralised policy beats ≈ 0.39),
+# so the doctor rightly finds them stuck there (test below), and it is left out of the quiet runs.
+HEALTHY = [name for name in bundled_names() if name != "fulfillment-strict"]
+
+
 @pytest.mark.parametrize("algo", ["maddpg", "mappo", "qmix"])
-@pytest.mark.parametrize("scenario", bundled_names())
+@pytest.mark.parametrize("scenario", HEALTHY)
 def test_quiet_on_default_runs(scenario: str, algo: str) -> None:
     # Short seeded runs with the defaults (16 copies; MADDPG/QMIX with a shorter warm-up and one
     # gradient step per step, so that the test fits in seconds).
     fast = {} if algo == "mappo" else {"learning_starts": 1000, "updates_per_step": 1}
     doctor, _ = run_with_doctor(scenario, algo, QUIET_BUDGET[algo], 16, **fast)
     assert doctor.findings == (), [f.line() for f in doctor.findings]
+
+
+def test_the_hard_preset_is_diagnosed_as_stuck() -> None:
+    doctor, _ = run_with_doctor("fulfillment-strict", "mappo", 40_000, 16)
+    assert codes(doctor) & {"exploration", "plateau"}
 
 
 def test_doctor_cli_on_a_run_directory(tmp_path: Path, cli: Callable[..., tuple[int, str, str]]) -> None:

@@ -60,6 +60,11 @@ ENTRIES: tuple[Entry, ...] = (
        The stores' mean profit per day, r_i = (p_i − c)·D_i, in money (the headline KPI for
        pricing). Learners see it × reward_scale. The pricing panel's column π is this profit
        (see the note on π below).""", "π", "profit"),
+    _e("reward", "reward", "r_i", "why scene", """
+       Agent i's reward for one step: in pricing its profit p_i·D_i (the guide's r_i), in
+       warehouses p·sold − c·order − h·leftover − b·lost, in fulfillment minus the team's cost ÷ N.
+       The why panel shows it × reward_scale (the batch mean); the scene panels in money.""",
+       "r", "r_team"),
     _e("demand", "demand", "D_i", "scene", """
        Units store i sells today: D_i = a − b·p_i + g·Σ_{j≠i} p_j (clipped at 0), or the logit
        market share. Column D on the pricing panel.""", "D"),
