@@ -95,3 +95,22 @@ def test_lookup_search_and_panels() -> None:
 def test_run_notes_explain_the_surprises() -> None:
     assert any("collusive price" in n for n in run_notes("pricing", "qmix"))
     assert any("negative" in n for n in run_notes("warehouse", "mappo"))
+
+
+async def test_glossary_screen_opens_on_a_term_and_searches() -> None:
+    from textual.app import App
+    from textual.widgets import Static
+
+    from marl_tui.tui.screens.glossary import GlossaryScreen
+
+    app = App()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(GlossaryScreen(focus_term="Δ", notes=run_notes("pricing", "qmix")))
+        await pilot.pause()
+        text = str(app.screen.query_one("#glossary-text", Static).render())
+        assert "collusion index" in text and "collusive price" in text
+        await pilot.press(*"entropy")
+        await pilot.pause()
+        assert "policy entropy" in str(app.screen.query_one("#glossary-text", Static).render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, GlossaryScreen)

@@ -187,8 +187,8 @@ def lesson() -> Lesson:
                       f"with r = {e.ratio_new_mean:.4f}: −min({e.ratio_new_mean * e.A_hat:.1f}, "
                       f"0.8 × ({e.A_hat:g})) = {e.L_new_mean:g}"),
              note="mappo.clipped_surrogate_loss, the function MAPPO.update trains with. With the "
-                  "guide's real ratio 0.671 the clip binds: L is still 240, but the clipped term has "
-                  "no gradient — PPO stops pushing this sample once it is 20 % less likely."),
+                  "ratio the guide's numbers really give, 0.671, the clip binds: L is still 240, "
+                  "but the clipped term has no gradient — PPO stops pushing this sample once it is 20 % less likely."),
         Step(title="The direction of the update",
              equation="∂L/∂μ_1 = −Â·∂r/∂μ_1 = −Â·(a_1 − μ_1)/σ²   at r = 1",
              numbers=(f"∂L/∂μ_1 = {e.dL_dmean:+.2f} per unit ordered   (autograd through the real "
