@@ -385,6 +385,41 @@ def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int
              "overrides": cfg.overrides}, ckpt_path)
 
 
+@app.command()
+def learn(
+    name: Annotated[str | None, typer.Argument(help="a lesson (see `marl-tui learn`)")] = None,
+    as_text: Annotated[bool, typer.Option("--print", help="write the lesson as plain text")] = False,
+) -> None:
+    """The study guide's worked examples, computed by marl-tui's own code, one step at a time."""
+    from marl_tui.learn.lesson import check_name, lesson_list, lesson_text, load_lesson
+
+    if name is None:
+        typer.echo(lesson_list())
+        return
+    check_name(name)
+    if as_text:
+        typer.echo(lesson_text(load_lesson(name)), nl=False)
+        return
+    try:
+        _need_terminal(f"marl-tui learn {name}")
+    except UserError as exc:
+        raise UserError(f"{str(exc).split(';')[0]}; without one use `marl-tui learn {name} --print`") from None
+    from marl_tui.tui.screens.lesson import lesson_app
+
+    lesson_app(load_lesson(name)).run_and_wait()
+
+
+@app.command()
+def doctor(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (runs/...)")],
+) -> None:
+    """Look for the study guide's Part 7 pathologies in a run: rising loss, plateau, oscillation,
+    collapsed exploration, overfitting, divergence."""
+    from marl_tui.learn.doctor import diagnose_run_dir, report_text
+
+    typer.echo(report_text(diagnose_run_dir(run_dir)))
+
+
 def main() -> None:
     """Entry point: every UserError becomes one line on stderr and exit code 2."""
     try:
