@@ -400,13 +400,10 @@ def learn(
     if as_text:
         typer.echo(lesson_text(load_lesson(name)), nl=False)
         return
-    try:
-        _need_terminal(f"marl-tui learn {name}")
-    except UserError as exc:
-        raise UserError(f"{str(exc).split(';')[0]}; without one use `marl-tui learn {name} --print`") from None
-    from marl_tui.tui.screens.lesson import lesson_app
+    require_terminal(f"marl-tui learn {name}", instead=f"`marl-tui learn {name} --print`")
+    from marl_tui.tui.launch import launch_lesson
 
-    lesson_app(load_lesson(name)).run_and_wait()
+    launch_lesson(load_lesson(name))
 
 
 @app.command()

@@ -12,7 +12,8 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from marl_tui.learn import maddpg_pricing, mappo_warehouse, qmix_fulfillment
 from marl_tui.learn.lesson import LESSONS, lesson_text, load_lesson
-from marl_tui.tui.screens.lesson import LessonApp, LessonScreen
+from marl_tui.tui.app import MarlApp
+from marl_tui.tui.screens.lesson import LessonScreen
 from marl_tui.tui.session import no_run_dir
 
 
@@ -77,7 +78,7 @@ def test_cli_lists_prints_and_refuses(cli: Callable[..., tuple[int, str, str]]) 
 
 async def test_lesson_screen_keys_and_watch(tmp_path: Path) -> None:
     lesson = load_lesson("qmix-fulfillment")
-    app = LessonApp(lesson, run_dir=no_run_dir, start_paused=True)
+    app = MarlApp(first_screen=LessonScreen(lesson), run_dir=no_run_dir, start_paused=True)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, LessonScreen) and screen.index == 0
@@ -106,5 +107,5 @@ def test_lesson_screen_snapshot(size: tuple[int, int], snap_compare: Any) -> Non
     async def run_before(pilot: Any) -> None:
         await pilot.press("right", "right")
 
-    app = LessonApp(load_lesson("maddpg-pricing"), run_dir=no_run_dir)
+    app = MarlApp(first_screen=LessonScreen(load_lesson("maddpg-pricing")), run_dir=no_run_dir)
     assert snap_compare(app, terminal_size=size, run_before=run_before)

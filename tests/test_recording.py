@@ -279,7 +279,8 @@ def test_watch_headless_scores_the_greedy_policy(tmp_path: Path) -> None:
 
 async def test_replay_moves_between_checkpoints_and_plays_their_episode(tmp_path: Path) -> None:
     trained(tmp_path / "run", algo="mappo", steps=8 * 300)
-    app = MarlApp(replay=open_recording(tmp_path / "run"))
+    recording = open_recording(tmp_path / "run")
+    app = MarlApp(first_screen=ReplayScreen(recording.source, recording.scenario))
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
         assert isinstance(screen, ReplayScreen)

@@ -23,7 +23,7 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
     with StopOnSignal(o) as signals:
         from marl_tui.train.build import build_run
         from marl_tui.train.checkpoint import env_steps_of, find_checkpoint, read_checkpoint
-        from marl_tui.train.evaluation import evaluate, evaluation_cap, evaluation_env, plan_evaluation
+        from marl_tui.train.evaluation import evaluation_cap, plan_evaluation
         from marl_tui.train.resume import load_algorithm, run_config_from
 
         if episodes <= 0:
@@ -39,10 +39,8 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
         signals.phase = "evaluation"
         progress = EvaluationProgress(o, plan.steps, jsonl=False)
         started = time.monotonic()
-        env = evaluation_env(trainer.env, trainer.scenario, trainer.seed, trainer.device)
         try:
-            evaluation = evaluate(trainer.algo, env, plan.episodes, plan=plan, on_step=progress.tick,
-                                  stop=signals.stopped)
+            evaluation = trainer.evaluate(plan.episodes, plan=plan, on_step=progress.tick, stop=signals.stopped)
         finally:
             progress.close()
         wall = time.monotonic() - started

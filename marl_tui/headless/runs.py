@@ -247,13 +247,7 @@ def _ended_by_stop(trainer: Run, run_dir: Path, o: Out, jsonl: bool, stats: Stat
 def _evaluate(trainer: Run, o: Out, jsonl: bool, signals: StopOnSignal) -> dict[str, float] | None:
     """The final greedy evaluation as a phase: bounded by the training budget, with progress,
     stopped by a signal like training (None then)."""
-    from marl_tui.train.evaluation import (
-        FINAL_EPISODES,
-        evaluate,
-        evaluation_cap,
-        evaluation_env,
-        plan_evaluation,
-    )
+    from marl_tui.train.evaluation import FINAL_EPISODES, evaluation_cap, plan_evaluation
 
     signals.phase = "evaluation"
     copies = trainer.env.n_envs
@@ -263,10 +257,8 @@ def _evaluate(trainer: Run, o: Out, jsonl: bool, signals: StopOnSignal) -> dict[
     else:
         o.say(f"marl-tui: greedy evaluation: {plan.describe(copies)}")
     progress = EvaluationProgress(o, plan.steps, jsonl)
-    env = evaluation_env(trainer.env, trainer.scenario, trainer.seed, trainer.device)
     try:
-        return evaluate(trainer.algo, env, plan.episodes, plan=plan, on_step=progress.tick,
-                        stop=signals.stopped)
+        return trainer.evaluate(plan.episodes, plan=plan, on_step=progress.tick, stop=signals.stopped)
     finally:
         progress.close()
         if signals.notice:

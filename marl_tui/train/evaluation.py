@@ -9,8 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from marl_tui.algos.base import Algorithm
-from marl_tui.config import Scenario
-from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, make_env
+from marl_tui.envs.base import BatchedEnv
 from marl_tui.train.loop import Loop
 
 # Seed offsets of the envs greedy play uses, so they never replay the training env's stream.
@@ -99,10 +98,3 @@ def evaluate(algo: Algorithm, env: BatchedEnv, episodes: int,
     kpis = {k: sum(e.kpis[k] for e in ends) / len(ends) for k in ends[0].kpis}
     kpis["team_return"] = sum(e.team_return for e in ends) / len(ends)
     return kpis
-
-
-def evaluation_env(like: BatchedEnv, scenario: Scenario, seed: int, device: torch.device) -> BatchedEnv:
-    """The env Run.evaluate plays on: like the run's env `like` (its copies, discretised if it
-    is), with a seed of its own (`seed` is the run's)."""
-    env = make_env(scenario, n_envs=like.n_envs, seed=seed + EVALUATION_SEED_OFFSET, device=device)
-    return DiscretisedEnv(env) if isinstance(like, DiscretisedEnv) else env

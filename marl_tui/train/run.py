@@ -16,7 +16,7 @@ import contextlib
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,14 @@ from marl_tui.algos.registry import make_algorithm, needs_discrete, resolve_hpar
 from marl_tui.envs.base import BatchedEnv, DiscretisedEnv, Oracle, make_env
 from marl_tui.errors import UserError
 from marl_tui.train.controls import Controls
-from marl_tui.train.evaluation import EVALUATION_SEED_OFFSET, GREEDY_VIEW_SEED_OFFSET, acting_on, evaluate
+from marl_tui.train.evaluation import (
+    EVALUATION_SEED_OFFSET,
+    FINAL_EPISODES,
+    GREEDY_VIEW_SEED_OFFSET,
+    EvaluationPlan,
+    acting_on,
+    evaluate,
+)
 from marl_tui.train.loop import EpisodeEnd, Loop, StepOutcome
 from marl_tui.train.metrics import MetricsWriter
 from marl_tui.train.run_config import RunConfig, resolve_device
@@ -341,7 +348,10 @@ class Run:
         thread.start()
         return thread
 
-    def evaluate(self, episodes: int = 4) -> dict[str, float]:
-        """Greedy play on a fresh env (its own seed): the scenario's KPIs and team return."""
-        env = self.make_env(self.run_config.n_envs, self.seed + EVALUATION_SEED_OFFSET)
-        return evaluate(self.algo, env, episodes)
+    def evaluate(self, episodes: int = FINAL_EPISODES, plan: EvaluationPlan | None = None,
+                 on_step: Callable[[int], None] | None = None,
+                 stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
+        """Greedy play on an env of its own seed, as many copies as the run's: the scenario's
+        KPIs and team return (see evaluation.evaluate for plan, on_step and stop)."""
+        env = self.make_env(self.env.n_envs, self.seed + EVALUATION_SEED_OFFSET)
+        return evaluate(self.algo, env, episodes, plan=plan, on_step=on_step, stop=stop)

@@ -20,11 +20,11 @@ from typing import Any
 from textual import events
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 
 from marl_tui.stream.frames import ControlState
 from marl_tui.stream.sources import warm_up
 from marl_tui.train.run import Run
-from marl_tui.tui.recording import Recording
 from marl_tui.tui.session import WATCH_SPEED, RunDirFactory, RunRequest, RunSession, no_run_dir, unique_run_dir
 from marl_tui.tui.terminal import MIN_COLUMNS, MIN_ROWS
 
@@ -49,7 +49,7 @@ class MarlApp(App[None]):
 
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
-                 run_class: type[Run] = Run, replay: Recording | None = None,
+                 run_class: type[Run] = Run, first_screen: Screen | None = None,
                  quit_on_signals: bool = False) -> None:
         super().__init__()
         self.quit_on_signals = quit_on_signals  # SIGTERM/SIGHUP quit like q (launch_app sets it)
@@ -58,7 +58,7 @@ class MarlApp(App[None]):
         self.start_paused = start_paused
         self.run_dir_factory = run_dir
         self.run_class = run_class
-        self.replay = replay  # a recorded run to replay instead of training
+        self.first_screen = first_screen  # a replay or a lesson, instead of the picker
         self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
         warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
@@ -70,10 +70,8 @@ class MarlApp(App[None]):
             for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
                 if sig is not None:
                     loop.add_signal_handler(sig, self._quit_on_signal, sig)
-        if self.replay is not None:
-            from marl_tui.tui.screens.replay import ReplayScreen
-
-            self.push_screen(ReplayScreen(self.replay.source, self.replay.scenario))
+        if self.first_screen is not None:
+            self.push_screen(self.first_screen)
         elif self.request is not None:
             self.start_run(self.request)
         else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from marl_tui.tui.terminal import require_terminal
 
 if TYPE_CHECKING:
+    from marl_tui.learn.lesson import Lesson
     from marl_tui.tui.recording import Recording
 
 
@@ -39,7 +40,7 @@ def validate(scenario: Any, algo: str, steps: int | None, n_envs: int | None, de
 def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None = None,
                seed: int | None = None, n_envs: int | None = None, device: str = "cpu",
                overrides: dict[str, Any] | None = None, fast_exit: bool = True,
-               load: Path | None = None, watch: bool = False) -> None:
+               load: Path | None = None, watch: bool = False, first_screen: Any = None) -> None:
     """Open the picker (no scenario) or the dashboard for one run.
 
     load: a checkpoint the requested run continues from (`run --load`; a restart of that run
@@ -62,7 +63,7 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
                              device=device, overrides=overrides, load=load, watch=watch)
     from marl_tui.tui.app import MarlApp
 
-    app = MarlApp(request=request, device=device, quit_on_signals=True)
+    app = MarlApp(request=request, device=device, quit_on_signals=True, first_screen=first_screen)
     app.run()
     code = app.return_code or 0
     try:
@@ -104,6 +105,14 @@ def launch_app(scenario: Any = None, algo: str | None = None, steps: int | None 
 def launch_replay(recording: Recording) -> None:
     """Open the replay of a recorded run (nothing trains, nothing is written)."""
     require_terminal("marl-tui replay")
-    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.screens.replay import ReplayScreen
 
-    MarlApp(replay=recording).run()
+    launch_app(first_screen=ReplayScreen(recording.source, recording.scenario))
+
+
+def launch_lesson(lesson: Lesson) -> None:
+    """Open a lesson; its last step starts a live run like the picker does."""
+    require_terminal("marl-tui learn")
+    from marl_tui.tui.screens.lesson import LessonScreen
+
+    launch_app(first_screen=LessonScreen(lesson))

@@ -1,7 +1,7 @@
 """A lesson in the app: the guide's worked example one step at a time, then its live run.
 
     LessonScreen(lesson)    # right/n next, left/p back, home/end, enter on the last step: watch
-    lesson_app(lesson)      # `marl-tui learn NAME`: the app opened on a lesson
+    launch_lesson(lesson)   # tui/launch.py, `marl-tui learn NAME`: the app opened on a lesson
 
 Each step shows its equation and the same equation with the numbers marl-tui's code computed
 (learn/lesson.py). Enter on the last step starts the lesson's run (MarlApp.start_run): the
@@ -10,20 +10,16 @@ dashboard opens over the lesson, and its why panel shows the same equations live
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.events import Mount
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from marl_tui.learn.lesson import Lesson, Step
-from marl_tui.tui import app as app_module
-from marl_tui.tui.app import MarlApp, freeze_imports
+from marl_tui.tui.app import MarlApp
 
 
 def step_renderable(step: Step, number: int, total: int, last: bool, watch: str) -> Text:
@@ -125,30 +121,3 @@ class LessonScreen(Screen[None]):
             self.app.pop_screen()
         else:
             self.app.exit()
-
-
-class LessonApp(MarlApp):
-    """MarlApp opened on a lesson instead of the picker (its dashboard, quit and runs as usual)."""
-
-    CSS_PATH = str(Path(app_module.__file__).with_name(MarlApp.CSS_PATH))  # MarlApp's stylesheet
-
-    def __init__(self, lesson: Lesson, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.lesson = lesson
-
-    def on_mount(self, event: Mount) -> None:
-        # Replaces MarlApp.on_mount (which opens the picker or a run): the lesson comes first.
-        event.prevent_default()
-        self.push_screen(LessonScreen(self.lesson))
-        freeze_imports()
-
-    def run_and_wait(self) -> None:
-        """Run the app; then give a run started from the lesson time to save (as launch_app)."""
-        self.run()
-        for session in self.all_sessions:
-            session.wait_stopped(timeout=30.0)
-            session.discard_unused_dir()
-
-
-def lesson_app(lesson: Lesson, **kwargs: object) -> LessonApp:
-    return LessonApp(lesson, **kwargs)
