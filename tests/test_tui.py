@@ -307,11 +307,11 @@ async def test_a_slowed_run_shows_every_step() -> None:
             show(data)
 
         screen.scene.show = watch
-        for _ in range(8):  # max -> 5 steps/s, a step every 0.2 s
+        for _ in range(9):  # max -> 2 steps/s, a step every 0.5 s
             await pilot.press("minus")
-        assert screen.session.controls.speed == 5
+        assert screen.session.controls.speed == 2
         await pilot.press("space")
-        await until(pilot, lambda: len(set(drawn)) >= 9, timeout=10, what="nine steps drawn")
+        await until(pilot, lambda: len(set(drawn)) >= 7, timeout=30, what="seven steps drawn")
         steps = sorted(set(drawn))
         gaps = [b - a for a, b in zip(steps, steps[1:], strict=False)]
         assert gaps.count(1) >= 0.75 * len(gaps), steps  # twice a second would skip most
@@ -345,11 +345,10 @@ async def test_palette_offers_what_the_state_allows() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await started(pilot)
         titles = {t for t, _, _ in RunCommands(screen)._commands()}
-        assert {"Resume training", "Step once", "Quit"} <= titles
+        assert {"Resume training", "Step once", "Glossary"} <= titles  # Quit: the app's own command
         assert "Pause training" not in titles
         await pilot.press("ctrl+p")
-        await pilot.pause(0.2)
-        assert app.screen.has_class("--textual-command-palette")
+        await until(pilot, lambda: app.screen.has_class("--textual-command-palette"), what="the palette")
         await pilot.press("escape")
         await pilot.press("q")
 
@@ -546,17 +545,6 @@ def test_picker_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Pat
         await settled(pilot)
 
     assert snap_compare(MarlApp(run_dir=no_run_dir), terminal_size=size, run_before=run_before)
-
-
-def test_chart_titles_fit_or_drop_whole_parts() -> None:
-    """plotext blanks a title wider than the plot: keep the parts that fit, never none."""
-    from marl_tui.tui.widgets.charts import fit_title
-
-    parts = ["policy_loss -0.000132", "value_loss 0.0193", "entropy 0.787"]
-    assert fit_title(parts, 80) == "policy_loss -0.000132 · value_loss 0.0193 · entropy 0.787"
-    assert fit_title(parts, 45) == "policy_loss -0.000132 · value_loss 0.0193"
-    assert fit_title(parts, 10) == "policy_los"
-    assert fit_title([], 10) == ""
 
 
 def test_plot_lines_match_what_rich_reads_from_plotext() -> None:

@@ -152,6 +152,7 @@ def drive(trainer: Run, run_dir: Path, o: Out, jsonl: bool, signals: StopOnSigna
     started = time.monotonic()
     progress = Progress(o, trainer, jsonl)
     notes_seen = None
+    findings_seen: tuple[str, ...] = ()
     signals.phase = "training"
     thread = trainer.start_thread()
     try:
@@ -162,6 +163,10 @@ def drive(trainer: Run, run_dir: Path, o: Out, jsonl: bool, signals: StopOnSigna
                 o.err(signals.notice)
                 signals.notice = None
             progress.tick()
+            if trainer.findings != findings_seen:
+                findings_seen = trainer.findings
+                for line in findings_seen:
+                    o.err(f"marl-tui: doctor: {line}")
             note = trainer.save_note
             if note != notes_seen:
                 notes_seen = note

@@ -403,6 +403,7 @@ class Doctor(Callback):
         findings = tuple(diagnose(self.rows, self.facts))
         changed = {f.code for f in findings} != {f.code for f in self.findings}
         self.findings = findings
+        run.findings = tuple(f.line() for f in findings)
         if changed and self.on_change is not None:
             self.on_change(findings)
 

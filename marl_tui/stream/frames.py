@@ -82,6 +82,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     steps_per_second: float
     save_note: str | None = None
     error: str | None = None
+    findings: tuple[str, ...] = ()  # the doctor's current findings (learn/doctor.py), a line each
 
 
 class OracleView(msgspec.Struct, frozen=True, kw_only=True):

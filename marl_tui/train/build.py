@@ -1,11 +1,12 @@
-"""build_run: a Run with the callbacks every run has (NaN guard, checkpoints, metrics.csv, and
-with a run directory the flight recorder), plus the ones its entry point adds (the app's live
+"""build_run: a Run with the callbacks every run has (NaN guard, checkpoints, metrics.csv, the
+doctor, and with a run directory the flight recorder), plus the ones its entry point adds (the app's live
 tap). Seeds the global generators first, so the same RunConfig builds the same networks."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from marl_tui.learn.doctor import Doctor
 from marl_tui.train.budget import check_budget
 from marl_tui.train.callbacks.checkpointer import Checkpointer
 from marl_tui.train.callbacks.metrics_csv import MetricsCsv
@@ -24,4 +25,5 @@ def build_run(config: RunConfig, controls: Controls | None = None, extra: Sequen
     # metrics.csv is flushed; the recorder after the checkpointer (a checkpoint's greedy episode
     # follows it); views last, so they see what the others did.
     recorder = [Recorder(config.out_dir)] if config.out_dir is not None else []
-    return run_class(config, controls, callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), *recorder, *extra])
+    return run_class(config, controls,
+                     callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), Doctor(), *recorder, *extra])

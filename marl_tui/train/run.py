@@ -115,6 +115,7 @@ class Run:
         self.status = "starting"
         self.error: str | None = None
         self.save_note: str | None = None  # one line about the last save, for views
+        self.findings: tuple[str, ...] = ()  # what the doctor (learn/doctor.py) finds now, a line each
         self.last_checkpoint: Path | None = None
         self.last_checkpoint_step: int | None = None
         self.elapsed = 0.0  # seconds of training before this session (over every resume)

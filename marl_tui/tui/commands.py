@@ -26,6 +26,7 @@ ACTIONS = [
     ("restart", "Restart run", "same settings, fresh networks, new run directory (r)"),
     ("save", "Save checkpoint", "write a checkpoint into the run directory (s)"),
     ("picker", "Back to the scenario picker", "stops this run (p)"),
+    ("glossary", "Glossary", "what the numbers on the focused panel mean (g)"),
     ("help", "Help", "keys and panels (?)"),
 ]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
@@ -24,7 +25,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
 from marl_tui.stream.frames import Frame, Progress
@@ -73,6 +74,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "restart", "restart", tooltip="restart with the same settings"),
         Binding("s", "save", "save", tooltip="save a checkpoint"),
         Binding("p", "picker", "picker", show=False),
+        Binding("g", "glossary", "glossary", tooltip="what the numbers on the focused panel mean"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit", tooltip="stop training and quit"),
     ]
@@ -94,6 +96,7 @@ class DashboardScreen(Screen[None]):
         self._status_at = 0.0
         self._state = ""
         self._save_note: str | None = None
+        self._findings: tuple[str, ...] = ()
         self._save_asked = False
         self.frames_shown = 0
 
@@ -101,6 +104,7 @@ class DashboardScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
         yield ErrorView(id="error")
+        yield Static(id="doctor")
         with Container(id="body"):
             yield self.scene
             yield WhyPanel(id="why", classes="text-panel")
@@ -199,6 +203,7 @@ class DashboardScreen(Screen[None]):
                 self.notify(note, timeout=4, severity="warning" if "not saved" in note else "information")
         if progress is not None and progress.status == "error":
             self._show_error(progress.error or "unknown error")
+        self._show_findings(progress.findings if progress is not None else ())
         controls = self.session.controls
         if progress is not None and progress.status == "paused" and not controls.paused:
             # The run held still at an episode's end (o): the screen's controls follow it, and
@@ -282,6 +287,20 @@ class DashboardScreen(Screen[None]):
         ))
         self.query_one(LossChart).set_data(LossData(
             series={k: s.snapshot() for k, s in charts.losses.items()}, algo=self.session.request.algo))
+
+    def _show_findings(self, findings: tuple[str, ...]) -> None:
+        """The doctor's banner: the study guide's Part 7 symptoms it sees now, with the advice."""
+        banner = self.query_one("#doctor", Static)
+        if findings == self._findings:
+            return
+        self._findings = findings
+        banner.set_class(bool(findings), "-shown")
+        text = Text()
+        for line in findings:
+            text.append("doctor: ", style="bold yellow")
+            text.append(line + "\n")
+        text.append("g explains the terms; `marl-tui doctor RUN_DIR` checks a finished run", style="dim")
+        banner.update(text)
 
     def _show_error(self, message: str, building: bool = False) -> None:
         self.query_one(ErrorView).show(
@@ -420,6 +439,14 @@ class DashboardScreen(Screen[None]):
     def action_picker(self) -> None:
         self.session.stop(timeout=0)
         self.app.open_picker(self.session.request)  # type: ignore[attr-defined]
+
+    def action_glossary(self) -> None:
+        from marl_tui.learn.glossary import run_notes
+        from marl_tui.tui.screens.glossary import GlossaryScreen
+
+        req = self.session.request
+        panel = self.focused.id if self.focused is not None else None
+        self.app.push_screen(GlossaryScreen(panel=panel, notes=run_notes(req.scenario.kind, req.algo)))
 
     def action_help(self) -> None:
         from marl_tui.tui.screens.help import HelpScreen
