@@ -34,7 +34,7 @@ from marl_tui.tui.widgets.warehouse import WarehousePanel
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def until(pilot: Any, cond: Any, timeout: float = 30.0, what: str = "") -> None:
+async def until(pilot: Any, cond: Any, timeout: float = 90.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -46,7 +46,7 @@ async def until(pilot: Any, cond: Any, timeout: float = 30.0, what: str = "") ->
 def dashboard_app(scenario: str = "pricing", algo: str = "random", paused: bool = True,
                   n_envs: int = 4, **kw: Any) -> MarlApp:
     request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=n_envs,
-                         steps=kw.pop("steps", None))
+                         steps=kw.pop("steps", None), overrides=kw.pop("overrides", {}))
     return MarlApp(request=request, start_paused=paused, run_dir=kw.pop("run_dir", no_run_dir), **kw)
 
 
@@ -488,16 +488,19 @@ def test_the_terminal_check_comes_before_textual_is_imported() -> None:
 SNAP_STEPS = {"pricing": 55, "warehouse": 100, "fulfillment": 45}  # two finished episodes
 
 
-def snapshot_app(scenario: str) -> MarlApp:
-    return dashboard_app(scenario, "random", paused=True, n_envs=4,
+def snapshot_app(scenario: str, algo: str = "random", overrides: dict[str, Any] | None = None) -> MarlApp:
+    return dashboard_app(scenario, algo, paused=True, n_envs=4, overrides=overrides or {},
                          run_dir=lambda r: Path("runs") / f"{r.scenario.name}-{r.algo}-snapshot")
 
 
 async def step_to(pilot: Any, steps: int) -> None:
+    """Paused runs: take `steps` steps, then ask for the frame of the step it stands on."""
     screen = await started(pilot)
-    c = screen.session.controls.state
-    screen.session.controls.change(steps_granted=c.steps_granted + steps, frames_granted=c.frames_granted + 1)
-    await until(pilot, lambda: shown_step(screen) == steps, what=f"{steps} steps")
+    controls, copies = screen.session.controls, screen.session.source.ready.n_envs
+    controls.change(steps_granted=controls.state.steps_granted + steps)
+    await until(pilot, lambda: screen.progress.env_steps == steps * copies, what=f"{steps} steps")
+    controls.grant_frame()
+    await until(pilot, lambda: shown_step(screen) == steps, what=f"the frame of step {steps}")
     await settled(pilot)
 
 
@@ -529,6 +532,26 @@ def test_dashboard_snapshot(scenario: str, size: tuple[int, int], snap_compare: 
         await step_to(pilot, SNAP_STEPS[scenario])
 
     assert snap_compare(snapshot_app(scenario), terminal_size=size, run_before=run_before)
+
+
+# Each learner on its own kind, paused at a known step after its first updates: its why panel
+# filled with its numbers.
+LEARNER_SNAPSHOTS = [("pricing", "maddpg", 300), ("warehouse", "mappo", 200), ("fulfillment", "qmix", 300)]
+EARLY_UPDATES = {"maddpg": {"learning_starts": 400, "batch_size": 64}, "mappo": {"rollout_length": 32},
+                 "qmix": {"learning_starts": 400, "batch_size": 64}}
+
+
+@pytest.mark.parametrize(("scenario", "algo", "steps"), LEARNER_SNAPSHOTS,
+                         ids=[f"{s}-{a}" for s, a, _ in LEARNER_SNAPSHOTS])
+def test_learner_dashboard_snapshot(scenario: str, algo: str, steps: int, snap_compare: Any, tmp_path: Path,
+                                    monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def run_before(pilot: Any) -> None:
+        await step_to(pilot, steps)
+
+    assert snap_compare(snapshot_app(scenario, algo, EARLY_UPDATES[algo]), terminal_size=(120, 40),
+                        run_before=run_before)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
