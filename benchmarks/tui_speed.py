@@ -246,7 +246,7 @@ def app_against_headless(scenario: str, algo: str, n_envs: int, blocks: int,
             out["ui_cpu_share"] = (time.process_time() - ui0) / (time.monotonic() - wall0)
             await pilot.press("q")
 
-    with _Timed(DashboardScreen, "watch_frame") as frame_ms, _Timed(ChartPanel, "draw_plot") as chart_ms:
+    with _Timed(DashboardScreen, "show_frame") as frame_ms, _Timed(ChartPanel, "draw_plot") as chart_ms:
         try:
             asyncio.run(measure())
         finally:

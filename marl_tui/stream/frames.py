@@ -83,6 +83,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     save_note: str | None = None
     error: str | None = None
     findings: tuple[str, ...] = ()  # the doctor's current findings (learn/doctor.py), a line each
+    held: bool = False  # paused by the run itself at an episode's end (pause_each_episode)
 
 
 class OracleView(msgspec.Struct, frozen=True, kw_only=True):

@@ -118,6 +118,10 @@ class Controls:
         return self._state.speed
 
     @property
+    def held(self) -> bool:
+        return self._held
+
+    @property
     def save_due(self) -> bool:
         return self._state.saves_requested > self._saves_done
 

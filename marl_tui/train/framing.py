@@ -132,4 +132,5 @@ def progress(run: Run) -> Progress:
     stats = run.stats
     return Progress(status=status, env_steps=run.env_steps, total_steps=run.total_steps,
                     greedy_steps=run.greedy_steps, steps_per_second=stats.steps_per_second,
-                    save_note=run.save_note, error=run.error, findings=run.findings)
+                    save_note=run.save_note, error=run.error, findings=run.findings,
+                    held=run.controls.held)

@@ -16,7 +16,7 @@ class Checkpointer(Callback):
         self._saved_at: tuple[int, int] | None = None  # (iteration, env steps) of the last save
 
     def on_start(self, run: Run) -> None:
-        every = run.checkpoint_every
+        every = run.checkpoint_every if run.run_config.out_dir is not None else 0  # nowhere to save
         self._next = (run.env_steps // every + 1) * every if every else 0
         if run.last_checkpoint_step == run.env_steps:
             self._saved_at = (run.iteration, run.env_steps)

@@ -205,16 +205,18 @@ class DashboardScreen(Screen[None]):
             self._show_error(progress.error or "unknown error")
         self._show_findings(progress.findings if progress is not None else ())
         controls = self.session.controls
-        if progress is not None and progress.status == "paused" and not controls.paused:
+        if progress is not None and progress.held and not controls.paused:
             # The run held still at an episode's end (o): the screen's controls follow it, and
             # the step it stopped on is asked for.
             controls.change(paused=True, frames_granted=controls.state.frames_granted + 1)
         self._state_changed()
 
     def watch_frame(self, frame: Frame | None) -> None:
+        if frame is not None:
+            self.show_frame(frame)
+
+    def show_frame(self, frame: Frame) -> None:
         """Every panel renders this one frame."""
-        if frame is None:
-            return
         self.frames_shown += 1
         self._frame_at = time.monotonic()
         self._show_status()
