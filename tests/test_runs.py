@@ -21,10 +21,10 @@ from marl_tui.stream.frames import ControlState
 from marl_tui.train import rundir
 from marl_tui.train.build import build_run
 from marl_tui.train.callbacks.checkpointer import Checkpointer
+from marl_tui.train.callbacks.tensorboard import tensorboard_available
 from marl_tui.train.checkpoint import LATEST, find_checkpoint, read_checkpoint, save_checkpoint
 from marl_tui.train.controls import Controls
 from marl_tui.train.faults import TrainingFault
-from marl_tui.train.metrics import tensorboard_available
 from marl_tui.train.resume import load_checkpoint_into, trainer_from_checkpoint
 from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig

@@ -1,6 +1,7 @@
 """build_run: a Run with the callbacks every run has (NaN guard, checkpoints, metrics.csv, the
-doctor, and with a run directory the flight recorder), plus the ones its entry point adds (the app's live
-tap). Seeds the global generators first, so the same RunConfig builds the same networks."""
+doctor; with a run directory the flight recorder, and TensorBoard when installed), plus the
+ones its entry point adds (the app's live tap). Seeds the global generators first, so the same
+RunConfig builds the same networks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from marl_tui.train.callbacks.checkpointer import Checkpointer
 from marl_tui.train.callbacks.metrics_csv import MetricsCsv
 from marl_tui.train.callbacks.nan_guard import NanGuard
 from marl_tui.train.callbacks.recorder import Recorder
+from marl_tui.train.callbacks.tensorboard import TensorBoard, tensorboard_available
 from marl_tui.train.controls import Controls
 from marl_tui.train.run import Callback, Run
 from marl_tui.train.run_config import RunConfig, seed_everything
@@ -24,6 +26,8 @@ def build_run(config: RunConfig, controls: Controls | None = None, extra: Sequen
     # The order matters at the end: the checkpoint (holding metrics rows not yet written) before
     # metrics.csv is flushed; the recorder after the checkpointer (a checkpoint's greedy episode
     # follows it); views last, so they see what the others did.
-    recorder = [Recorder(config.out_dir)] if config.out_dir is not None else []
+    out = config.out_dir
+    files = [] if out is None else [Recorder(out)] + ([TensorBoard(out / "tensorboard")]
+                                                      if tensorboard_available() else [])
     return run_class(config, controls,
-                     callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), Doctor(), *recorder, *extra])
+                     callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), Doctor(), *files, *extra])

@@ -8,15 +8,11 @@ Rows that arrive before then wait in `pending` (and in checkpoints).
 Resuming: a checkpoint records the header, the pending rows and how many rows the
 file held when it was taken; `restore` cuts the file back to exactly those rows, so
 rows written after the checkpoint (and lost with the process) are not written twice.
-
-TensorBoard: when the optional `tensorboard` package is installed, every row also goes
-to event files in RUN_DIR/tensorboard (so `tensorboard --logdir runs/` works). Without
-it nothing happens.
+(TensorBoard is a callback of its own: train/callbacks/tensorboard.py.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -58,25 +54,13 @@ def _read_existing(path: Path) -> tuple[list[str], int]:
     return header, rows
 
 
-def tensorboard_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
-
-
 class MetricsWriter:
-    def __init__(self, path: Path | None, base_columns: list[str],
-                 tensorboard_dir: Path | None = None, kpi_names: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path | None, base_columns: list[str]) -> None:
         self.path = path
         self.base = base_columns
         self.header: list[str] | None = None
         self.pending: list[dict[str, Any]] = []
         self.rows = 0  # data rows in the file
-        self.tensorboard_dir = tensorboard_dir
-        self.kpi_names = set(kpi_names)
-        self._tb: Any = None
-        self._tb_purge_step: int | None = None
-        self._tb_failed = False
         if path is not None and path.exists() and path.stat().st_size > 0:
             self.header, self.rows = _read_existing(path)  # an existing file: keep its columns
 
@@ -94,8 +78,6 @@ class MetricsWriter:
                 return
             self.header = list(self.base)
         if not self.pending:
-            if final:
-                self._close_tensorboard()
             return
         if self.path is not None:
             new = not self.path.exists() or self.path.stat().st_size == 0
@@ -105,10 +87,7 @@ class MetricsWriter:
                 for row in self.pending:
                     f.write(_csv_line([_fmt(row.get(k, "")) for k in self.header]))
             self.rows += len(self.pending)
-        self._to_tensorboard(self.pending)
         self.pending.clear()
-        if final:
-            self._close_tensorboard()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -126,8 +105,6 @@ class MetricsWriter:
         self.header = list(state["header"]) if state["header"] is not None else None
         self.pending = [dict(r) for r in state["pending"]]
         want = int(state["rows"]) if keep_rows and self.header is not None else 0
-        self._tb_purge_step = env_steps + 1  # events past the checkpoint are dropped
-        self._close_tensorboard()
         warning = None
         if self.path is None:
             self.rows = want
@@ -145,48 +122,3 @@ class MetricsWriter:
             atomic_write_bytes(self.path, new)
         self.rows = len(kept)
         return warning
-
-    # ------------------------------------------------------------------ tensorboard
-    def _to_tensorboard(self, rows: list[dict[str, Any]]) -> None:
-        if self.tensorboard_dir is None or self._tb_failed:
-            return
-        if self._tb is None:
-            if not tensorboard_available():
-                self._tb_failed = True
-                return
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.tensorboard_dir), purge_step=self._tb_purge_step)
-                self._tb_purge_step = None
-            except Exception:  # noqa: BLE001 - optional: a broken install must not stop training
-                self._tb_failed = True
-                return
-        for row in rows:
-            step = int(row["env_steps"])
-            for k, v in row.items():
-                if k == "env_steps" or isinstance(v, bool) or not isinstance(v, (int, float)):
-                    continue
-                if isinstance(v, float) and not math.isfinite(v):
-                    continue
-                self._tb.add_scalar(self._tag(k), v, step)
-
-    def _tag(self, key: str) -> str:
-        if key == "team_return":
-            return "return/team"
-        if key.startswith("return_"):
-            return f"return/agent_{key[len('return_'):]}"
-        if key in ("episodes", "updates"):
-            return f"progress/{key}"
-        if key in self.kpi_names:
-            return f"kpi/{key}"
-        return f"train/{key}"
-
-    def _close_tensorboard(self) -> None:
-        if self._tb is not None:
-            with contextlib.suppress(Exception):
-                self._tb.close()
-            self._tb = None
-
-    def close(self) -> None:
-        self._close_tensorboard()

@@ -124,10 +124,7 @@ class Run:
         self._sps = 0.0
         self._stats = Stats(status="starting", total_steps=self.total_steps)
         out = run.out_dir
-        self.metrics_writer = MetricsWriter(
-            out / "metrics.csv" if out else None, self.csv_columns(),
-            tensorboard_dir=out / "tensorboard" if out else None, kpi_names=tuple(self.oracle.kpis),
-        )
+        self.metrics_writer = MetricsWriter(out / "metrics.csv" if out else None, self.csv_columns())
 
     def make_env(self, n_envs: int | None, seed: int) -> BatchedEnv:
         """A copy of this run's env (as its algorithm sees it) with its own copies and seed."""
