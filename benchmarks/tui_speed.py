@@ -14,7 +14,7 @@
    rate / headless rate), and the figure is their geometric mean with a 95 % interval. An
    A/A control, the headless run against a second copy of itself in the same turns, shows
    what the method resolves. Turns do not copy a real run exactly: the screen asks for its
-   next frame half a second after drawing one, by the wall clock, so frames (their explain
+   next frame a second after drawing one, by the wall clock, so frames (their explain
    numbers and trails) fall into the app's half of the time about twice as dense as in a
    real run.
 2. Key-press-to-screen latency inside the app: from sending the key until the status
@@ -413,7 +413,7 @@ def main() -> None:
         "throughput": rows, "latency": lat,
         "notes": "headless = a Run as `marl-tui train` runs it, in its own process; app = the "
                  "same run inside MarlApp.run_test (120x40): the app's training process pushing "
-                 "frames (one every 0.5 s at full speed) and progress (4/s). The two take turns of turn_seconds "
+                 "frames (one a second at full speed) and progress (4/s). The two take turns of turn_seconds "
                  "(SIGSTOP/SIGCONT), so both see the same machine; ratio = geometric mean over "
                  "blocks of app rate / headless rate (env steps per second of each one's own "
                  "turns), low/high = 95 % interval. a_against_a = the same method on two "

@@ -2,6 +2,7 @@
 keeps CPU results identical from run to run."""
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,3 +25,12 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
         return int(exc.value.code or 0), out, err
 
     return call
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean current directory: nothing may appear in it (no runs/, no PWNED)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd

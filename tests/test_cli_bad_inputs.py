@@ -55,15 +55,6 @@ def assert_refused(result: tuple[int, str, str], *words: str) -> str:
     return line
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A clean current directory: nothing may appear in it (no runs/, no PWNED)."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny finished run (random baseline) with its checkpoint."""

@@ -32,14 +32,6 @@ from marl_tui.train.rundir import init_run_dir
 from tests.test_cli_bad_inputs import assert_refused, snapshot
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny finished MAPPO run (its networks are what the NaN test poisons)."""

@@ -1,13 +1,26 @@
-"""What the panels are given for one frame: shared by the live dashboard and the replay screen,
-so a frame reads the same wherever it is shown."""
+"""The panels of a run's screen and what they are given for one frame: shared by the live
+dashboard and the replay screen, so a frame reads the same wherever it is shown."""
 
 from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Container
 
 from marl_tui.config import Scenario
 from marl_tui.stream.frames import ChartPoints, Frame, Ready
 from marl_tui.train.stats import BoundedSeries
-from marl_tui.tui.widgets.scene import SceneData
-from marl_tui.tui.widgets.why import WhyData
+from marl_tui.tui.widgets.charts import LossChart, ReturnChart
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel
+from marl_tui.tui.widgets.why import WhyData, WhyPanel
+
+
+def run_body(scene: ScenePanel) -> ComposeResult:
+    """The four panels of a run's screen (dashboard, replay), in the layout app.tcss gives #body."""
+    with Container(id="body"):
+        yield scene
+        yield WhyPanel(id="why", classes="text-panel")
+        yield ReturnChart(id="returns")
+        yield LossChart(id="losses")
 
 
 def scene_data(frame: Frame, ready: Ready, scenario: Scenario, algo: str, paused: bool = False,

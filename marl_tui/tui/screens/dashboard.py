@@ -20,7 +20,6 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -31,7 +30,7 @@ from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
 from marl_tui.stream.frames import Frame, Progress
 from marl_tui.train.controls import SPEEDS
 from marl_tui.tui.commands import RunCommands
-from marl_tui.tui.frame_view import ChartHistory, scene_data, why_data
+from marl_tui.tui.frame_view import ChartHistory, run_body, scene_data, why_data
 from marl_tui.tui.session import WATCH_SPEED, RunSession
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
 from marl_tui.tui.widgets.error import ErrorView
@@ -40,7 +39,7 @@ from marl_tui.tui.widgets.scenes import scene_panel_for
 from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label
 from marl_tui.tui.widgets.why import WhyPanel
 
-FRAME_SECONDS = 0.5  # at full speed, a new frame (every panel redrawn) at most this often
+FRAME_SECONDS = 1.0  # at full speed, a new frame (every panel redrawn) at most this often (charts cost)
 EVERY_STEP_SPEED = 10  # at this speed limit or slower, every step is a frame
 STATUS_SECONDS = 0.25  # progress counters on the status line while running
 
@@ -105,11 +104,7 @@ class DashboardScreen(Screen[None]):
         yield StatusLine(id="status")
         yield ErrorView(id="error")
         yield Static(id="doctor")
-        with Container(id="body"):
-            yield self.scene
-            yield WhyPanel(id="why", classes="text-panel")
-            yield ReturnChart(id="returns")
-            yield LossChart(id="losses")
+        yield from run_body(self.scene)
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -25,7 +24,7 @@ from marl_tui.config import ALGO_TITLES, Scenario
 from marl_tui.stream.frames import ChartPoints, Frame, GreedyEpisode
 from marl_tui.stream.sources import ReplaySource
 from marl_tui.tui.fmt import num
-from marl_tui.tui.frame_view import ChartHistory, scene_data, why_data
+from marl_tui.tui.frame_view import ChartHistory, run_body, scene_data, why_data
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
 from marl_tui.tui.widgets.scenes import scene_panel_for
 from marl_tui.tui.widgets.why import WhyPanel
@@ -101,11 +100,7 @@ class ReplayScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="status")
         yield Timeline(id="timeline")
-        with Container(id="body"):
-            yield self.scene
-            yield WhyPanel(id="why", classes="text-panel")
-            yield ReturnChart(id="returns")
-            yield LossChart(id="losses")
+        yield from run_body(self.scene)
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
