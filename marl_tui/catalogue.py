@@ -1,13 +1,47 @@
-"""What `marl-tui scenarios` and `marl-tui info` print: each scenario and its reference answer."""
+"""What `marl-tui scenarios` and `marl-tui info` print: each scenario and its reference answer.
+
+Reference answers take seconds to compute (the warehouse's exact dynamic programme), so each
+scenario's information is cached on disk, keyed by the file's exact text and marl-tui's version
+(a changed file, or a new marl-tui, computes afresh); a cache that cannot be read or written is
+simply not used.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from marl_tui import __version__
 from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenario_files
 from marl_tui.errors import UserError
+from marl_tui.text import printable
+
+
+def cache_dir() -> Path:
+    """$XDG_CACHE_HOME/marl-tui/scenarios (~/.cache/... by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "marl-tui" / "scenarios"
+
+
+def cached_scenario_info(source: str | Scenario) -> dict[str, Any]:
+    """scenario_info(source), from the cache when this exact file was seen before."""
+    sc = source if isinstance(source, Scenario) else load_scenario(source)  # quick; the oracle costs
+    key = hashlib.sha256(f"{__version__}\0{sc.source}\0{sc.text}".encode()).hexdigest()[:32]
+    path = cache_dir() / f"{key}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(path.read_text(encoding="utf-8"))
+    info = scenario_info(sc)
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info), encoding="utf-8")
+        tmp.replace(path)
+    return info
 
 
 def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
@@ -63,9 +97,9 @@ def scenario_table() -> str:
     # why, and the others are still listed.
     for source in [*bundled_names(), *(str(p) for p in local_scenario_files())]:
         try:
-            d = scenario_info(source)
+            d = cached_scenario_info(source)
         except UserError as exc:
-            rows.append((Path(source).name, "—", "—", "—", "not loaded", f"✗ {exc}"))
+            rows.append((printable(Path(source).name), "—", "—", "—", "not loaded", printable(f"✗ {exc}")))
             continue
         rows.append((d["name"], d["kind"], str(d["n_agents"]), d["action_space"], d["description"],
                      d["oracle_summary"]))
@@ -79,8 +113,8 @@ def scenario_table() -> str:
     from rich.table import Table
 
     table = Table(title="marl-tui scenarios", title_justify="left")
-    for col in header:
-        table.add_column(col, overflow="fold")
+    for col in header:  # names are what people copy: never wrapped
+        table.add_column(col, overflow="fold", no_wrap=col == "name")
     for r in rows:
         table.add_row(*r)
     console = Console()

@@ -132,9 +132,10 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Describe one scenario: agents, actions, and its exact reference answer."""
-    from marl_tui.catalogue import scenario_info, scenario_info_text
+    from marl_tui.catalogue import cached_scenario_info, scenario_info_text
+
     sc = load_scenario(scenario)
-    data = scenario_info(sc)
+    data = cached_scenario_info(sc)
     stem = Path(sc.source).stem
     if sc.name != stem:  # a copied file keeps the name it was copied from: say so, don't rename it
         data["note"] = (f"this file says name = {sc.name!r}, not {stem!r}: its runs are named {sc.name}-…; "

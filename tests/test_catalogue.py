@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,28 @@ def test_info_says_when_a_files_name_differs_from_the_file(cli, tmp_path, monkey
     assert code == 0 and "not 'mine'" in json.loads(out)["note"]
     code, out, err = cli("info", "pricing")  # a file whose name is its own: no note
     assert code == 0 and "note:" not in out
+
+
+def test_scenario_info_is_cached_by_the_files_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference answers are computed once per file text and marl-tui version."""
+    from marl_tui import catalogue
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    computed: list[str] = []
+    real = catalogue.scenario_info
+
+    def counting(sc):  # noqa: ANN001, ANN202 - the real function, counted
+        computed.append(sc.name)
+        return real(sc)
+
+    monkeypatch.setattr(catalogue, "scenario_info", counting)
+    first = catalogue.cached_scenario_info("warehouse")
+    again = catalogue.cached_scenario_info("warehouse")
+    assert first == again == real(catalogue.load_scenario("warehouse")) and computed == ["warehouse"]
+    mine = tmp_path / "mine.toml"
+    text = (catalogue.load_scenario("pricing").text).replace("parallel_envs = ", "parallel_envs = 1")
+    mine.write_text(text)
+    catalogue.cached_scenario_info(str(mine))
+    mine.write_text(text.replace("seed = ", "seed = 7"))  # another file: computed afresh
+    catalogue.cached_scenario_info(str(mine))
+    assert computed == ["warehouse", "pricing", "pricing"]

@@ -256,7 +256,7 @@ class PickerScreen(Screen[None]):
         worker = get_current_worker()
         try:
             from marl_tui.algos.registry import algorithm_class, resolve_hparams
-            from marl_tui.catalogue import scenario_info
+            from marl_tui.catalogue import cached_scenario_info
         except Exception as exc:  # noqa: BLE001
             for e in self.entries:
                 self.post_message(Computed(e.key, info=(None, f"{type(exc).__name__}: {exc}")))
@@ -284,7 +284,7 @@ class PickerScreen(Screen[None]):
             if e.scenario is None or worker.is_cancelled:
                 continue
             try:
-                info: tuple[dict[str, Any] | None, str | None] = (scenario_info(e.scenario), None)
+                info: tuple[dict[str, Any] | None, str | None] = (cached_scenario_info(e.scenario), None)
             except Exception as exc:  # noqa: BLE001 - shown on the entry
                 info = (None, f"{type(exc).__name__}: {exc}")
             self.post_message(Computed(e.key, info=info))
