@@ -42,7 +42,8 @@ def json_safe(d: dict[str, float]) -> dict[str, Any]:
 
 def progress_line(stats: Stats, scenario: Scenario, oracle_kpis: dict[str, float],
                   oracle_return: float) -> str:
-    pct = 100.0 * stats.env_steps / max(stats.total_steps, 1)
+    # Batched steps overshoot the budget by part of a step: never "100.1%".
+    pct = min(100.0, 100.0 * stats.env_steps / max(stats.total_steps, 1))
     key = HEADLINE_KPI[scenario.kind]
     kpi = stats.kpis.get(key)
     parts = [
@@ -50,7 +51,7 @@ def progress_line(stats: Stats, scenario: Scenario, oracle_kpis: dict[str, float
         f"episodes {stats.episodes:,}",
         f"team return {fmt(stats.team_return)} (oracle {fmt(oracle_return)})",
         f"{key} {fmt(kpi)} (oracle {fmt(oracle_kpis.get(key))})",
-        f"{stats.steps_per_second:,.0f} steps/s",
+        f"{stats.steps_per_second:,.0f} steps/s" if stats.steps_per_second else "— steps/s (first second)",
     ]
     return " · ".join(parts)
 
@@ -106,6 +107,7 @@ class Progress:
         self.bar: Any = None
         self.closed = False
         self.last = time.monotonic()
+        self.shown_steps = -1  # env steps of the last plain line (none yet)
         tty = False
         with contextlib.suppress(Exception):
             tty = out.stream.isatty()
@@ -152,16 +154,19 @@ class Progress:
             except (OSError, ValueError):
                 self.out.alive = False
             return
-        if final or now - self.last < PROGRESS_SECONDS:
+        # A line every PROGRESS_SECONDS or every tenth of the budget, whichever comes first, and
+        # one at the end: a run of a few seconds shows its progress too.
+        tenth = stats.env_steps * 10 // max(stats.total_steps, 1) > self.shown_steps * 10 // max(stats.total_steps, 1)
+        if not (final or tenth or now - self.last >= PROGRESS_SECONDS) or stats.env_steps == self.shown_steps:
             return
-        self.last = now
+        self.last, self.shown_steps = now, stats.env_steps
         o = self.trainer.oracle
         self.out.say(progress_json(stats) if self.jsonl else
                      progress_line(stats, self.trainer.scenario, o.kpis, o.team_return))
 
     def close(self) -> None:
+        self.tick(final=True)
         if self.bar is not None:
-            self.tick(final=True)
             with contextlib.suppress(Exception):
                 self.bar.stop()
             self.bar = None
