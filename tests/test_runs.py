@@ -465,3 +465,17 @@ def test_tensorboard_event_files_when_installed(tmp_path: Path) -> None:
     t = make(tmp_path / "run", "random")
     t.run()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_short_headless_run_without_a_terminal_shows_its_progress(tmp_path: Path) -> None:
+    """Not a TTY: a line at least every tenth of the budget (a run of a second shows some), the
+    last at 100 %."""
+    import io
+
+    from marl_tui.headless import run_headless
+
+    stream = io.StringIO()
+    code = run_headless(load_scenario("pricing"), "random", steps=8 * 400, seed=None, n_envs=8, device="cpu",
+                        out=tmp_path / "run", overrides={}, stream=stream)
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("[")]
+    assert code == 0 and len(lines) >= 2 and lines[-1].startswith("[100.0%] step 3,200/3,200")
