@@ -155,6 +155,74 @@ async def error_view(stem: str, size: tuple[int, int], out: Path) -> Path:
     return path
 
 
+async def replay(stem: str, size: tuple[int, int], out: Path) -> Path:
+    """A recorded run: a short MAPPO run on pricing, replayed at its first checkpoint's greedy episode."""
+    import tempfile
+
+    from marl_tui.config import load_scenario
+    from marl_tui.train.build import build_run
+    from marl_tui.train.run_config import RunConfig
+    from marl_tui.train.rundir import init_run_dir
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.recording import open_recording
+    from marl_tui.tui.screens.replay import ReplayScreen
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "pricing-mappo-s0"
+        run = build_run(RunConfig(scenario=load_scenario("pricing"), algo="mappo", seed=0, n_envs=64,
+                                  steps=64 * 3000, out_dir=run_dir, checkpoint_every=64 * 1000))
+        init_run_dir(run, run_dir)
+        run.run()
+        recording = open_recording(run_dir)
+        app = MarlApp(first_screen=ReplayScreen(recording.source, recording.scenario))
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.5)
+            await pilot.press("right_square_bracket", "right_square_bracket", "enter")
+            for _ in range(12):
+                await pilot.press("right")
+            await pilot.pause(0.5)
+            path = Path(app.save_screenshot(f"{stem}.svg", str(out)))
+            await pilot.press("q")
+    return path
+
+
+async def lesson(stem: str, name: str, steps: int, size: tuple[int, int], out: Path) -> Path:
+    """A lesson of the study guide, `steps` equations in."""
+    from marl_tui.learn.lesson import load_lesson
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.screens.lesson import LessonScreen
+
+    app = MarlApp(first_screen=LessonScreen(load_lesson(name)))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause(0.5)
+        for _ in range(steps):
+            await pilot.press("right")
+        await pilot.pause(0.5)
+        path = Path(app.save_screenshot(f"{stem}.svg", str(out)))
+        await pilot.press("q")
+    return path
+
+
+async def doctor(stem: str, size: tuple[int, int], out: Path) -> Path:
+    """The doctor's banner: MAPPO on the warehouse with no entropy bonus and a learning rate
+    too high (exploration collapses while the answer is still far)."""
+    from marl_tui.config import load_scenario
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.session import RunRequest, no_run_dir
+
+    request = RunRequest(scenario=load_scenario("warehouse"), algo="mappo", seed=0, n_envs=64,
+                         overrides={"entropy_coef": 0.0, "lr": 0.05})
+    app = MarlApp(request=request, run_dir=no_run_dir)
+    async with app.run_test(size=size) as pilot:
+        found = await _wait(pilot, lambda: bool(getattr(app.screen, "_findings", ())), 180)
+        if found:
+            await pilot.press("space")
+            await pilot.pause(1.0)
+        path = Path(app.save_screenshot(f"{stem}.svg", str(out)))
+        await pilot.press("q")
+    return path
+
+
 async def main(only: list[str], train_seconds: float, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     made = []
@@ -166,6 +234,13 @@ async def main(only: list[str], train_seconds: float, out: Path) -> None:
             made.append(await dashboard(stem, scenario, algo, size, out, train_seconds))
     if not only or "error" in only:
         made.append(await error_view("dashboard-error-100x30", (100, 30), out))
+    if not only or "replay" in only:
+        made.append(await replay("replay-pricing-mappo", (120, 40), out))
+    if not only or "lesson" in only:
+        made.append(await lesson("lesson-mappo-warehouse", "mappo-warehouse", 9, (120, 40), out))
+        made.append(await lesson("lesson-qmix-fulfillment-80x24", "qmix-fulfillment", 5, (80, 24), out))
+    if not only or "doctor" in only:
+        made.append(await doctor("dashboard-doctor-warehouse-mappo", (120, 40), out))
     for svg in made:
         png = to_png(svg)
         print(f"{svg.relative_to(ROOT) if svg.is_relative_to(ROOT) else svg}"
@@ -174,7 +249,8 @@ async def main(only: list[str], train_seconds: float, out: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", default=[], help="picker, pricing, warehouse, fulfillment, error")
+    parser.add_argument("--only", nargs="*", default=[],
+                        help="picker, pricing, warehouse, fulfillment, error, replay, lesson, doctor")
     parser.add_argument("--train-seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
