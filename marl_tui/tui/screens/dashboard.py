@@ -217,7 +217,7 @@ class DashboardScreen(Screen[None]):
         self._show_status()
         self._show_scene(frame)
         self._show_why(frame)
-        self._show_charts()
+        self._show_charts(frame)
         self._next_grant()
 
     def _next_grant(self) -> None:
@@ -275,12 +275,15 @@ class DashboardScreen(Screen[None]):
         req = self.session.request
         self.query_one(WhyPanel).show(why_data(frame, self.session.source.ready, req.algo, req.scenario.kind))
 
-    def _show_charts(self) -> None:
+    def _show_charts(self, frame: Frame) -> None:
         ready, charts = self.session.source.ready, self.charts
         self.query_one(ReturnChart).set_data(ReturnData(
             team=charts.team.snapshot(), agents=tuple(s.snapshot() for s in charts.agents),
             agent_names=tuple(ready.spec.agent_names), oracle_team=ready.oracle.team_return,
             episode_length=ready.spec.episode_length, cooperative=ready.spec.cooperative,
+            # The status line's figure (a long history keeps every other point, maybe not the last);
+            # the greedy view's own mean is not this chart's.
+            title_return=None if frame.greedy else frame.stats.team_return,
         ))
         self.query_one(LossChart).set_data(LossData(
             series={k: s.snapshot() for k, s in charts.losses.items()}, algo=self.session.request.algo))
