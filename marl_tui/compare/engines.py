@@ -84,14 +84,14 @@ class LocalEngine(Engine):
             while queue or self._procs:
                 if self._stop.is_set():
                     self._terminate()
+                    for job in queue:
+                        self._set(JobState(job, "stopped", error="not started"))
                     queue = []
                 while queue and len(self._procs) < self.workers:
                     self._launch(queue.pop(0))
                 self._reap()
                 self._stop.wait(POLL_SECONDS)
         finally:
-            for job in queue:  # stopped before they started
-                self._set(JobState(job, "stopped", error="not started"))
             self._done.set()
 
     def _launch(self, job: Job) -> None:

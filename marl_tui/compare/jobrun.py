@@ -87,7 +87,9 @@ def last_error(job: Job) -> str | None:
     return (said or lines or [None])[-1]
 
 
-STOPPED_CODES = (129, 130, 143)  # `marl-tui train` stopped by SIGHUP, SIGINT, SIGTERM: it saved
+# `marl-tui train` stopped by SIGHUP, SIGINT or SIGTERM: it saved (exit 128 + n), or the signal
+# came before its handlers were in place (killed by it: -n), before it had anything to save.
+STOPPED_CODES = (129, 130, 143, -1, -2, -15)
 
 
 def status_of(code: int) -> Status:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,9 @@ RETURN = "return"  # marl-eval's name for the episode return
 
 
 def _metrics(ev: Evaluation) -> dict[str, list[float]]:
-    return {RETURN: [ev.team_return], **{k: [v] for k, v in ev.kpis.items()}}
+    """A metric with no finite value (a run that diverged) is left out: JSON has no NaN."""
+    values = {RETURN: ev.team_return, **ev.kpis}
+    return {k: [v] for k, v in values.items() if math.isfinite(v)}
 
 
 def marl_eval(comparison: Comparison) -> dict[str, Any]:

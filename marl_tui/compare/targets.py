@@ -47,11 +47,15 @@ REFERENCE_LINES: dict[str, tuple[tuple[str, str], ...]] = {
 
 def reached_at(xs: Sequence[float], ys: Sequence[float], target: Target,
                oracle_values: Mapping[str, float]) -> float | None:
-    """The first env step at which the mean of the last WINDOW episodes meets the target."""
-    for i in range(WINDOW - 1, len(ys)):
-        if target.met(sum(ys[i - WINDOW + 1:i + 1]) / WINDOW, oracle_values):
-            return xs[i]
-    return None
+    """The env step from which the mean of the last WINDOW episodes meets the target and keeps
+    meeting it up to the latest episode (passing through on the way elsewhere does not count:
+    QMIX's profit crosses Nash's on its way to the collusive price)."""
+    reached = None
+    for i in range(len(ys) - 1, WINDOW - 2, -1):
+        if not target.met(sum(ys[i - WINDOW + 1:i + 1]) / WINDOW, oracle_values):
+            break
+        reached = xs[i]
+    return reached
 
 
 def reference_lines(kpi: str, oracle_kpis: Mapping[str, float],

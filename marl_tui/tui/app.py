@@ -14,7 +14,7 @@ import asyncio
 import gc
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App
 from textual.binding import Binding
@@ -24,6 +24,9 @@ from marl_tui.stream.sources import warm_up
 from marl_tui.train.run import Run
 from marl_tui.tui.recording import Recording
 from marl_tui.tui.session import WATCH_SPEED, RunDirFactory, RunRequest, RunSession, no_run_dir, unique_run_dir
+
+if TYPE_CHECKING:
+    from marl_tui.compare.board import Board
 
 
 def freeze_imports() -> None:
@@ -45,7 +48,7 @@ class MarlApp(App[None]):
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
                  run_class: type[Run] = Run, replay: Recording | None = None,
-                 quit_on_signals: bool = False) -> None:
+                 quit_on_signals: bool = False, compare: Board | None = None) -> None:
         super().__init__()
         self.quit_on_signals = quit_on_signals  # SIGTERM/SIGHUP quit like q (launch_app sets it)
         self.request = request
@@ -54,6 +57,7 @@ class MarlApp(App[None]):
         self.run_dir_factory = run_dir
         self.run_class = run_class
         self.replay = replay  # a recorded run to replay instead of training
+        self.compare = compare  # a comparison to show instead of training
         self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
         warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
@@ -65,7 +69,11 @@ class MarlApp(App[None]):
             for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
                 if sig is not None:
                     loop.add_signal_handler(sig, self._quit_on_signal, sig)
-        if self.replay is not None:
+        if self.compare is not None:
+            from marl_tui.tui.screens.compare import CompareScreen
+
+            self.push_screen(CompareScreen(self.compare))
+        elif self.replay is not None:
             from marl_tui.tui.screens.replay import ReplayScreen
 
             self.push_screen(ReplayScreen(self.replay.source, self.replay.scenario))

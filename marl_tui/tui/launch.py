@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from marl_tui.tui.terminal import require_terminal
 
 if TYPE_CHECKING:
+    from marl_tui.compare.board import Board
     from marl_tui.tui.recording import Recording
 
 
@@ -107,3 +108,28 @@ def launch_replay(recording: Recording) -> None:
     from marl_tui.tui.app import MarlApp
 
     MarlApp(replay=recording).run()
+
+
+def launch_compare(board: Board) -> int:
+    """Open the comparison screen (its engine, if any, starts first); after it closes, stop the
+    runs still training (each saves a checkpoint) and write the results. Returns the exit code."""
+    require_terminal("marl-tui compare", instead="`marl-tui compare ... --headless`")
+    from marl_tui.tui.app import MarlApp
+
+    engine = board.engine
+    if engine is not None:
+        engine.start()
+    app = MarlApp(compare=board, quit_on_signals=True)
+    app.run()
+    code = app.return_code or 0
+    if engine is not None:
+        engine.stop()
+        if not engine.join(0.5):
+            _say("marl-tui: the runs still training are saving their checkpoints…")
+            engine.join()
+        board.poll()
+        board.write_results()
+        unfinished = sum(s.status != "finished" for s in engine.states().values())
+        again = (f"; {unfinished} run(s) did not finish: the same command continues them" if unfinished else "")
+        _say(f"marl-tui: results in {board.results_dir}{again}")
+    return code
