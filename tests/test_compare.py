@@ -316,3 +316,11 @@ def test_ray_missing_is_one_line(cli, tmp_path: Path, monkeypatch: pytest.Monkey
     code, _, err = cli("compare", "pricing", "--engine", "ray", "--out", tmp_path / "c", "--headless")
     assert code == 2 and "Ray is not installed" in err and "marl-tui[ray]" in err
     assert not (tmp_path / "c").exists()
+
+
+def test_ray_unreachable_is_one_line(cli, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    code, _, err = cli("compare", "pricing", "--engine", "ray", "--address", "127.0.0.1:9", "--out",
+                       tmp_path / "c", "--headless")
+    assert code == 2 and "no Ray cluster answers there" in err
+    assert not (tmp_path / "c").exists()

@@ -8,6 +8,7 @@ Progress is read from the run directories, as for local jobs.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from marl_tui.errors import UserError
 
 RETRIES = 3  # retries of a task whose worker or node died (Ray's max_retries)
 WAIT_SECONDS = 0.5
+CONNECT_SECONDS = 3.0
 
 
 def import_ray() -> Any:
@@ -32,9 +34,24 @@ def import_ray() -> Any:
     return ray
 
 
+def check_reachable(address: str) -> None:
+    """A host:port (or ray://host:port) that does not answer: one line now, where ray.init would
+    retry for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: ray.init knows them
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({exc.strerror or exc}); start "
+                        "one with `ray start --head`, or leave out --address for a local instance") from None
+
+
 def connect(address: str | None) -> Any:
     """ray.init: a running cluster at `address`, or a Ray instance started here. One line if not."""
     ray = import_ray()
+    if address:
+        check_reachable(address)
     if ray.is_initialized():
         return ray
     # The jobs' own process and the workers' share of this machine: no log spam on the screen.
