@@ -334,6 +334,36 @@ def serve(
     Server(command, host=host, port=port, title="marl-tui").serve()
 
 
+@app.command()
+def compare(
+    targets: Annotated[list[str], typer.Argument(
+        help="a scenario to train the matrix on, or run directories (or a folder holding them) to compare",
+        autocompletion=complete_scenario, show_default=False)],
+    algos: Annotated[str | None, typer.Option(help="algorithms, comma-separated [default: maddpg,mappo,qmix]",
+                                              show_default=False)] = None,
+    seeds: Annotated[int | None, typer.Option(help="seeds per algorithm [default: 5]", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(help=f"{STEPS.description} per run [default: per algorithm]",
+                                              min=STEPS.ge, max=STEPS.le)] = None,
+    out: Annotated[Path | None, typer.Option(help="the comparison's folder: a run directory per algorithm "
+                                                  "and seed, results.json (marl-eval), CSVs "
+                                                  "[default: runs/compare-NAME-TIME]")] = None,
+    engine: Annotated[str, typer.Option(help="local (processes here) | ray (a Ray cluster; --out on "
+                                             "shared storage)")] = "local",
+    address: Annotated[str | None, typer.Option(help="--engine ray: the cluster's address [default: a local "
+                                                     "Ray instance]")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", help="runs at a time [default: one per core]")] = None,
+    headless: Annotated[bool, typer.Option("--headless", help="no app: progress lines and a final table")] = False,
+) -> None:
+    """Compare algorithms over seeds against the exact answer: train the matrix (or read runs that
+    exist, even while they train), chart each algorithm's mean and 95 % band, score the final
+    policies (mean, IQM, bootstrap CIs) and write marl-eval JSON and CSVs."""
+    from marl_tui.compare.command import CompareOptions, run_compare
+
+    raise typer.Exit(run_compare(CompareOptions(
+        targets=tuple(targets), algos=algos, seeds=seeds, steps=steps, out=out, engine=engine,
+        address=address, jobs=jobs, headless=headless)))
+
+
 def _print_records(source: ReplaySource, jsonl: bool) -> None:
     """The recording as text lines, or as JSON lines (the header, then every record)."""
     import msgspec

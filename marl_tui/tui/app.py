@@ -15,7 +15,7 @@ import gc
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events
 from textual.app import App
@@ -27,6 +27,9 @@ from marl_tui.stream.sources import warm_up
 from marl_tui.train.run import Run
 from marl_tui.tui.session import WATCH_SPEED, RunDirFactory, RunRequest, RunSession, no_run_dir, unique_run_dir
 from marl_tui.tui.terminal import MIN_COLUMNS, MIN_ROWS
+
+if TYPE_CHECKING:
+    pass
 
 
 def freeze_imports() -> None:

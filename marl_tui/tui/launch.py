@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from marl_tui.tui.terminal import require_terminal
 
 if TYPE_CHECKING:
+    from marl_tui.compare.board import Board
     from marl_tui.learn.lesson import Lesson
     from marl_tui.tui.recording import Recording
 
@@ -116,3 +117,29 @@ def launch_lesson(lesson: Lesson) -> None:
     from marl_tui.tui.screens.lesson import LessonScreen
 
     launch_app(first_screen=LessonScreen(lesson))
+
+
+def launch_compare(board: Board) -> int:
+    """Open the comparison screen (its engine, if any, starts first); after it closes, stop the
+    runs still training (each saves a checkpoint) and write the results. Returns the exit code."""
+    require_terminal("marl-tui compare", instead="`marl-tui compare ... --headless`")
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.screens.compare import CompareScreen
+
+    engine = board.engine
+    if engine is not None:
+        engine.start()
+    app = MarlApp(first_screen=CompareScreen(board), quit_on_signals=True)
+    app.run()
+    code = app.return_code or 0
+    if engine is not None:
+        engine.stop()
+        if not engine.join(0.5):
+            _say("marl-tui: the runs still training are saving their checkpoints…")
+            engine.join()
+        board.poll()
+        board.write_results()
+        unfinished = sum(s.status != "finished" for s in engine.states().values())
+        again = (f"; {unfinished} run(s) did not finish: the same command continues them" if unfinished else "")
+        _say(f"marl-tui: results in {board.results_dir}{again}")
+    return code

@@ -196,7 +196,11 @@ class ReplayScreen(Screen[None]):
         self.notify("following the newest recorded moment", timeout=2)
 
     async def action_quit(self) -> None:
-        self.app.exit()
+        """Back to the screen it was opened from (a comparison), else leave the app."""
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.exit()
 
     @property
     def run_dir(self) -> object:

@@ -1,0 +1,114 @@
+"""What one job runs: exactly `marl-tui train` (or `marl-tui resume` when its run directory has a
+checkpoint), in a process of its own with one torch thread, its output in DIR/logs/. Both
+engines use it: the local one starts it as a child process, a Ray task runs it on its node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from marl_tui.compare.jobs import Job, Status
+from marl_tui.train.checkpoint import LATEST, checkpoints_dir
+
+# One thread per job: seeds and algorithms share the cores instead of oversubscribing them.
+ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+EVALUATIONS = 10  # checkpoints (each with a greedy evaluation) over a job's budget
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What every job of a comparison shares."""
+
+    scenario: str  # a bundled name or an absolute path to a .toml
+    steps: dict[str, int]  # algorithm -> env-step budget (resolved, so checkpoints can be spaced)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    exit_code: int
+    error: str | None  # the job's last error line, when it did not finish
+
+
+def finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8")).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def job_argv(job: Job, spec: TrainSpec) -> list[str]:
+    """`marl-tui resume` for a run with a checkpoint; otherwise `marl-tui train` into a fresh
+    folder (a folder left by a job lost before its first checkpoint is kept beside it)."""
+    cli = [sys.executable, "-m", "marl_tui"]
+    if (checkpoints_dir(job.run_dir) / LATEST).is_file():
+        return [*cli, "resume", str(job.run_dir), "--jsonl"]
+    if job.run_dir.exists():
+        job.run_dir.rename(job.run_dir.with_name(f"{job.run_dir.name}.lost-{time.strftime('%Y%m%d-%H%M%S')}"))
+    steps = spec.steps[job.algo]
+    return [*cli, "train", spec.scenario, "--algo", job.algo, "--seed", str(job.seed), "--steps", str(steps),
+            "--checkpoint-every", str(max(1, steps // EVALUATIONS)), "--out", str(job.run_dir), "--jsonl"]
+
+
+def job_env() -> dict[str, str]:
+    return {**os.environ, **ONE_THREAD}
+
+
+def open_log(job: Job) -> int:
+    """The job's log, appended to (a resumed job adds to what the first attempt wrote)."""
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(job.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+def start(job: Job, spec: TrainSpec) -> subprocess.Popen[bytes]:
+    fd = open_log(job)
+    try:
+        # A session of its own: a Ctrl-C at the terminal reaches the comparison, which stops each
+        # job once (a second signal would make `marl-tui train` exit without saving).
+        return subprocess.Popen(job_argv(job, spec), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                                env=job_env(), start_new_session=True)
+    finally:
+        os.close(fd)
+
+
+def last_error(job: Job) -> str | None:
+    """The last line the job said about an error ("marl-tui: error: ..." or a traceback's end)."""
+    try:
+        lines = [ln.strip() for ln in job.log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return None
+    lines = [ln for ln in lines if ln and not ln.startswith("{")]  # progress lines are JSON
+    said = [ln for ln in lines if ln.startswith("marl-tui:")]
+    return (said or lines or [None])[-1]
+
+
+# `marl-tui train` stopped by SIGHUP, SIGINT or SIGTERM: it saved (exit 128 + n), or the signal
+# came before its handlers were in place (killed by it: -n), before it had anything to save.
+STOPPED_CODES = (129, 130, 143, -1, -2, -15)
+
+
+def status_of(code: int) -> Status:
+    return "finished" if code == 0 else "stopped" if code in STOPPED_CODES else "failed"
+
+
+def outcome(job: Job, code: int) -> JobOutcome:
+    return JobOutcome(code, None if code == 0 else (last_error(job) or f"exit code {code}"))
+
+
+def run(job: Job, spec: TrainSpec) -> JobOutcome:
+    """Run the job to its end here (a Ray task's body). Interrupted (a cancelled task), it asks
+    the job to stop, which saves a checkpoint to resume from."""
+    proc = start(job, spec)
+    try:
+        return outcome(job, proc.wait())
+    except BaseException:
+        proc.terminate()
+        proc.wait()
+        raise
+
+
