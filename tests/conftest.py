@@ -12,6 +12,15 @@ from marl_tui.cli import main
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Reference answers are cached under XDG_CACHE_HOME (catalogue.py): the tests use a cache of
+    their own, not the user's (subprocesses inherit it)."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Run the real `marl-tui` entry point in-process: returns (exit code, stdout, stderr)."""

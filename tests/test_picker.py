@@ -33,7 +33,7 @@ def held_answers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """Reference answers that are not ready until the test sets the event (then as usual):
     keys are pressed while they compute, every time."""
     release = threading.Event()
-    real = marl_tui.catalogue.scenario_info
+    real = marl_tui.catalogue.cached_scenario_info
 
     def held(scenario: Any) -> dict[str, Any]:
         while not release.wait(0.05):
@@ -41,7 +41,7 @@ def held_answers(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
                 raise RuntimeError("cancelled")
         return real(scenario)
 
-    monkeypatch.setattr(marl_tui.catalogue, "scenario_info", held)
+    monkeypatch.setattr(marl_tui.catalogue, "cached_scenario_info", held)
     return release
 
 

@@ -18,7 +18,7 @@ from textual_plotext import PlotextPlot
 from marl_tui.compare.stats import Band
 from marl_tui.config import ALGO_TITLES
 from marl_tui.tui.fmt import humanise, num
-from marl_tui.tui.widgets.charts import Y_TICKS_WIDTH, ansi_strips, fit_title
+from marl_tui.tui.widgets.charts import Y_TICKS_WIDTH, ansi_strips
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,17 @@ def _points(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list
     keep = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(y)]
     return [x for x, _ in keep], [y for _, y in keep]
 
+
+
+def fit_title(parts: list[str], width: int) -> str:
+    """As many of the parts as fit in width, joined by " · " (plotext drops a title too wide)."""
+    title = ""
+    for part in parts:
+        longer = f"{title} · {part}" if title else part
+        if len(longer) > width:
+            break
+        title = longer
+    return title or (parts[0][: max(width, 0)] if parts else "")
 
 class CompareChart(PlotextPlot):
     """One metric of a comparison. Redraws only when its data, size or theme changed."""
