@@ -374,7 +374,7 @@ def _print_records(source: ReplaySource, jsonl: bool) -> None:
         return
     h = source.header
     typer.echo(f"{h.scenario} · {h.algo} · seed {h.seed}: {len(source.frames)} moments, "
-               f"{len(source.episodes)} checkpoint episodes")
+               f"{len(source.episodes)} checkpoint episode{'s' * (len(source.episodes) != 1)}")
     for f in source.frames:
         team = "—" if f.stats.team_return is None else f"{f.stats.team_return:.6g}"
         typer.echo(f"step {f.scene.step:>8}  env steps {f.scene.env_steps:>10}  episodes {f.stats.episodes:>6}"

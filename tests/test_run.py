@@ -273,22 +273,32 @@ def test_oracle_baseline_plays_nash() -> None:
     assert ev["exploitability"] == pytest.approx(0, abs=1e-3)
 
 
-def test_the_live_tap_sends_frames_only_when_granted_and_carries_every_chart_point() -> None:
+def test_the_live_tap_sends_frames_when_granted_or_settled_and_carries_every_chart_point() -> None:
+    """Running, a frame goes out only when the view asked for one; once the run settles into a
+    pause, the view gets the step it stands on (n pressed quickly used its grants up earlier)."""
     sent: list[bytes] = []
     controls = Controls(ControlState(paused=True))
     t = make("mappo", steps=8 * 200, controls=controls, callbacks=(LiveTap(sent.append),),
              overrides={"rollout_length": 16})
+
+    def frames() -> list:
+        return [m for m in map(decode_to_app, sent) if type(m).__name__ == "Frame"]
+
     thread = t.start_thread()
-    controls.step(120)  # 4 episodes and 7 updates, with no frame asked for
-    wait_until(lambda: t.iteration == 120, "120 steps")
-    frames = [m for m in map(decode_to_app, sent) if type(m).__name__ == "Frame"]
-    assert frames == []
-    controls.change(frames_granted=1)
-    wait_until(lambda: any(type(decode_to_app(m)).__name__ == "Frame" for m in sent), "the frame")
+    controls.change(paused=False)
+    wait_until(lambda: t.iteration >= 60, "60 steps at full speed")
+    assert frames() == []  # nothing asked for
+    controls.change(paused=True)
+    wait_until(lambda: t.stats.status == "paused" and len(frames()) == 1, "the settled frame")
+    (frame,) = frames()
+    assert frame.scene.step == t.iteration
+    # Every episode and update since the start rides with it.
+    assert [p[0] for p in frame.chart.episodes] == [200.0 * k for k in range(1, t.episodes + 1)]
+    assert frame.stats.team_return == frame.chart.episodes[-1][1]
+    assert len(frame.chart.losses["policy_loss"]) == t.updates
+    controls.step(3)  # quick presses: one grant for three steps
+    controls.grant_frame()
+    wait_until(lambda: frames()[-1].scene.step == frame.scene.step + 3, "the frame of the step it stands on")
+    assert t.iteration == frame.scene.step + 3
     controls.stop()
     thread.join(timeout=5)
-    (frame,) = [m for m in map(decode_to_app, sent) if type(m).__name__ == "Frame"]
-    assert frame.scene.step == 120 and len(frame.trail) == 99
-    assert [p[0] for p in frame.chart.episodes] == [200.0, 400.0, 600.0, 800.0]
-    assert frame.stats.team_return == frame.chart.episodes[-1][1]
-    assert len(frame.chart.losses["policy_loss"]) == 7

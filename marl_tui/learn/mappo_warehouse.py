@@ -152,7 +152,8 @@ def lesson() -> Lesson:
              note="The real MAPPO policy (seed 0) with its output bias and log σ set to the guide's "
                   "mean 35 and σ 8. It lives in a unit space where the order range 0..45 is −1..1, "
                   f"so σ 8 is {unit_sigma:.4f} there; its entropy turns negative once σ < 0.242 "
-                  "(10.9 units): a Gaussian's entropy is a density's, not a count of choices."),
+                  f"({0.242 * 8 / unit_sigma:.2f} units): a Gaussian's entropy is a density's, not a count "
+                  "of choices."),
         Step(title="Sample an action",
              equation="a_1 ~ N(35, 8²)",
              numbers=(f"a_1 = {SAMPLE:g}   (z = (42 − 35)/8 = {(SAMPLE - MEAN) / SIGMA:.3f})",

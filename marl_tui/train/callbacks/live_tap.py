@@ -20,6 +20,7 @@ class LiveTap(Callback):
     def __init__(self, send: Callable[[bytes], None]) -> None:
         self.send = send
         self.frames_sent = 0
+        self.sent_for: tuple[bool, int] | None = None  # (greedy view?, step) of the last frame sent
         self._progress_at = 0.0
         self.chart = ChartCollector()
 
@@ -38,21 +39,27 @@ class LiveTap(Callback):
         self._offer(run)
 
     def on_idle(self, run: Run) -> None:
-        self._offer(run, progress_now=True)
+        # Settled into a pause (or told something while paused): the view gets the step the run
+        # stands on even when its grants were used up by earlier steps (n pressed quickly).
+        self._offer(run, progress_now=True, settled=True)
 
     def on_checkpoint(self, run: Run, path: object) -> None:
         self._send_progress(run)
 
     def on_end(self, run: Run) -> None:
-        self._offer(run, progress_now=True)
+        self._offer(run, progress_now=True, settled=True)
 
-    def _offer(self, run: Run, progress_now: bool = False) -> None:
-        if run.controls.state.frames_granted > self.frames_sent:
-            greedy = run.controls.greedy
+    def _offer(self, run: Run, progress_now: bool = False, settled: bool = False) -> None:
+        greedy = run.controls.greedy
+        last = run.last_outcome(greedy)
+        stands_on = None if last is None else (greedy, last.step)
+        unsent = settled and stands_on is not None and stands_on != self.sent_for
+        if run.controls.state.frames_granted > self.frames_sent or unsent:
             frame = build_frame(run, greedy, self.chart.peek(), stats=greedy_stats(run) if greedy else None)
             if frame is not None:
                 self.chart.clear()
                 self.frames_sent = run.controls.state.frames_granted
+                self.sent_for = stands_on
                 self.send(encode(frame))
                 progress_now = True
         if progress_now or time.monotonic() - self._progress_at >= PROGRESS_SECONDS:

@@ -326,6 +326,8 @@ class DashboardScreen(Screen[None]):
             return (live or state == "finished") and not controls.greedy and self.has_greedy_policy
         if action == "learn":
             return live and controls.greedy and not self.training_over
+        if action == "restart":
+            return not self.session.request.watch  # `marl-tui watch` plays a policy; it trains nothing
         if action == "save":
             learning = live and not self.training_over
             return True if learning and self.session.run_dir is not None else (None if learning else False)

@@ -14,10 +14,15 @@ KEYS = [
     ("space", "pause / resume training"),
     ("n", "while paused: exactly one more batched step; the panels show that step"),
     ("+ / -", "faster / slower (a limit on batched steps per second; max = no limit)"),
+    ("t", "teaching pace: one step a second (+ faster again)"),
+    ("o", "hold still at the end of every episode (on/off; space goes on)"),
     ("e", "greedy evaluation view: the policy plays without exploration on its own copy, "
-          "no learning"),
+          "no learning; on a finished run it plays the final policy"),
+    ("g", "glossary: what the numbers on the focused panel mean"),
     ("r", "restart the run: same settings, fresh networks, a new run directory"),
     ("s", "save a checkpoint into the run directory"),
+    ("x", "write report.md (the KPIs on screen against the oracle, the charts) into the run directory"),
+    ("ctrl+s", "save an SVG of the screen into the run directory"),
     ("tab / shift+tab", "move between panels (arrows scroll a focused panel)"),
     ("p", "back to the scenario picker (stops this run)"),
     ("ctrl+p", "command palette: every action by name"),
@@ -26,13 +31,14 @@ KEYS = [
 ]
 
 PANELS = [
-    ("status", "scenario · algorithm · state · step (one step moves every parallel copy) and env "
-               "steps (steps × copies) · episodes done · updates · env steps/s · the speed limit "
-               "in steps/s · exploration · the headline KPI against the oracle"),
-    ("scenario", "what the agents did in the last step shown, for copy 1 of the parallel copies"),
+    ("status", "scenario · algorithm · state · the step on screen (one step moves every parallel "
+               "copy) · episodes done · updates · exploration · the headline KPI against the "
+               "oracle; then, dim, the live counters: env steps (steps × copies), env steps/s, "
+               "the speed limit"),
+    ("scenario", "what the agents did in the step on screen, for copy 1 of the parallel copies"),
     ("why", "the study guide's equations for the running algorithm, filled with its numbers for "
-            "the current observation and last update (refreshed at most twice a second)"),
-    ("episode return", "the team's return for each finished episode (dots) and the oracle's (the "
+            "the decision taken in the step on screen"),
+    ("episode return", "the team's return for each finished training episode and the oracle's (the "
                        "heavy ━ line, red), on one axis; below the plot a row per agent, all on "
                        "one scale (named in the legend), with its last return and share of the "
                        "team's"),

@@ -105,7 +105,8 @@ class ReplayScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.scene.add_class("text-panel")
-        self.scene.border_title = f"{self.source.header.kind} · {self.source.header.scenario} (replay)"
+        h = self.source.header
+        self.scene.border_title = f"{h.scenario if h.kind in h.scenario else f'{h.kind} · {h.scenario}'} (replay)"
         self.set_interval(TAIL_SECONDS, self._tail)
         self.cursor = Cursor(0)
         self.scene.focus()
@@ -159,7 +160,9 @@ class ReplayScreen(Screen[None]):
     def action_play_episode(self) -> None:
         k = self.episode_here()
         if k is None:
-            self.notify("no checkpoint's greedy episode recorded (the random baseline has none)", timeout=3)
+            why = ("the random baseline has no greedy policy" if self.algo == "random" else
+                   "no checkpoint was written before the recording ends")
+            self.notify(f"no greedy episode recorded here: {why}", timeout=3)
             return
         self._set_playing(False)
         self.cursor = Cursor(self.cursor.frame, k, 0)

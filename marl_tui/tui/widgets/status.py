@@ -99,8 +99,9 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
                           (f"{humanise(info.headline)} {kpi_value(info.headline, value)}", "bold"),
                           (f" vs oracle {kpi_value(info.headline, ref)}{gap}", "")])
         if info.oracle_return is not None:
-            items.append([(f"{'return' if short else 'team return'} {num(s.team_return)} vs "
-                           f"{num(info.oracle_return)}", "")])
+            label = ("greedy return" if f.greedy else "return") if short else \
+                ("greedy team return" if f.greedy else "team return")
+            items.append([(f"{label} {num(s.team_return)} vs {num(info.oracle_return)}", "")])
     # Live counters, ahead of the frame while running: kept apart, dim.
     total = max(p.total_steps, 1)
     sps = p.steps_per_second if info.state == "running" and p.steps_per_second > 0 else None
