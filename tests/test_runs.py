@@ -479,3 +479,22 @@ def test_a_short_headless_run_without_a_terminal_shows_its_progress(tmp_path: Pa
                         out=tmp_path / "run", overrides={}, stream=stream)
     lines = [line for line in stream.getvalue().splitlines() if line.startswith("[")]
     assert code == 0 and len(lines) >= 2 and lines[-1].startswith("[100.0%] step 3,200/3,200")
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_in_its_folder(tmp_path: Path) -> None:
+    """`resume` says to train again with the same --out: that must work (its files go)."""
+    from marl_tui.train.rundir import prepare_new
+
+    run_dir = tmp_path / "run"
+    t = make(run_dir, "random", checkpoint_every=10**9)
+    t.checkpoint_every = 10**9
+    checkpointer = next(c for c in t.callbacks if isinstance(c, Checkpointer))
+    checkpointer.on_end = lambda run: None  # killed: nothing saved
+    t.run()
+    assert (run_dir / "metrics.csv").is_file() and (run_dir / "stream").is_dir()
+    assert not any((run_dir / "checkpoints").iterdir())
+    prepare_new(run_dir)
+    assert {p.name for p in run_dir.iterdir()} <= {"checkpoints", "config.toml", "scenario.toml", ".lock"}
+    (run_dir / "checkpoints" / "latest.pt").write_bytes(b"x")  # a run with a checkpoint is never reused
+    with pytest.raises(UserError, match="already holds files"):
+        prepare_new(run_dir)

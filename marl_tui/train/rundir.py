@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,16 +23,17 @@ def default_run_dir(scenario: str, algo: str, seed: int) -> Path:
     return Path("runs") / f"{scenario}-{algo}-s{seed}-{stamp}"
 
 
-# What a run directory holds before its first checkpoint: a start-up that was stopped (or
-# killed) there left nothing worth keeping, and the same --out may start the run again.
+# What a run directory holds before its first checkpoint: a run stopped (or killed) there left
+# nothing resumable, and the same --out may start it again (its own files go, nothing else).
 _START_UP_FILES = {"scenario.toml", "config.toml", "checkpoints", ".lock",
                    ".scenario.toml.tmp", ".config.toml.tmp"}
+_UNSAVED_RUN_FILES = {"metrics.csv", "stream", "train.log", "app.log", "tensorboard"}
 
 
 def _never_started(path: Path) -> bool:
     names = {p.name for p in path.iterdir()}
     checkpoints = path / "checkpoints"
-    return names <= _START_UP_FILES and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
+    return names <= _START_UP_FILES | _UNSAVED_RUN_FILES and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
 
 
 def check_new(path: Path) -> None:
@@ -54,6 +56,12 @@ def prepare_new(path: Path) -> Path:
     start-up that never reached its first checkpoint is reused."""
     check_new(path)
     try:
+        for name in _UNSAVED_RUN_FILES:  # a run that never saved: start it afresh
+            old = path / name
+            if old.is_dir():
+                shutil.rmtree(old)
+            elif old.exists():
+                old.unlink()
         (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # no permission, a full disk
         raise UserError(f"run directory {path}: cannot create it ({exc.strerror}); choose another "
