@@ -303,12 +303,14 @@ def _sum_stats(parts: list[PolicyStats]) -> PolicyStats:
                        sum(p.order for p in parts) / k)
 
 
-def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics) -> PolicyStats:
-    """Exact long-run averages of one warehouse under a policy table [S, *state] of orders."""
+def _plan(policy: np.ndarray, rates: tuple[float, ...],
+          e: Economics) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per period of the season, over the DP state grid: (order, stock, flat next-state index
+    [G, leftover]) under a policy table [S, *state] of orders."""
     n = e.capacity + 1
     coords = np.indices((n,) * e.state_dims).reshape(e.state_dims, -1).T  # [G, dims]
     leftover = np.arange(n)
-    steps = []  # per period: (order, stock, flat next-state index [G, n])
+    steps = []
     for t in range(len(rates)):
         a = policy[t].reshape(-1)
         y = np.minimum(_stock(e, coords, a), n - 1)
@@ -316,7 +318,13 @@ def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics)
         idx = np.ravel_multi_index(tuple(np.minimum(nxt, n - 1).transpose(2, 0, 1)),
                                    (n,) * e.state_dims)
         steps.append((a, y, idx))
-    mu = np.zeros(len(coords))
+    return steps
+
+
+def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics) -> PolicyStats:
+    """Exact long-run averages of one warehouse under a policy table [S, *state] of orders."""
+    steps = _plan(policy, rates, e)
+    mu = np.zeros(len(steps[0][0]))
     mu[0] = 1.0
     for _ in range(_MAX_SEASONS):
         mu_start, acc, sold = mu, np.zeros(3), []
@@ -330,6 +338,23 @@ def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics)
             break
     reward, short, order = (float(v) for v in acc / len(steps))
     return PolicyStats(reward, tuple(sold), tuple(float(r) for r in rates), short, order)
+
+
+def episode_reward(policy: np.ndarray, rates: tuple[float, ...], e: Economics,
+                   start_max: int, periods: int) -> float:
+    """Exact expected reward of one warehouse over an episode of `periods` periods from season
+    phase 0, as the env starts one: on-hand uniform on 0..start_max, an empty pipeline."""
+    steps = _plan(policy, rates, e)
+    mu = np.zeros(len(steps[0][0]))
+    # State (x) or (y, q_2..q_L): with an empty pipeline y is the on-hand stock, the rest 0.
+    mu[np.arange(start_max + 1) * (e.capacity + 1) ** (e.state_dims - 1)] = 1.0 / (start_max + 1)
+    total = 0.0
+    for t in range(periods):
+        a, y, idx = steps[t % len(steps)]
+        per = period(rates[t % len(steps)], e)
+        total += float(mu @ (per.reward[y] - e.order_cost * a))
+        mu = np.bincount(idx.reshape(-1), (mu[:, None] * per.move[y]).reshape(-1), minlength=len(mu))
+    return total
 
 
 def ration(q: np.ndarray, want: np.ndarray, truck: int) -> np.ndarray:
@@ -533,3 +558,14 @@ def reference(m: WarehouseModel, n_agents: int) -> Reference:
     summary = (f"truck {m.truck_capacity}: greedy rationing {stats.team_reward:.2f} "
                f"≤ optimal ≤ {bound:.2f}/period (team)")
     return Reference(sols, stats, bound, values, summary, extra)
+
+
+@lru_cache(maxsize=8)
+def episode_optimum(m: WarehouseModel, n_agents: int, periods: int) -> float:
+    """The oracle policy's exact expected team reward over one episode of `periods` periods
+    (no truck): below periods x the long-run optimum when lead_time >= 1, since an episode
+    starts with an empty pipeline."""
+    ref = reference(m, n_agents)
+    e = Economics.of(m)
+    return sum(episode_reward(s.policy, tuple(r), e, m.initial_inventory_max, periods)
+               for s, r in zip(ref.solutions, demand_rates(m, n_agents), strict=True))
