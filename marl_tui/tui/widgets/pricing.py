@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.text import Text
 
+from marl_tui.config import NASH_BAND_PCT
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
 from marl_tui.tui.widgets.scene import (
     SceneData,
@@ -67,6 +68,9 @@ class PricingPanel(ScenePanel):
         t = step_header(data, "day")
         t.append("\n")
         for i, p in enumerate(prices):
+            # Asymmetric stores: each has its own Nash and collusive price.
+            own_nash = ov.get(f"nash_price_{i + 1}", nash)
+            own_coll = ov.get(f"collusive_price_{i + 1}", coll)
             left = f"{names[i]:<{nw}}  p {num(p):>6} "
             d = demand[i] if i < len(demand) else None
             pi = profit[i] if i < len(profit) else None
@@ -75,17 +79,18 @@ class PricingPanel(ScenePanel):
             t.append(f"\n{names[i]:<{nw}}", style="bold")
             t.append(left[nw:])
             if bar_w >= 12:
-                t.append(price_bar(p, lo, hi, nash, coll, bar_w))
+                t.append(price_bar(p, lo, hi, own_nash, own_coll, bar_w))
                 t.append(right)
             else:
                 t.append(right)
                 pad = " " * (nw + 2)
                 t.append("\n" + pad)
-                t.append(price_bar(p, lo, hi, nash, coll, max(10, width - len(pad))))
+                t.append(price_bar(p, lo, hi, own_nash, own_coll, max(10, width - len(pad))))
         t.append("\n")
         t.append(f"range {lo:g}..{hi:g} · ", style="dim")
         t.append("N", style="bold green")
-        t.append(f" Nash {num(nash)} (π {num(ov.get('nash_profit'))}) · ")
+        mean = "mean " if "nash_price_1" in ov else ""
+        t.append(f" Nash {mean}{num(nash)} (π {num(ov.get('nash_profit'))}) · ")
         if finite(nash) and finite(coll) and abs(nash - coll) < 1e-9:
             t.append("◆", style="bold yellow")
             t.append(" Nash = collusive here · ")
@@ -99,6 +104,10 @@ class PricingPanel(ScenePanel):
         t.append("\ncollusion index Δ = (π_avg − π_N)/(π_M − π_N): ", style="bold")
         t.append(f"today {num(delta, 3)} · last episode {num(data.kpis.get('collusion_index'), 3)}")
         t.append("  (0 Nash, 1 collusion)", style="dim")
+        gap = data.kpis.get("profit_vs_nash")
+        t.append("\nprofit vs Nash (last episode): ", style="bold")
+        t.append(f"{gap:+.1f} %" if finite(gap) else "—")
+        t.append(f"  target: within ±{NASH_BAND_PCT:g} % (above: collusion, below: undercutting)", style="dim")
         t.append("\n")
         t.append(kpi_lines(data, width))
         t.append(self.history(data, names, lo, hi, nash, width))
