@@ -7,6 +7,7 @@ The demand model, best replies and the Nash / collusive reference live in
 from __future__ import annotations
 
 import math
+
 import torch
 
 from marl_tui.config import PricingModel, Scenario
