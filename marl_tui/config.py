@@ -197,20 +197,24 @@ class PricingModel(PerAgent):
 
 
 @dataclass(frozen=True)
-class WarehouseModel:
-    """Seasonal newsvendor with lost sales: r_i = p min(y,D) - c a - h (y-D)+ - b (D-y)+."""
+class WarehouseModel(PerAgent):
+    """Seasonal newsvendor with lost sales: r_i = p min(y,D) - c a - h (y-D)+ - b (D-y)+. The
+    costs, base demand, amplitude and phase are one number for all warehouses or a list."""
 
     price: Annotated[float, Money(description="revenue p per unit sold")] = 10.0
-    order_cost: Annotated[float, Money(description="cost c per unit ordered")] = 5.0
-    holding_cost: Annotated[float, Money(description="cost h per unit left over")] = 1.0
-    shortage_cost: Annotated[float, Money(description="penalty b per unit of lost sales")] = 4.0
+    order_cost: per_agent(Money(description="cost c per unit ordered")) = 5.0
+    holding_cost: per_agent(Money(description="cost h per unit left over")) = 1.0
+    shortage_cost: per_agent(Money(description="penalty b per unit of lost sales")) = 4.0
     capacity: Annotated[int, Meta(ge=1, le=200, description="storage cap per warehouse")] = 45
     max_order: Annotated[int, Meta(ge=1, le=200, description="largest order per period")] = 45
     # Demand is drawn by inverse CDF over 0..~(mean + 10 sd) per agent and copy each step: a
     # mean far beyond any storage cap means nothing and costs memory in proportion.
-    base_demand: Annotated[float, Meta(ge=0, le=1_000, description="mean demand level")] = 10.0
-    amplitude: Annotated[float, Meta(ge=0, le=1_000, description="seasonal swing of mean demand")] = 5.0
+    base_demand: per_agent(Meta(ge=0, le=1_000, description="mean demand level")) = 10.0
+    amplitude: per_agent(Meta(ge=0, le=1_000, description="seasonal swing of mean demand")) = 5.0
     season_length: Annotated[int, Meta(ge=1, le=365, description="periods in one season")] = 12
+    # None: the warehouses' seasons spread evenly, i / agents (a value would need the agent count).
+    phase: per_agent(Meta(ge=0, lt=1, description="season offset as a share of the season; "
+                                                  "default i / agents")) | None = None
     lead_time: Annotated[int, Meta(ge=0, le=2, description="periods before an order arrives")] = 0
     truck_capacity: Annotated[
         int, Meta(ge=0, le=64 * 200, description="shared truck: total orders per period (0 = no limit)")
@@ -226,11 +230,25 @@ class WarehouseModel:
         """Table cells the exact oracle needs for `agents` warehouses (each solves its own DP)."""
         return agents * dp_table_cells(self.season_length, self.capacity, self.max_order, self.lead_time)
 
+    def phases(self, agents: int) -> tuple[float, ...]:
+        return tuple(i / agents for i in range(agents)) if self.phase is None else self.per_agent("phase", agents)
+
     def problems(self, agents: int) -> list[tuple[str, str]]:
-        out = []
-        if self.amplitude > self.base_demand:
-            out.append(("amplitude", f"{self.amplitude} exceeds base_demand {self.base_demand}: "
-                                     "mean demand would go negative"))
+        out = self.length_problems(agents)
+        if out:
+            return out
+        base, amp = self.per_agent("base_demand", agents), self.per_agent("amplitude", agents)
+        for i in range(agents):
+            if amp[i] > base[i]:
+                which = f"[{i}]" if isinstance(self.amplitude, tuple) else ""
+                out.append((f"amplitude{which}", f"{amp[i]} exceeds base_demand {base[i]}: "
+                                                 "mean demand would go negative"))
+                break
+        costs = ("order_cost", "holding_cost", "shortage_cost")
+        if self.truck_capacity > 0 and any(isinstance(getattr(self, k), tuple) for k in costs):
+            name = next(k for k in costs if isinstance(getattr(self, k), tuple))
+            out.append((name, "a shared truck needs the same costs at every warehouse (its oracle "
+                              "rations by one price): give one number"))
         if self.max_order > self.capacity:
             out.append(("max_order", f"{self.max_order} exceeds capacity {self.capacity}"))
         if self.initial_inventory_max > self.capacity:

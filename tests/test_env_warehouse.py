@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from marl_tui.config import Scenario, load_scenario
+from marl_tui.config import Scenario, load_scenario, parse_scenario
+from marl_tui.errors import UserError
 from marl_tui.envs import warehouse_oracle as wo
 from marl_tui.envs.warehouse import WarehouseEnv, settle
 
@@ -381,3 +382,38 @@ def test_lead_time_score_survives_a_checkpoint() -> None:
     a, b = env.step(env.oracle_actions()), twin.step(twin.oracle_actions())
     assert torch.equal(a.info["oracle_reward"], b.info["oracle_reward"])
     assert env.kpis(a.info)["pct_of_optimal"] == twin.kpis(b.info)["pct_of_optimal"]
+
+
+# --------------------------------------------------------------------------- per-warehouse numbers
+
+
+def test_per_warehouse_numbers_solve_each_warehouse_on_its_own() -> None:
+    """Warehouse 2 with its own costs, demand and phase has the optimum of a one-warehouse
+    scenario with those numbers; its critical fractile is (p - c + b) / (p - c + b + h)."""
+    two = dataclasses.replace(scenario().model, order_cost=(5.0, 3.0), holding_cost=(1.0, 2.0),
+                              shortage_cost=(4.0, 6.0), base_demand=(10.0, 6.0), amplitude=(5.0, 2.0),
+                              phase=(0.0, 0.25))
+    ref = wo.reference(two, 2)
+    alone = dataclasses.replace(scenario().model, order_cost=3.0, holding_cost=2.0, shortage_cost=6.0,
+                                base_demand=6.0, amplitude=2.0, phase=(0.25,))
+    assert ref.extra["optimal_reward_by_agent"][1] == pytest.approx(wo.reference(alone, 1).optimum, abs=1e-9)
+    assert ref.extra["optimal_reward_by_agent"][0] == pytest.approx(44.223, abs=5e-4)  # the default's
+    assert ref.extra["critical_fractile"] == pytest.approx([0.9, (10 - 3 + 6) / (10 - 3 + 6 + 2)])
+    rates = wo.demand_rates(two, 2)
+    assert rates[1, 3] == pytest.approx(6 + 2 * math.sin(2 * math.pi * (3 / 12 + 0.25)))
+
+
+def test_env_charges_each_warehouse_its_own_costs() -> None:
+    sc = scenario(order_cost=(5.0, 3.0, 1.0), shortage_cost=(4.0, 4.0, 8.0))
+    out = settle(torch.tensor([[5.0, 5.0, 5.0]]), torch.tensor([[2.0, 2.0, 2.0]]),
+                 torch.tensor([[7.0, 7.0, 7.0]]), sc.model)
+    assert out["reward"].tolist() == [[50 - 10 - 8, 50 - 6 - 8, 50 - 2 - 16]]
+    env = WarehouseEnv(sc, n_envs=2, seed=0)
+    assert env.oracle().values["order_up_to"][2] != env.oracle().values["order_up_to"][0]
+
+
+def test_a_per_warehouse_list_of_the_wrong_length_is_one_line() -> None:
+    text = load_scenario("warehouse").text.replace("order_cost = 5.0", "order_cost = [5.0, 4.0]")
+    with pytest.raises(UserError, match=r"^mine.toml: model.order_cost: 2 values but agents = 3: "
+                                        r"give one number for every agent or a list of 3$"):
+        parse_scenario(text, "mine.toml")

@@ -37,12 +37,18 @@ from marl_tui.envs.rng import CounterRNG, poisson_from_uniform
 
 def settle(stock: torch.Tensor, order: torch.Tensor, demand: torch.Tensor,
            m: WarehouseModel) -> dict[str, torch.Tensor]:
-    """One period's sales and reward for stock y (after arrivals), order a and demand D."""
+    """One period's sales and reward for stock y (after arrivals), order a and demand D
+    ([..., N]; per-warehouse costs apply along the last axis)."""
     sold = torch.minimum(stock, demand)
     lost = demand - sold
     leftover = stock - sold
-    reward = (m.price * sold - m.order_cost * order - m.holding_cost * leftover
-              - m.shortage_cost * lost)
+
+    def cost(name: str) -> float | torch.Tensor:
+        value = getattr(m, name)
+        return torch.tensor(value, dtype=stock.dtype, device=stock.device) if isinstance(value, tuple) else value
+
+    reward = (m.price * sold - cost("order_cost") * order - cost("holding_cost") * leftover
+              - cost("shortage_cost") * lost)
     return {"sold": sold, "lost": lost, "leftover": leftover, "reward": reward}
 
 
@@ -77,13 +83,13 @@ class WarehouseEnv(BatchedEnv):
         )
         rates = wo.demand_rates(m, n)  # [N, S], the oracle's own rates
         self.rates = torch.tensor(rates, dtype=torch.float32, device=self.device)
-        self.phase0 = torch.arange(n, device=self.device) * (2 * math.pi / n)
-        self.demand_scale = max(m.base_demand + m.amplitude, 1.0)
+        self.phase0 = torch.tensor(m.phases(n), device=self.device) * (2 * math.pi)
+        top_mean = max(b + a for b, a in zip(m.per_agent("base_demand", n), m.per_agent("amplitude", n), strict=True))
+        self.demand_scale = max(top_mean, 1.0)
         # Inverse-CDF draws are exact up to here; beyond it lies < 1e-12 of the mass.
         top = float(rates.max())
         self.max_k = int(math.ceil(top + 10 * math.sqrt(top) + 10))
-        econ = wo.Economics.of(m)
-        self._solutions = tuple(wo.solve(tuple(r), econ) for r in rates)
+        self._solutions = tuple(wo.solve(tuple(r), e) for r, e in zip(rates, wo.Economics.each(m, n), strict=True))
         self.levels = torch.tensor([s.levels for s in self._solutions], device=self.device)
         self._policy = torch.stack([torch.as_tensor(s.policy).reshape(len(rates[0]), -1)
                                     for s in self._solutions]).to(self.device)
