@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from marl_tui.config import Scenario, load_scenario, parse_scenario
-from marl_tui.errors import UserError
 from marl_tui.envs import warehouse_oracle as wo
 from marl_tui.envs.warehouse import WarehouseEnv, settle
+from marl_tui.errors import UserError
 
 DEFAULT_LEVELS = [14, 17, 19, 20, 19, 17, 14, 11, 9, 8, 9, 11]
 
