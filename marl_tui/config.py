@@ -641,7 +641,8 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 # The pricing target is a band around Nash profit, not a floor: |profit - pi_N| <= this % of
-# pi_N. Above it is collusion (the collusion index says how much), below it undercutting.
+# pi_N (the profit_vs_nash KPI). Above it is collusion (the collusion index says how much),
+# below it undercutting.
 NASH_BAND_PCT = 2.0
 
 # The one KPI a progress line or status bar shows first, per kind.

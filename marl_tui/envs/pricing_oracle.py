@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from marl_tui.config import NASH_BAND_PCT, PricingModel
+from marl_tui.config import PricingModel
 
 # --------------------------------------------------------------------------- formulas
 
@@ -269,11 +269,6 @@ def solve(model: PricingModel, n: int) -> PricingSolution:
 def profit_vs_nash(profit: float, nash_profit: float) -> float:
     """100 (profit - pi_N) / |pi_N|: the signed distance to Nash profit in %; nan when pi_N = 0."""
     return 100 * (profit - nash_profit) / abs(nash_profit) if nash_profit else math.nan
-
-
-def within_nash_band(pct: float) -> bool:
-    """|profit - Nash| <= NASH_BAND_PCT % of Nash profit."""
-    return abs(pct) <= NASH_BAND_PCT
 
 
 def normalised_index(value: float, competitive: float, collusive: float) -> float:

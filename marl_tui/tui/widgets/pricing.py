@@ -6,7 +6,6 @@ from typing import Any
 
 from rich.text import Text
 
-from marl_tui.config import NASH_BAND_PCT
 from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
 from marl_tui.tui.widgets.scene import (
     SceneData,
@@ -104,10 +103,6 @@ class PricingPanel(ScenePanel):
         t.append("\ncollusion index Δ = (π_avg − π_N)/(π_M − π_N): ", style="bold")
         t.append(f"today {num(delta, 3)} · last episode {num(data.kpis.get('collusion_index'), 3)}")
         t.append("  (0 Nash, 1 collusion)", style="dim")
-        gap = data.kpis.get("profit_vs_nash")
-        t.append("\nprofit vs Nash (last episode): ", style="bold")
-        t.append(f"{gap:+.1f} %" if finite(gap) else "—")
-        t.append(f"  target: within ±{NASH_BAND_PCT:g} % (above: collusion, below: undercutting)", style="dim")
         t.append("\n")
         t.append(kpi_lines(data, width))
         t.append(self.history(data, names, lo, hi, nash, width))
