@@ -7,11 +7,11 @@ torch and textual are imported inside the commands that need them, so `--help`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import msgspec
 import typer
 from typer.exceptions import TyperException
 
@@ -140,8 +140,8 @@ def info(
     if sc.name != stem:  # a copied file keeps the name it was copied from: say so, don't rename it
         data["note"] = (f"this file says name = {sc.name!r}, not {stem!r}: its runs are named {sc.name}-…; "
                         f"change `name` in {sc.source} to tell them apart")
-    if as_json:
-        typer.echo(json.dumps(data, indent=2))
+    if as_json:  # msgspec writes NaN/inf (Δ where Nash = collusion) as null: valid JSON
+        typer.echo(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
     else:
         typer.echo(printable_lines(scenario_info_text(data)
                                    + (f"\n  note:        {data['note']}" if "note" in data else "")))
@@ -366,7 +366,6 @@ def compare(
 
 def _print_records(source: ReplaySource, jsonl: bool) -> None:
     """The recording as text lines, or as JSON lines (the header, then every record)."""
-    import msgspec
 
     if jsonl:
         for record in (source.header, *source.frames, *source.episodes):

@@ -133,16 +133,42 @@ Weight = functools.partial(Meta, ge=0, le=COEFFICIENT)
 SCALE = Meta(gt=0, le=COEFFICIENT, description="learners see reward x this (reports stay raw)")
 
 
+def per_agent(meta: Meta) -> Any:
+    """A per-agent quantity: one number for every agent, or a list of one per agent (the same
+    range for each). Tuples, not lists: models are frozen and hashable (the oracles cache them)."""
+    return Annotated[float, meta] | tuple[Annotated[float, meta], ...]
+
+
+class PerAgent:
+    """Models whose per-agent fields (declared with `per_agent`) take a scalar or a list."""
+
+    def per_agent(self, name: str, agents: int) -> tuple[float, ...]:
+        """Field `name` for each of `agents` agents."""
+        value = getattr(self, name)
+        return tuple(value) if isinstance(value, tuple) else (float(value),) * agents
+
+    def is_symmetric(self) -> bool:
+        return not any(isinstance(getattr(self, f.name), tuple) and len(set(getattr(self, f.name))) > 1
+                       for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    def length_problems(self, agents: int) -> list[tuple[str, str]]:
+        return [(f.name, f"{len(v)} values but agents = {agents}: give one number for every agent "
+                         f"or a list of {agents}")
+                for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if isinstance(v := getattr(self, f.name), tuple) and len(v) != agents]
+
+
 @dataclass(frozen=True)
-class PricingModel:
-    """Bertrand price competition. Linear: D_i = a - b p_i + g sum_j p_j; logit: Calvano et al."""
+class PricingModel(PerAgent):
+    """Bertrand price competition. Linear: D_i = a_i - b_i p_i + g_i sum_{j!=i} p_j; logit:
+    Calvano et al. a, b, g and cost are one number for all stores or a list, one per store."""
 
     demand: Annotated[Literal["linear", "logit"], Meta(description="the demand model")] = "linear"
-    a: Annotated[float, Meta(ge=-MONEY, le=MONEY,
-                             description="demand intercept (linear) or quality a_i (logit)")] = 100.0
-    b: Annotated[float, Meta(gt=0, le=COEFFICIENT, description="own-price slope (linear)")] = 2.0
-    g: Annotated[float, Weight(description="cross-price slope (linear)")] = 0.5
-    cost: Annotated[float, Money(description="marginal cost c")] = 0.0
+    a: per_agent(Meta(ge=-MONEY, le=MONEY,
+                      description="demand intercept (linear) or quality a_i (logit)")) = 100.0
+    b: per_agent(Meta(gt=0, le=COEFFICIENT, description="own-price slope (linear)")) = 2.0
+    g: per_agent(Weight(description="cross-price slope (linear)")) = 0.5
+    cost: per_agent(Money(description="marginal cost c")) = 0.0
     # exp((a - p) / mu) must stay a float64: (a - p) / mu within ~700 over the price range.
     mu: Annotated[float, Meta(ge=1e-2, le=COEFFICIENT, description="logit horizontal differentiation")] = 0.25
     a0: Annotated[float, Meta(ge=-MONEY, le=MONEY, description="logit outside-good quality")] = 0.0
@@ -154,32 +180,41 @@ class PricingModel:
     reward_scale: Annotated[float, SCALE] = 0.001
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
-        out = []
+        out = self.length_problems(agents)
+        if out:
+            return out
         if self.price_min >= self.price_max:
             out.append(("price_min", f"{self.price_min} must be below price_max ({self.price_max})"))
-        if self.demand == "linear" and self.b <= (agents - 1) * self.g:
+        b, g = self.per_agent("b", agents), self.per_agent("g", agents)
+        if self.demand == "linear" and any(bi <= (agents - 1) * gi for bi, gi in zip(b, g, strict=True)):
+            i = next(i for i in range(agents) if b[i] <= (agents - 1) * g[i])
+            which = "" if not isinstance(self.g, tuple) else f"[{i}]"
             out.append(
-                ("g", f"{self.g} is too large: need b > (agents-1)*g = {(agents - 1) * self.g} "
-                      "so demand falls with a store's own price overall")
+                (f"g{which}", f"{g[i]} is too large: need b > (agents-1)*g = {(agents - 1) * g[i]} "
+                              "so demand falls with a store's own price overall")
             )
         return out
 
 
 @dataclass(frozen=True)
-class WarehouseModel:
-    """Seasonal newsvendor with lost sales: r_i = p min(y,D) - c a - h (y-D)+ - b (D-y)+."""
+class WarehouseModel(PerAgent):
+    """Seasonal newsvendor with lost sales: r_i = p min(y,D) - c a - h (y-D)+ - b (D-y)+. The
+    costs, base demand, amplitude and phase are one number for all warehouses or a list."""
 
     price: Annotated[float, Money(description="revenue p per unit sold")] = 10.0
-    order_cost: Annotated[float, Money(description="cost c per unit ordered")] = 5.0
-    holding_cost: Annotated[float, Money(description="cost h per unit left over")] = 1.0
-    shortage_cost: Annotated[float, Money(description="penalty b per unit of lost sales")] = 4.0
+    order_cost: per_agent(Money(description="cost c per unit ordered")) = 5.0
+    holding_cost: per_agent(Money(description="cost h per unit left over")) = 1.0
+    shortage_cost: per_agent(Money(description="penalty b per unit of lost sales")) = 4.0
     capacity: Annotated[int, Meta(ge=1, le=200, description="storage cap per warehouse")] = 45
     max_order: Annotated[int, Meta(ge=1, le=200, description="largest order per period")] = 45
     # Demand is drawn by inverse CDF over 0..~(mean + 10 sd) per agent and copy each step: a
     # mean far beyond any storage cap means nothing and costs memory in proportion.
-    base_demand: Annotated[float, Meta(ge=0, le=1_000, description="mean demand level")] = 10.0
-    amplitude: Annotated[float, Meta(ge=0, le=1_000, description="seasonal swing of mean demand")] = 5.0
+    base_demand: per_agent(Meta(ge=0, le=1_000, description="mean demand level")) = 10.0
+    amplitude: per_agent(Meta(ge=0, le=1_000, description="seasonal swing of mean demand")) = 5.0
     season_length: Annotated[int, Meta(ge=1, le=365, description="periods in one season")] = 12
+    # None: the warehouses' seasons spread evenly, i / agents (a value would need the agent count).
+    phase: per_agent(Meta(ge=0, lt=1, description="season offset as a share of the season; "
+                                                  "default i / agents")) | None = None
     lead_time: Annotated[int, Meta(ge=0, le=2, description="periods before an order arrives")] = 0
     truck_capacity: Annotated[
         int, Meta(ge=0, le=64 * 200, description="shared truck: total orders per period (0 = no limit)")
@@ -195,11 +230,25 @@ class WarehouseModel:
         """Table cells the exact oracle needs for `agents` warehouses (each solves its own DP)."""
         return agents * dp_table_cells(self.season_length, self.capacity, self.max_order, self.lead_time)
 
+    def phases(self, agents: int) -> tuple[float, ...]:
+        return tuple(i / agents for i in range(agents)) if self.phase is None else self.per_agent("phase", agents)
+
     def problems(self, agents: int) -> list[tuple[str, str]]:
-        out = []
-        if self.amplitude > self.base_demand:
-            out.append(("amplitude", f"{self.amplitude} exceeds base_demand {self.base_demand}: "
-                                     "mean demand would go negative"))
+        out = self.length_problems(agents)
+        if out:
+            return out
+        base, amp = self.per_agent("base_demand", agents), self.per_agent("amplitude", agents)
+        for i in range(agents):
+            if amp[i] > base[i]:
+                which = f"[{i}]" if isinstance(self.amplitude, tuple) else ""
+                out.append((f"amplitude{which}", f"{amp[i]} exceeds base_demand {base[i]}: "
+                                                 "mean demand would go negative"))
+                break
+        costs = ("order_cost", "holding_cost", "shortage_cost")
+        if self.truck_capacity > 0 and any(isinstance(getattr(self, k), tuple) for k in costs):
+            name = next(k for k in costs if isinstance(getattr(self, k), tuple))
+            out.append((name, "a shared truck needs the same costs at every warehouse (its oracle "
+                              "rations by one price): give one number"))
         if self.max_order > self.capacity:
             out.append(("max_order", f"{self.max_order} exceeds capacity {self.capacity}"))
         if self.initial_inventory_max > self.capacity:
@@ -309,15 +358,16 @@ def _number(x: float) -> str:
 
 
 def _unwrap(tp: Any) -> tuple[Any, Meta | None]:
-    """(the plain type, its Meta) from Annotated[X, Meta(...)], X | None and the like."""
+    """(the plain type, its Meta) from Annotated[X, Meta(...)], X | None and the like; a
+    per-agent X | tuple[X, ...] reads as X (its items have X's range)."""
     meta = None
     while True:
         origin = typing.get_origin(tp)
         if origin is Annotated:
             tp, *extras = typing.get_args(tp)
             meta = next((e for e in extras if isinstance(e, Meta)), meta)
-        elif origin in (Union, types.UnionType) and type(None) in typing.get_args(tp):
-            (tp,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        elif origin in (Union, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
         else:
             return tp, meta
 
@@ -589,6 +639,11 @@ def load_scenario(name_or_path: str) -> Scenario:
         )
     return parse_scenario(bundled.read_text(encoding="utf-8"), f"scenarios/{bundled.name}")
 
+
+# The pricing target is a band around Nash profit, not a floor: |profit - pi_N| <= this % of
+# pi_N (the profit_vs_nash KPI). Above it is collusion (the collusion index says how much),
+# below it undercutting.
+NASH_BAND_PCT = 2.0
 
 # The one KPI a progress line or status bar shows first, per kind.
 HEADLINE_KPI = {

@@ -80,8 +80,10 @@ def test_info_json_through_the_command() -> None:
     out = subprocess.run([sys.executable, "-m", "marl_tui", "info", "pricing-guide", "--json"],
                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    data = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"bare {c} is not JSON"))
     assert data["name"] == "pricing-guide" and data["oracle"]["nash_price"] == pytest.approx(10)
+    # Nash = collusion here: the indexes are undefined, written as null
+    assert data["oracle_kpis"]["collusion_index"] is None
 
 
 def test_user_scenarios_are_listed_and_a_broken_one_does_not_hide_the_rest(tmp_path, monkeypatch) -> None:

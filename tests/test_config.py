@@ -34,7 +34,8 @@ def test_every_model_field_is_set_in_the_default_files() -> None:
     for name in ("pricing", "warehouse", "fulfillment"):
         sc = load_scenario(name)
         fields = {f.name for f in dataclasses.fields(sc.model)}
-        for field in fields - {"mu", "a0"}:
+        # mu, a0: logit only; phase: None spreads the seasons evenly, which TOML cannot write
+        for field in fields - {"mu", "a0", "phase"}:
             assert f"\n{field} =" in sc.text or f"\n{field}=" in sc.text, (name, field)
 
 

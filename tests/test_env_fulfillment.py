@@ -160,6 +160,16 @@ def test_kpis_on_a_conflict():
                                "miss_rate": 0.0, "mean_cost": 3.0})
 
 
+@pytest.mark.parametrize("reward", ["resolved", "strict"])
+@pytest.mark.parametrize("accept", [[0, 0], [1, 0], [1, 1]])
+def test_an_order_nobody_can_ship_is_no_wrong_choice(reward, accept):
+    """Both stores full: every choice is the same miss (regret 0), so each counts as right."""
+    env = two_stores(reward)
+    env._show(_Draw(torch.tensor([[0.0, 0.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([[4.0, 1.0]])))
+    k = env.kpis(env.step(torch.tensor([accept])).info)
+    assert k["optimal_choice_rate"] == 1.0 and k["regret"] == 0.0 and k["miss_rate"] == 1.0
+
+
 # --- observations, shapes, episodes ------------------------------------------------------
 
 

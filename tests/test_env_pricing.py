@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from marl_tui.config import Scenario, load_scenario, parse_scenario
+from marl_tui.config import PricingModel, Scenario, load_scenario, parse_scenario
 from marl_tui.envs import pricing, pricing_oracle
 from marl_tui.envs.base import make_env
 from marl_tui.envs.pricing import PricingEnv
@@ -128,6 +128,7 @@ def test_oracle_record_for_default_preset():
         {
             "mean_price": 33.3333,
             "mean_profit": 2222.2222,
+            "profit_vs_nash": 0.0,
             "collusion_index": 0.0,
             "price_index": 0.0,
             "exploitability": 0.0,
@@ -164,6 +165,7 @@ def test_kpis_at_nash_and_at_collusion():
         {
             "mean_price": 50.0,
             "mean_profit": 2500.0,
+            "profit_vs_nash": 12.5,  # 2500 against 2222.2: outside the ±2 % band, above Nash
             "collusion_index": 1.0,
             "price_index": 1.0,
             "exploitability": 312.5,
@@ -298,3 +300,72 @@ def test_cuda_matches_cpu():
     rc, rg = cpu.step(a), gpu.step(a.cuda())
     assert torch.allclose(rc.reward, rg.reward.cpu())
     assert cpu.kpis(rc.info) == pytest.approx(gpu.kpis(rg.info), rel=1e-5)
+
+
+# --------------------------------------------------------------------------- asymmetric stores
+
+
+def _asymmetric(**model: object) -> PricingModel:
+    return dataclasses.replace(scenario("pricing").model, **model)
+
+
+def test_asymmetric_linear_nash_solves_the_first_order_conditions():
+    """Two stores, a = (100, 80), b = (2, 1.5), g = (0.5, 0.4), c = (5, 10). By hand:
+    4 p1 - 0.5 p2 = 110 and 3 p2 - 0.4 p1 = 95 give p1 = (110 + 0.5 * 95 / 3) / (4 - 0.5 * 0.4 / 3)
+    = 31.9915 and p2 = (95 + 0.4 p1) / 3 = 35.9322."""
+    model = _asymmetric(a=(100.0, 80.0), b=(2.0, 1.5), g=(0.5, 0.4), cost=(5.0, 10.0))
+    s = solve(model, 2)
+    p1 = (110 + 0.5 * 95 / 3) / (4 - 0.5 * 0.4 / 3)
+    p2 = (95 + 0.4 * p1) / 3
+    assert s.nash_prices == pytest.approx((p1, p2), abs=1e-9)
+    assert s.nash_prices == pytest.approx((31.9915, 35.9322), abs=1e-4)
+    d1, d2 = 100 - 2 * p1 + 0.5 * p2, 80 - 1.5 * p2 + 0.4 * p1
+    assert s.nash_profits == pytest.approx(((p1 - 5) * d1, (p2 - 10) * d2), abs=1e-7)
+    assert s.nash_price == pytest.approx((p1 + p2) / 2)
+    # Nash: no store gains by deviating
+    assert exploitability(f64(p1, p2), model).tolist() == pytest.approx([0.0, 0.0], abs=1e-9)
+    # Collusion: the gradient of joint profit vanishes and joint profit beats Nash.
+    pc = f64(*s.collusive_prices).requires_grad_()
+    profits(pc, model).sum().backward()
+    assert pc.grad.abs().max().item() < 1e-8
+    assert sum(s.collusive_profits) > sum(s.nash_profits)
+
+
+def test_asymmetric_nash_outside_the_box_iterates_best_responses():
+    """Store 2's unconstrained Nash price (35.93) exceeds price_max = 33, so it sits at 33;
+    store 1 best-replies: p1 = (100 + 0.5 * 33 + 2 * 5) / 4 = 31.625, and store 2's reply to
+    that, (80 + 0.4 * 31.625 + 1.5 * 10) / 3 = 35.88, is still above the cap."""
+    model = _asymmetric(a=(100.0, 80.0), b=(2.0, 1.5), g=(0.5, 0.4), cost=(5.0, 10.0), price_max=33.0)
+    s = solve(model, 2)
+    assert s.nash_prices == pytest.approx((31.625, 33.0), abs=1e-9)
+
+
+def test_asymmetric_logit_nash_is_the_fixed_point():
+    """Calvano's duopoly with qualities (2.2, 2.0) and costs (1, 1): at the fixed point each
+    price meets its first-order condition p_i - c_i = mu / (1 - q_i)."""
+    model = dataclasses.replace(scenario("pricing-logit").model, a=(2.2, 2.0), cost=(1.0, 1.0))
+    s = solve(model, 2)
+    p = f64(*s.nash_prices)
+    q = demands(p, model)
+    assert (p - 1.0).tolist() == pytest.approx((0.25 / (1 - q)).tolist(), abs=1e-10)
+    assert s.nash_prices[0] > s.nash_prices[1]  # the better store charges more
+    # symmetric qualities give back the symmetric answer
+    same = dataclasses.replace(model, a=(2.0, 2.0))
+    assert solve(same, 2).nash_price == pytest.approx(1.4729, abs=5e-5)
+    # collusion: equal markups, joint profit stationary
+    pc = f64(*s.collusive_prices).requires_grad_()
+    profits(pc, model).sum().backward()
+    assert pc.grad.abs().max().item() < 1e-8
+
+
+def test_asymmetric_env_plays_each_stores_nash_price():
+    sc = scenario("pricing").with_overrides(
+        agents=2, model=_asymmetric(a=(100.0, 80.0), b=(2.0, 1.5), g=(0.5, 0.4), cost=(5.0, 10.0)))
+    env = PricingEnv(sc, n_envs=3, seed=0)
+    o = env.oracle()
+    assert o.values["nash_price_1"] == pytest.approx(31.9915, abs=1e-4)
+    assert o.values["nash_price_2"] == pytest.approx(35.9322, abs=1e-4)
+    env.reset()
+    k = env.kpis(env.step(env.oracle_actions()).info)
+    assert k["profit_vs_nash"] == pytest.approx(0.0, abs=1e-3)
+    assert k["exploitability"] == pytest.approx(0.0, abs=1e-2)

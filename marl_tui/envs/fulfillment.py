@@ -238,7 +238,8 @@ class FulfillmentEnv(BatchedEnv):
 
         optimal_choice_rate: share of copies whose set of accepting stores is exactly
         the oracle's, i.e. only the cheapest able store accepted (nobody, when no
-        store should ship). regret: mean team cost minus mean oracle cost.
+        store should ship). An order no store can ship counts as right whatever the stores
+        did: every choice then costs the same miss (regret 0). regret: mean team cost minus mean oracle cost.
         conflict_rate: more than one store accepted. miss_rate: nobody shipped.
         mean_cost: mean team cost (penalties included).
         """
@@ -246,7 +247,7 @@ class FulfillmentEnv(BatchedEnv):
         wanted = _one_hot(info["oracle_store"], accept.shape[-1])
         team, best = info["team_cost"].float(), info["oracle_cost"].float()
         return {
-            "optimal_choice_rate": (accept == wanted).all(-1).float().mean(),
+            "optimal_choice_rate": ((accept == wanted).all(-1) | ~info["feasible"].any(-1)).float().mean(),
             "regret": (team.mean() - best.mean()),
             "conflict_rate": (accept.sum(-1) > 1).float().mean(),
             "miss_rate": (info["served_by"] < 0).float().mean(),

@@ -7,7 +7,6 @@ The demand model, best replies and the Nash / collusive reference live in
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
 import torch
 
@@ -16,10 +15,12 @@ from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepRes
 from marl_tui.envs.pricing_oracle import (
     PricingSolution,
     best_response,
+    coefficient,
     demands,
     deviation_profits,
     exploitability,
     normalised_index,
+    profit_vs_nash,
     profits,
     solve,
 )
@@ -104,7 +105,7 @@ class PricingEnv(BatchedEnv):
         m = self.model
         price = actions.to(self.device, torch.float32).clamp(m.price_min, m.price_max)
         demand = demands(price, m)
-        profit = (price - m.cost) * demand
+        profit = (price - coefficient(m, "cost", price)) * demand
         self.last_price, self.last_profit = price, profit
         self.t += 1
         obs, state = self._observe()
@@ -121,8 +122,13 @@ class PricingEnv(BatchedEnv):
 
     def oracle(self) -> Oracle:
         s, n = self.solution(), self.spec.n_agents
+        values = s.scalars()
+        if not self.model.is_symmetric():  # each store's own answer, as scalars views can read
+            for i in range(n):
+                values |= {f"nash_price_{i + 1}": s.nash_prices[i], f"nash_profit_{i + 1}": s.nash_profits[i],
+                           f"collusive_price_{i + 1}": s.collusive_prices[i]}
         return Oracle(
-            values=asdict(s),
+            values=values,
             summary=(
                 f"Nash {_fmt(s.nash_price)} (profit {_fmt(s.nash_profit)}) · "
                 f"collusive {_fmt(s.collusive_price)} ({_fmt(s.collusive_profit)})"
@@ -130,6 +136,7 @@ class PricingEnv(BatchedEnv):
             kpis={
                 "mean_price": s.nash_price,
                 "mean_profit": s.nash_profit,
+                "profit_vs_nash": 0.0,
                 "collusion_index": normalised_index(s.nash_profit, s.nash_profit, s.collusive_profit),
                 "price_index": normalised_index(s.nash_price, s.nash_price, s.collusive_price),
                 "exploitability": 0.0,
@@ -139,11 +146,14 @@ class PricingEnv(BatchedEnv):
         )
 
     def oracle_actions(self) -> torch.Tensor:
-        return torch.full(
-            (self.n_envs, self.spec.n_agents), self.solution().nash_price, device=self.device
-        )
+        prices = torch.tensor(self.solution().nash_prices, dtype=torch.float32, device=self.device)
+        return prices.expand(self.n_envs, -1).clone()
 
     def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        """mean price and profit over stores and copies; profit_vs_nash: the mean profit's signed
+        distance to the mean Nash profit in % (the target is the band |.| <= NASH_BAND_PCT);
+        collusion and price indexes: 0 at Nash, 1 at joint-profit maximum; exploitability:
+        the mean gain of a store's best unilateral deviation."""
         s = self.solution()
         mean_price = info["price"].mean()
         mean_profit = info["profit"].mean()
@@ -152,6 +162,7 @@ class PricingEnv(BatchedEnv):
         return {
             "mean_price": mean_price,
             "mean_profit": mean_profit,
+            "profit_vs_nash": profit_vs_nash(mean_profit, s.nash_profit),
             "collusion_index": normalised_index(mean_profit, s.nash_profit, s.collusive_profit),
             "price_index": normalised_index(mean_price, s.nash_price, s.collusive_price),
             "exploitability": gain.mean(),

@@ -92,9 +92,16 @@ class Economics:
     lead_time: int
 
     @classmethod
-    def of(cls, m: WarehouseModel) -> Economics:
-        return cls(m.price, m.order_cost, m.holding_cost, m.shortage_cost,
+    def of(cls, m: WarehouseModel, i: int = 0, n_agents: int = 1) -> Economics:
+        """Warehouse i's (of n_agents) numbers."""
+        def own(name: str) -> float:
+            return m.per_agent(name, n_agents)[i]
+        return cls(m.price, own("order_cost"), own("holding_cost"), own("shortage_cost"),
                    m.capacity, m.max_order, m.lead_time)
+
+    @classmethod
+    def each(cls, m: WarehouseModel, n_agents: int) -> tuple[Economics, ...]:
+        return tuple(cls.of(m, i, n_agents) for i in range(n_agents))
 
     @property
     def state_dims(self) -> int:
@@ -127,11 +134,12 @@ def check_size(m: WarehouseModel, n_agents: int) -> None:
 
 
 def demand_rates(m: WarehouseModel, n_agents: int) -> np.ndarray:
-    """lambda_i(t) for every warehouse and period of the season: [N, S]."""
+    """lambda_i(t) = base_i + amp_i sin(2 pi (t / S + phase_i)) for every warehouse and period of
+    the season: [N, S]."""
     t = np.arange(m.season_length)
-    i = np.arange(n_agents)[:, None]
-    phase = 2 * math.pi * t / m.season_length + 2 * math.pi * i / n_agents
-    return np.maximum(m.base_demand + m.amplitude * np.sin(phase), 0.0)
+    base, amp = (np.asarray(m.per_agent(k, n_agents))[:, None] for k in ("base_demand", "amplitude"))
+    phase = 2 * math.pi * t / m.season_length + 2 * math.pi * np.asarray(m.phases(n_agents))[:, None]
+    return np.maximum(base + amp * np.sin(phase), 0.0)
 
 
 def poisson_pmf(rate: float, n: int) -> np.ndarray:
@@ -303,12 +311,14 @@ def _sum_stats(parts: list[PolicyStats]) -> PolicyStats:
                        sum(p.order for p in parts) / k)
 
 
-def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics) -> PolicyStats:
-    """Exact long-run averages of one warehouse under a policy table [S, *state] of orders."""
+def _plan(policy: np.ndarray, rates: tuple[float, ...],
+          e: Economics) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per period of the season, over the DP state grid: (order, stock, flat next-state index
+    [G, leftover]) under a policy table [S, *state] of orders."""
     n = e.capacity + 1
     coords = np.indices((n,) * e.state_dims).reshape(e.state_dims, -1).T  # [G, dims]
     leftover = np.arange(n)
-    steps = []  # per period: (order, stock, flat next-state index [G, n])
+    steps = []
     for t in range(len(rates)):
         a = policy[t].reshape(-1)
         y = np.minimum(_stock(e, coords, a), n - 1)
@@ -316,7 +326,13 @@ def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics)
         idx = np.ravel_multi_index(tuple(np.minimum(nxt, n - 1).transpose(2, 0, 1)),
                                    (n,) * e.state_dims)
         steps.append((a, y, idx))
-    mu = np.zeros(len(coords))
+    return steps
+
+
+def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics) -> PolicyStats:
+    """Exact long-run averages of one warehouse under a policy table [S, *state] of orders."""
+    steps = _plan(policy, rates, e)
+    mu = np.zeros(len(steps[0][0]))
     mu[0] = 1.0
     for _ in range(_MAX_SEASONS):
         mu_start, acc, sold = mu, np.zeros(3), []
@@ -330,6 +346,23 @@ def stationary_stats(policy: np.ndarray, rates: tuple[float, ...], e: Economics)
             break
     reward, short, order = (float(v) for v in acc / len(steps))
     return PolicyStats(reward, tuple(sold), tuple(float(r) for r in rates), short, order)
+
+
+def episode_reward(policy: np.ndarray, rates: tuple[float, ...], e: Economics,
+                   start_max: int, periods: int) -> float:
+    """Exact expected reward of one warehouse over an episode of `periods` periods from season
+    phase 0, as the env starts one: on-hand uniform on 0..start_max, an empty pipeline."""
+    steps = _plan(policy, rates, e)
+    mu = np.zeros(len(steps[0][0]))
+    # State (x) or (y, q_2..q_L): with an empty pipeline y is the on-hand stock, the rest 0.
+    mu[np.arange(start_max + 1) * (e.capacity + 1) ** (e.state_dims - 1)] = 1.0 / (start_max + 1)
+    total = 0.0
+    for t in range(periods):
+        a, y, idx = steps[t % len(steps)]
+        per = period(rates[t % len(steps)], e)
+        total += float(mu @ (per.reward[y] - e.order_cost * a))
+        mu = np.bincount(idx.reshape(-1), (mu[:, None] * per.move[y]).reshape(-1), minlength=len(mu))
+    return total
 
 
 def ration(q: np.ndarray, want: np.ndarray, truck: int) -> np.ndarray:
@@ -499,21 +532,26 @@ def reference(m: WarehouseModel, n_agents: int) -> Reference:
     Raises ValueError when the DP would exceed DP_CELL_LIMIT (see dp_cells).
     """
     check_size(m, n_agents)
-    e = Economics.of(m)
+    econ = Economics.each(m, n_agents)
+    e = econ[0]  # the truck's numbers: config refuses a truck with per-warehouse costs
     rates = demand_rates(m, n_agents)
-    sols = tuple(solve(tuple(r), e) for r in rates)
+    sols = tuple(solve(tuple(r), ei) for r, ei in zip(rates, econ, strict=True))
     levels = [list(s.levels) for s in sols]
     lo, hi = min(min(v) for v in levels), max(max(v) for v in levels)
     optimal = sum(s.gain for s in sols)
+    fractiles = [ei.critical_fractile() for ei in econ]
     extra: dict[str, Any] = {
-        "perfect_foresight_team": perfect_foresight(rates, e),
-        "never_order_team": 0.0 - m.shortage_cost * float(rates.mean(1).sum()),
-        "critical_fractile": e.critical_fractile(),
+        "perfect_foresight_team": sum(perfect_foresight(r[None], ei) for r, ei in zip(rates, econ, strict=True)),
+        "never_order_team": -sum(ei.shortage_cost * float(r.mean()) for r, ei in zip(rates, econ, strict=True)),
+        "critical_fractile": fractiles[0] if len(set(fractiles)) == 1 else fractiles,
     }
     if m.truck_capacity == 0:
-        extra["seasonless_level"], extra["seasonless_team"] = seasonless(rates, e)
-        stats = _sum_stats([stationary_stats(s.policy, tuple(r), e)
-                            for s, r in zip(sols, rates, strict=True)])
+        flat = [seasonless(r[None], ei) for r, ei in zip(rates, econ, strict=True)]
+        flat_levels = [level for level, _ in flat]
+        extra["seasonless_level"] = flat_levels[0] if len(set(flat_levels)) == 1 else flat_levels
+        extra["seasonless_team"] = sum(team for _, team in flat)
+        stats = _sum_stats([stationary_stats(s.policy, tuple(r), ei)
+                            for s, r, ei in zip(sols, rates, econ, strict=True)])
         values = {"optimal_reward_team": optimal,
                   "optimal_reward_per_agent": optimal / n_agents,
                   "order_up_to": levels}
@@ -533,3 +571,14 @@ def reference(m: WarehouseModel, n_agents: int) -> Reference:
     summary = (f"truck {m.truck_capacity}: greedy rationing {stats.team_reward:.2f} "
                f"≤ optimal ≤ {bound:.2f}/period (team)")
     return Reference(sols, stats, bound, values, summary, extra)
+
+
+@lru_cache(maxsize=8)
+def episode_optimum(m: WarehouseModel, n_agents: int, periods: int) -> float:
+    """The oracle policy's exact expected team reward over one episode of `periods` periods
+    (no truck): below periods x the long-run optimum when lead_time >= 1, since an episode
+    starts with an empty pipeline."""
+    ref = reference(m, n_agents)
+    return sum(episode_reward(s.policy, tuple(r), e, m.initial_inventory_max, periods)
+               for s, r, e in zip(ref.solutions, demand_rates(m, n_agents), Economics.each(m, n_agents),
+                                  strict=True))

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from marl_tui.config import NASH_BAND_PCT
 from marl_tui.headless.output import Out, fmt
 from marl_tui.train.rundir import write_json
 from marl_tui.train.stats import Stats
@@ -50,10 +51,19 @@ def reference_of(trainer: Run) -> dict[str, float]:
     return oracle.kpis | {"team_return": oracle.team_return}
 
 
+def target_note(kpi: str, value: float) -> str:
+    """What a KPI's target is, where it is a band rather than 'as close to the oracle as can be'."""
+    if kpi == "profit_vs_nash" and math.isfinite(value):
+        where = "within" if abs(value) <= NASH_BAND_PCT else ("above: collusion" if value > 0 else "below")
+        return f"  target ±{NASH_BAND_PCT:g} %: {where}"
+    return ""
+
+
 def kpi_rows(evaluation: dict[str, float], reference: dict[str, float]) -> list[str]:
     """The KPI table: a header, then one row per KPI, learned against the oracle."""
     rows = [f"  {'kpi':<22}{'learned':>14}{'oracle':>14}"]
-    rows += [f"  {k:<22}{fmt(v):>14}{fmt(reference.get(k)):>14}" for k, v in evaluation.items()]
+    rows += [f"  {k:<22}{fmt(v):>14}{fmt(reference.get(k)):>14}{target_note(k, v)}"
+             for k, v in evaluation.items()]
     return rows
 
 

@@ -24,7 +24,7 @@ import csv
 import math
 import statistics
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -45,6 +45,9 @@ ENTROPY_SHARE = 0.1  # ...(discrete MAPPO): to this share of its first value
 EXPLORATION_FLOOR = 0.01  # QMIX epsilon / MADDPG noise at or below this counts as none
 OVERFIT_SHARE = 0.2  # overfitting: greedy below training by this share of the return's size
 DIVERGENCE_FACTOR = 10.0  # divergence: |value| above this x max|r̄| / (1 - gamma)
+# The NaN guard (train/callbacks/nan_guard.py) stops a run at this x the same bound: far enough
+# above the doctor's warning that no honest value reaches it.
+DIVERGENCE_FAULT_FACTOR = 100.0
 
 LOSS_COLUMN = {"maddpg": "critic_loss", "mappo": "value_loss", "qmix": "td_loss"}
 # Value-like columns and whether they are per agent (1) or the team's sum (n agents).
@@ -306,32 +309,54 @@ def overfitting(rows: Sequence[Row], facts: Facts, greedy_return: float | None) 
                    advice=_advice("overfitting", facts), env_step=learn[-1].env_steps)
 
 
+def reward_bound(max_abs_reward: float, facts: Facts) -> float:
+    """max|r̄| / (1 − γ) per agent in the learners' units (reward × reward_scale), from the
+    largest |mean reward per step| of an agent in an episode, in raw units."""
+    return max_abs_reward * facts.reward_scale / (1.0 - facts.gamma)
+
+
 def value_bound(rows: Sequence[Row], facts: Facts) -> float:
-    """max|r̄| / (1 − γ) per agent in the learners' units (reward × reward_scale), where r̄ is an
-    episode's mean reward per step; nan before any row."""
+    """reward_bound over the rows' episodes; nan before any row."""
     rewards = _finite([abs(a) / max(facts.episode_length, 1) for r in rows for a in r.agent_returns])
     if not rewards:
         return math.nan
-    return max(rewards) * facts.reward_scale / (1.0 - facts.gamma)
+    return reward_bound(max(rewards), facts)
+
+
+def diverged(values: Mapping[str, float], facts: Facts, bound: float,
+             factor: float) -> tuple[str, float, float] | None:
+    """(column, value, limit) of the first value-like column of the algorithm whose |value| is
+    above factor × bound (× agents for a team value), or a loss above that limit squared; None
+    when all are within (or the bound is unknown)."""
+    if not math.isfinite(bound) or bound <= 0:
+        return None
+    columns = [(key, factor * bound * (facts.n_agents if team else 1), False)
+               for key, team in VALUE_COLUMNS.get(facts.algo, ())]
+    if facts.algo in LOSS_COLUMN:  # a squared error: its scale is the value's squared
+        team = any(t for _, t in VALUE_COLUMNS[facts.algo])
+        columns.append((LOSS_COLUMN[facts.algo], (factor * bound * (facts.n_agents if team else 1)) ** 2, True))
+    for key, limit, _ in columns:
+        if key not in values:
+            continue
+        value = values[key]
+        if not math.isfinite(value) or abs(value) > limit:
+            return key, value, limit
+    return None
 
 
 def divergence(rows: Sequence[Row], facts: Facts) -> Finding | None:
     learn = _learning(rows)
-    bound = value_bound(rows, facts)
-    if not learn or not math.isfinite(bound) or bound <= 0:
+    if not learn:
         return None
     last = learn[-1]
-    for key, team in VALUE_COLUMNS.get(facts.algo, ()):
-        value = last.get(key)
-        limit = DIVERGENCE_FACTOR * bound * (facts.n_agents if team else 1)
-        if math.isnan(value) and key not in last.values:
-            continue
-        if not math.isfinite(value) or abs(value) > limit:
-            return Finding(code="divergence", symptom=f"{key} diverges",
-                           evidence=f"|{key}| = {abs(value):.4g}, above {DIVERGENCE_FACTOR:g}× "
-                                    f"max|r̄|/(1−γ) = {limit:.4g} (γ = {facts.gamma:g})",
-                           advice=_advice("divergence", facts), env_step=last.env_steps)
-    return None
+    found = diverged(last.values, facts, value_bound(rows, facts), DIVERGENCE_FACTOR)
+    if found is None:
+        return None
+    key, value, limit = found
+    return Finding(code="divergence", symptom=f"{key} diverges",
+                   evidence=f"|{key}| = {abs(value):.4g}, above {DIVERGENCE_FACTOR:g}× "
+                            f"max|r̄|/(1−γ) = {limit:.4g} (γ = {facts.gamma:g})",
+                   advice=_advice("divergence", facts), env_step=last.env_steps)
 
 
 DETECTORS: tuple[Callable[[Sequence[Row], Facts], Finding | None], ...] = (

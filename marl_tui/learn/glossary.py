@@ -43,6 +43,10 @@ ENTRIES: tuple[Entry, ...] = (
        than full collusion would give on average (possible for a moment when one store's
        deviation pays off). Undefined (—) when Nash and collusion coincide (pricing-guide).""",
        "collusion index Δ", "Δ"),
+    _e("profit_vs_nash", "profit vs Nash", "", "scene status metrics", """
+       100 × (r̄ − r_N)/r_N: the stores' mean profit per day as a signed distance from the Nash
+       profit, in %. The target is a band, |profit vs Nash| ≤ 2 %: above it the stores collude
+       (the collusion index says how far), below it they undercut.""", "profit vs nash"),
     _e("price_index", "price index", "", "scene status metrics", """
        (p̄ − p_N)/(p_M − p_N): the mean price placed between the Nash price (0) and the collusive
        price (1). Unitless; outside [0, 1] below Nash or above collusion. Read it beside the
@@ -79,7 +83,13 @@ ENTRIES: tuple[Entry, ...] = (
     _e("pct_of_optimal", "% of optimal", "", "scene status metrics", """
        100 × team reward per step ÷ the exact optimum (average-reward DP; the shared truck's upper
        bound). 100 is optimal; NaN when the optimum is ≤ 0 (warehouse-guide, where the best is to
-       order nothing).""", "pct of optimal"),
+       order nothing). With a lead time: against what the optimal policy scores on the same
+       episodes (same demand draws), since an episode starts with an empty pipeline.""",
+       "pct of optimal"),
+    _e("pct_of_long_run", "% of long-run optimum", "", "scene status metrics", """
+       With a lead time: 100 × team reward per step ÷ the long-run optimum. Even the optimal
+       policy stays below 100 inside an episode (96.9 % at lead 1 over 48 periods in
+       REFERENCE §8's model): its pipeline starts empty.""", "pct of long run"),
     _e("team_reward_per_step", "team reward per step", "", "scene metrics", """
        The warehouses' summed reward per period, mean over copies, in money
        (r_i = p·sold − c·order − h·leftover − b·lost)."""),
@@ -91,7 +101,8 @@ ENTRIES: tuple[Entry, ...] = (
     # ------------------------------------------------------------------ fulfillment KPIs
     _e("optimal_choice_rate", "optimal-choice rate", "", "scene status metrics", """
        Share of orders where exactly the oracle's store accepted (only the cheapest able store;
-       nobody when no store should ship). Range 0..1, shown as %.""", "optimal choice rate",
+       nobody when no store should ship). An order no store can ship counts as right: every
+       choice costs the same miss. Range 0..1, shown as %.""", "optimal choice rate",
        "optimal"),
     _e("regret", "regret", "", "scene status metrics", """
        Mean team cost per order minus the oracle's (cheapest able store) cost, in cost units

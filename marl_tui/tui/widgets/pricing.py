@@ -67,6 +67,9 @@ class PricingPanel(ScenePanel):
         t = step_header(data, "day")
         t.append("\n")
         for i, p in enumerate(prices):
+            # Asymmetric stores: each has its own Nash and collusive price.
+            own_nash = ov.get(f"nash_price_{i + 1}", nash)
+            own_coll = ov.get(f"collusive_price_{i + 1}", coll)
             left = f"{names[i]:<{nw}}  p {num(p):>6} "
             d = demand[i] if i < len(demand) else None
             pi = profit[i] if i < len(profit) else None
@@ -75,17 +78,18 @@ class PricingPanel(ScenePanel):
             t.append(f"\n{names[i]:<{nw}}", style="bold")
             t.append(left[nw:])
             if bar_w >= 12:
-                t.append(price_bar(p, lo, hi, nash, coll, bar_w))
+                t.append(price_bar(p, lo, hi, own_nash, own_coll, bar_w))
                 t.append(right)
             else:
                 t.append(right)
                 pad = " " * (nw + 2)
                 t.append("\n" + pad)
-                t.append(price_bar(p, lo, hi, nash, coll, max(10, width - len(pad))))
+                t.append(price_bar(p, lo, hi, own_nash, own_coll, max(10, width - len(pad))))
         t.append("\n")
         t.append(f"range {lo:g}..{hi:g} · ", style="dim")
         t.append("N", style="bold green")
-        t.append(f" Nash {num(nash)} (π {num(ov.get('nash_profit'))}) · ")
+        mean = "mean " if "nash_price_1" in ov else ""
+        t.append(f" Nash {mean}{num(nash)} (π {num(ov.get('nash_profit'))}) · ")
         if finite(nash) and finite(coll) and abs(nash - coll) < 1e-9:
             t.append("◆", style="bold yellow")
             t.append(" Nash = collusive here · ")
