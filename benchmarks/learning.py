@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from marl_tui.config import HEADLINE_KPI, load_scenario
+from marl_tui.config import HEADLINE_KPI, NASH_BAND_PCT, load_scenario
 from marl_tui.train.build import build_run
 from marl_tui.train.run_config import RunConfig
 
@@ -37,8 +37,8 @@ def target(scenario: str, algo: str) -> Check | None:
         return lambda k, o: (k["mean_price"] >= 9.8, "mean price ≥ 9.8")
     if scenario == "pricing":
         return lambda k, o: (
-            k["mean_profit"] >= 0.98 * o["nash_profit"] and k["exploitability"] <= 0.02 * k["mean_profit"],
-            "profit ≥ Nash − 2 %, exploitability ≤ 2 %",
+            abs(k["profit_vs_nash"]) <= NASH_BAND_PCT and k["exploitability"] <= 0.02 * k["mean_profit"],
+            f"profit within ±{NASH_BAND_PCT:g} % of Nash, exploitability ≤ 2 %",
         )
     if scenario == "warehouse":
         need = 98.0 if algo == "mappo" else 95.0
