@@ -105,8 +105,10 @@ async def test_t_is_the_teaching_pace_and_o_holds_at_each_episode_end() -> None:
         await pilot.press("t")
         assert screen.session.controls.speed == SPEEDS[0] == 1
         assert "speed limit 1 step/s" in screen.query_one("#status").plain
+        await pilot.press("t")  # again: full speed
+        assert screen.session.controls.speed is None
         await pilot.press("o")
-        screen.session.controls.set_speed(None)  # no need to wait a second a step here
+        assert "holds at episode ends" in screen.query_one("#status").plain
         # Pricing episodes are 25 steps: it holds on the last step of an episode.
         await until(pilot, lambda: screen.state() == "paused", "the hold at the episode's end")
         await until(pilot, lambda: screen.frame is not None and screen.frame.scene.t == 25, "its frame")

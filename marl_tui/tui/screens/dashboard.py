@@ -63,7 +63,7 @@ class DashboardScreen(Screen[None]):
         Binding("n", "step", "step", tooltip="one batched step while paused"),
         Binding("plus,equals_sign", "faster", "speed", key_display="+/-", tooltip="faster"),
         Binding("minus,underscore", "slower", "slower", show=False),
-        Binding("t", "teach", "teach", tooltip="teaching pace: one step a second"),
+        Binding("t", "teach", "teach", show=False, tooltip="teaching pace: one step a second (again: full speed)"),
         Binding("o", "episode_pause", "pause each episode", show=False,
                 tooltip="hold still at the end of every episode (on/off)"),
         Binding("x", "report", "report", show=False,
@@ -73,7 +73,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "restart", "restart", tooltip="restart with the same settings"),
         Binding("s", "save", "save", tooltip="save a checkpoint"),
         Binding("p", "picker", "picker", show=False),
-        Binding("g", "glossary", "glossary", tooltip="what the numbers on the focused panel mean"),
+        Binding("g", "glossary", "glossary", show=False, tooltip="what the numbers on the focused panel mean"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit", tooltip="stop training and quit"),
     ]
@@ -264,6 +264,7 @@ class DashboardScreen(Screen[None]):
             oracle_kpis=dict(ready.oracle.kpis) if ready else {},
             oracle_return=ready.oracle.team_return if ready else None,
             run_dir=str(s.run_dir) if s.run_dir else None, greedy=s.controls.greedy,
+            episode_hold=s.controls.state.pause_each_episode,
         ))
 
     def _show_scene(self, frame: Frame) -> None:
@@ -362,15 +363,19 @@ class DashboardScreen(Screen[None]):
         self._keyed()
 
     def action_teach(self) -> None:
-        self.session.controls.set_speed(SPEEDS[0])
-        self.notify(f"teaching pace: {speed_label(SPEEDS[0])} (+ faster, o: hold at each episode's end)",
-                    timeout=3)
+        """Teaching pace, or back to full speed when already there."""
+        teaching = self.session.controls.speed == SPEEDS[0]
+        self.session.controls.set_speed(None if teaching else SPEEDS[0])
+        self.notify(speed_label(None) if teaching else
+                    f"teaching pace: {speed_label(SPEEDS[0])} (+ faster, t again: full speed, o: hold at "
+                    "each episode's end)", timeout=3)
         self._keyed()
         self._next_grant()
 
     def action_episode_pause(self) -> None:
         on = not self.session.controls.state.pause_each_episode
         self.session.controls.change(pause_each_episode=on)
+        self._show_status()
         self.notify("holds still at the end of every episode (space goes on)" if on else
                     "no longer holds at episode ends", timeout=3)
 

@@ -40,6 +40,7 @@ class StatusInfo:
     run_dir: str | None = None
     n_envs: int | None = None
     greedy: bool = False  # the greedy evaluation view is on
+    episode_hold: bool = False  # the run holds still at every episode's end (o)
 
 
 def _gap(value: Any, ref: Any) -> str:
@@ -111,6 +112,8 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
     # Throughput counts env steps (every copy); the speed limit counts steps, like "step N".
     items.append([(f"{num(sps, 3) if sps else DASH} {'env/s' if short else 'env steps/s'}", "dim")])
     items.append([(speed_label(info.speed, short), "dim")])
+    if info.episode_hold:
+        items.append([("holds at episode ends (o)", "bold yellow")])
     return items
 
 
