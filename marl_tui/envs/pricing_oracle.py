@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from marl_tui.config import PricingModel
+from marl_tui.envs.search import golden_section
 
 # --------------------------------------------------------------------------- formulas
 
@@ -200,24 +200,6 @@ def _joint_profit_peak(model: PricingModel, n: int) -> torch.Tensor:
     return torch.linalg.solve(matrix, a + b * c - off @ (g * c))
 
 
-def _golden_max(f: Callable[[float], float], lo: float, hi: float) -> float:
-    """The maximiser of a single-peaked f on [lo, hi], the ends included."""
-    ends = (lo, hi)
-    ratio = (math.sqrt(5) - 1) / 2
-    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    f1, f2 = f(x1), f(x2)
-    for _ in range(200):
-        if f1 >= f2:
-            hi, x2, f2 = x2, x1, f1
-            x1 = hi - ratio * (hi - lo)
-            f1 = f(x1)
-        else:
-            lo, x1, f1 = x1, x2, f2
-            x2 = lo + ratio * (hi - lo)
-            f2 = f(x2)
-    return max((*ends, (lo + hi) / 2), key=f)
-
-
 def collusive_prices(model: PricingModel, n: int) -> torch.Tensor:
     """[N] float64: the joint-profit maximiser in the price range. Its unconstrained peak when
     that lies in the range; else coordinate ascent in the range (joint profit is concave in
@@ -233,7 +215,7 @@ def collusive_prices(model: PricingModel, n: int) -> torch.Tensor:
                 q = p.clone()
                 q[k] = x
                 return float(profits(q, model).sum())
-            p[k] = _golden_max(joint, model.price_min, model.price_max)
+            p[k] = golden_section(joint, model.price_min, model.price_max, maximize=True)[0]
         if (p - before).abs().max() <= 1e-12 * max(1.0, model.price_max):
             break
     return p

@@ -73,6 +73,7 @@ import numpy as np
 # The size limit and the cell count live in config, which checks scenario files without
 # importing an environment.
 from marl_tui.config import DP_CELL_LIMIT, WarehouseModel, dp_size_problem, dp_table_cells
+from marl_tui.envs.search import golden_section
 
 _TOL = 1e-9  # span of the per-period value change at which value iteration stops
 _MAX_SEASONS = 20_000
@@ -471,19 +472,8 @@ def lagrangian_bound(rates: np.ndarray, e: Economics, truck: int) -> tuple[float
 
     # The dual is convex; beyond p + b - c no unit is worth ordering, so it only rises.
     lo, hi = 0.0, max(e.price + e.shortage_cost - e.order_cost, 0.0)
-    ratio = (math.sqrt(5) - 1) / 2
-    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    f1, f2 = dual(x1), dual(x2)
-    while hi - lo > 1e-6:
-        if f1 <= f2:
-            hi, x2, f2 = x2, x1, f1
-            x1 = hi - ratio * (hi - lo)
-            f1 = dual(x1)
-        else:
-            lo, x1, f1 = x1, x2, f2
-            x2 = lo + ratio * (hi - lo)
-            f2 = dual(x2)
-    return min((dual(lo), lo), (f1, x1), (f2, x2), (dual(hi), hi))
+    lam, bound = golden_section(dual, lo, hi, tol=1e-6)
+    return bound, lam
 
 
 # --------------------------------------------------------------------------- the reference
