@@ -21,7 +21,8 @@ FAST = {"maddpg": {"learning_starts": 0, "batch_size": 8, "updates_per_step": 1}
 
 # What the panels render (checked against the rendered text below), each with its entry.
 LABELS = {
-    "pricing": ("collusion index Δ", "price index", "exploitability", "mean price", "mean profit", "D", "π"),
+    "pricing": ("collusion index Δ", "price index", "exploitability", "mean price", "mean profit", "D",
+                "r_i", "r_N", "r_M"),
     "warehouse": ("fill rate", "stockout rate", "pct of optimal", "team reward per step", "mean order",
                   "target"),
     "fulfillment": ("optimal choice rate", "regret", "conflict rate", "miss rate", "mean cost", "team cost"),
@@ -89,7 +90,7 @@ def test_lookup_search_and_panels() -> None:
     assert search("collusion")[0].key == "collusion_index"
     assert lookup("V(s)") in entries_for_panel("why")
     assert all(e.panels for e in ENTRIES) and len({e.key for e in ENTRIES}) == len(ENTRIES)
-    assert lookup("π") is lookup("policy") and "π" in lookup("mean profit").labels  # the clash, for now
+    assert lookup("π") is lookup("policy") and lookup("r_N") is lookup("mean profit")  # π is never profit
 
 
 def test_run_notes_explain_the_surprises() -> None:

@@ -6,9 +6,8 @@
     run_notes("pricing", "qmix")                                          -> tuple[str, ...]
 
 Panel ids are the dashboard's widget ids: status, scene, why, returns, losses (and metrics for
-metrics.csv columns). Symbols follow the study guide. Profit and policy: the guide writes the
-policy π and profit r_i = p_i·D_i; the app's pricing panel still writes profit as "π" (see
-PROFIT_SYMBOL_FIX), so the glossary gives profit the symbol r_i and lists the lines to change.
+metrics.csv columns). Symbols follow the study guide: π is the policy, a store's profit is its
+reward r_i = p_i·D_i (r̄ the mean, r_N and r_M the Nash and collusive profits).
 """
 
 from __future__ import annotations
@@ -62,8 +61,8 @@ ENTRIES: tuple[Entry, ...] = (
        oracle's value). Its per-store values are p_i on the pricing panel.""", "p", "p_i"),
     _e("mean_profit", "mean profit", "r̄", "scene status metrics", """
        The stores' mean profit per day, r_i = (p_i − c)·D_i, in money (the headline KPI for
-       pricing). Learners see it × reward_scale. The pricing panel's column π is this profit
-       (see the note on π below).""", "π", "profit"),
+       pricing). Learners see it × reward_scale. The pricing panel's column r_i is each store's
+       profit r_i; r_N and r_M are the Nash and collusive profits.""", "profit", "r_N", "r_M"),
     _e("reward", "reward", "r_i", "why scene", """
        Agent i's reward for one step: in pricing its profit p_i·D_i (the guide's r_i), in
        warehouses p·sold − c·order − h·leftover − b·lost, in fulfillment minus the team's cost ÷ N.
@@ -203,7 +202,7 @@ ENTRIES: tuple[Entry, ...] = (
        units): the actor moves its action this way ('push').""", "push", "∂Q/∂a₁−₀"),
     _e("policy", "policy", "π", "why", """
        π_i(a|o_i): agent i's stochastic policy (MAPPO), a Gaussian N(mean, σ²) or a categorical.
-       π always means the policy in the guide; profit is r_i (see the note on π and profit).""",
+       π always means the policy, as in the guide; a store's profit is its reward r_i.""",
        "π_i(a|o_i)"),
     _e("W_mixer", "mixer weights", "|W1|, |W2|", "why", """
        QMIX's hypernetwork outputs passed through abs(): every weight ≥ 0, hence ∂Q_total/∂Q_i ≥ 0.
@@ -238,18 +237,6 @@ ENTRIES: tuple[Entry, ...] = (
        MADDPG's mean sampled reward, scaled units; reward_std the std it divides by.""",
        "reward_std"),
 )
-
-PROFIT_SYMBOL_FIX = """\
-The pricing panel writes profit as π, the symbol the why panel (and the guide) use for the policy.
-Proposed: profit as r_i (the guide's own "r_i = p_i · D_i"), r̄ for the mean, r_N / r_M for the
-Nash and collusive profits. Lines that change, all in marl_tui/tui/widgets/pricing.py:
-  PricingPanel.lines:  right = f"  D {num(d):>6}  π {num(pi):>7}"            -> "  D … r …"
-                       f" Nash {num(nash)} (π {num(ov.get('nash_profit'))}) · " -> "(r …)"
-                       f" collusive {num(coll)} (π {num(ov.get('collusive_profit'))}) · " -> "(r …)"
-                       "collusion index Δ = (π_avg − π_N)/(π_M − π_N): "      -> "(r̄ − r_N)/(r_M − r_N)"
-                       "  (0 Nash, 1 collusion)"  -> "  (0 Nash, 1 collusion; < 0 below Nash, > 1 beyond)"
-  collusion_index docstring: "Δ = (mean profit − π_N) / (π_M − π_N)"
-"""
 
 _BY_NAME = {name.casefold(): e for e in ENTRIES for name in e.names()}
 

@@ -18,7 +18,7 @@ from marl_tui.tui.widgets.scene import (
 
 
 def collusion_index(profits: list[float], nash: Any, collusive: Any) -> float | None:
-    """Δ = (mean profit − π_N) / (π_M − π_N); None when Nash and collusion coincide."""
+    """Δ = (r̄ − r_N) / (r_M − r_N), r̄ the mean profit; None when Nash and collusion coincide."""
     if not profits or not (finite(nash) and finite(collusive)):
         return None
     span = collusive - nash
@@ -72,8 +72,8 @@ class PricingPanel(ScenePanel):
             own_coll = ov.get(f"collusive_price_{i + 1}", coll)
             left = f"{names[i]:<{nw}}  p {num(p):>6} "
             d = demand[i] if i < len(demand) else None
-            pi = profit[i] if i < len(profit) else None
-            right = f"  D {num(d):>6}  π {num(pi):>7}"
+            r_i = profit[i] if i < len(profit) else None
+            right = f"  D {num(d):>6}  r_i {num(r_i):>7}"
             bar_w = width - len(left) - len(right)
             t.append(f"\n{names[i]:<{nw}}", style="bold")
             t.append(left[nw:])
@@ -89,20 +89,20 @@ class PricingPanel(ScenePanel):
         t.append(f"range {lo:g}..{hi:g} · ", style="dim")
         t.append("N", style="bold green")
         mean = "mean " if "nash_price_1" in ov else ""
-        t.append(f" Nash {mean}{num(nash)} (π {num(ov.get('nash_profit'))}) · ")
+        t.append(f" Nash {mean}{num(nash)} (r_N {num(ov.get('nash_profit'))}) · ")
         if finite(nash) and finite(coll) and abs(nash - coll) < 1e-9:
             t.append("◆", style="bold yellow")
             t.append(" Nash = collusive here · ")
         else:
             t.append("M", style="bold magenta")
-            t.append(f" collusive {num(coll)} (π {num(ov.get('collusive_profit'))}) · ")
+            t.append(f" collusive {num(coll)} (r_M {num(ov.get('collusive_profit'))}) · ")
         t.append("●", style="bold")
         t.append(" today")
         delta = collusion_index([float(x) for x in profit if finite(x)], ov.get("nash_profit"),
                                 ov.get("collusive_profit"))
-        t.append("\ncollusion index Δ = (π_avg − π_N)/(π_M − π_N): ", style="bold")
+        t.append("\ncollusion index Δ = (r̄ − r_N)/(r_M − r_N): ", style="bold")
         t.append(f"today {num(delta, 3)} · last episode {num(data.kpis.get('collusion_index'), 3)}")
-        t.append("  (0 Nash, 1 collusion)", style="dim")
+        t.append("  (0 Nash, 1 collusion; < 0 below Nash, > 1 beyond)", style="dim")
         t.append("\n")
         t.append(kpi_lines(data, width))
         t.append(self.history(data, names, lo, hi, nash, width))
