@@ -40,6 +40,24 @@ class Explain(msgspec.Struct, frozen=True, tag=True, kw_only=True):
     """
 
 
+class WhatIfValues(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """An algorithm's own view of one decision of copy 0 with agent i's action replaced
+    (Algorithm.what_if): subclassed next to each algorithm's code, plain data like Explain."""
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """One decision of copy 0, as it was and with agent i's action replaced, and what a copy of
+    the env made of each (the question Algorithm.what_if answers)."""
+
+    obs: torch.Tensor  # [1, N, O] the observation the decision was taken on
+    state: torch.Tensor  # [1, S]
+    joint: torch.Tensor  # [2, N] as act() returns actions: row 0 as taken, row 1 with a_i replaced
+    agent: int  # i
+    reward: torch.Tensor  # [2, N] what each row earned, x reward_scale (the learners' units)
+    next_state: torch.Tensor  # [2, S] the state each row led to
+
+
 @dataclass
 class ActOutput:
     actions: torch.Tensor  # [B, N]: float (continuous) or long (discrete)
@@ -78,6 +96,8 @@ class Algorithm(ABC):
     # True for a baseline that reads the env's true state (the oracle): it is built as
     # cls(spec, hp, device, env=env), and acts on whichever env `algo.env` points to.
     needs_env: ClassVar[bool] = False
+    # What what_if() returns; None for a policy with no networks to ask (the baselines).
+    what_if_type: ClassVar[type[WhatIfValues] | None] = None
 
     def __init__(self, spec: EnvSpec, hp: Any, device: torch.device) -> None:
         self.spec = spec
@@ -106,11 +126,23 @@ class Algorithm(ABC):
     def explain(self, obs: torch.Tensor, state: torch.Tensor) -> Explain:
         """The numbers behind the study guide's equations for copy 0 (an `explain_type`)."""
 
+    def what_if(self, cf: Counterfactual) -> WhatIfValues | None:
+        """What this algorithm's networks make of the decision as taken and as replaced (a
+        `what_if_type`); None where it has none. Reads the networks only: nothing it holds
+        (weights, buffers, generators) may change."""
+        return None
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 - nothing to restore
         """Restore everything state_dict() saved."""
+
+
+def counterfactual_advantage(Q_taken: torch.Tensor, Q_each: torch.Tensor, pi_i: torch.Tensor) -> float:
+    """COMA's A_i = Q(s, a) - sum_a' pi_i(a'|o_i) Q(s, (a_-i, a')): Q_each [A] is the critic's
+    value with agent i's action replaced by each a', pi_i [A] its policy over them."""
+    return float(Q_taken - (pi_i * Q_each).sum())
 
 
 def floats(x: torch.Tensor) -> tuple[float, ...]:

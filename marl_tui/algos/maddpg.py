@@ -47,10 +47,13 @@ from marl_tui.algos.base import (
     ActOutput,
     Algorithm,
     Capabilities,
+    Counterfactual,
     Explain,
     Transition,
+    WhatIfValues,
     bounds_to_unit,
     child_generator,
+    counterfactual_advantage,
     float_rows,
     floats,
     mean_metrics,
@@ -109,6 +112,19 @@ class MADDPGExplain(Explain, kw_only=True):
     Q_next: tuple[float, ...] | None = None  # Q_i^-(s', mu^-(o')), the target critic's value
 
 
+class MADDPGWhatIf(WhatIfValues, kw_only=True):
+    """Each critic's Q_i(s, a_1..a_n) of copy 0's joint action as taken, with a_i replaced, and
+    of the greedy joint action mu(o) (MADDPGExplain.Q_i); the trainer's reward units."""
+
+    Q_taken: tuple[float, ...]  # Q_j(s, a) for every critic j
+    Q_replaced: tuple[float, ...]  # Q_j(s, (a_-i, a'_i))
+    Q_greedy: tuple[float, ...]  # Q_j(s, mu_1(o_1)..mu_n(o_n))
+    # Discrete actions: COMA's advantage with critic i and the exploring policy pi_i (None when
+    # continuous: the sum over a' is an integral no critic gives in closed form).
+    A_taken: float | None = None  # Q_i(s, a) - sum_a' pi_i(a'|o_i) Q_i(s, (a_-i, a'))
+    A_replaced: float | None = None  # the same with a'_i in place of a_i
+
+
 def td_target(
     r: torch.Tensor, Q_next: torch.Tensor, gamma: float, terminated: torch.Tensor
 ) -> torch.Tensor:
@@ -156,6 +172,7 @@ class MADDPG(Algorithm):
     exploration_field = "noise_std"
     Hyperparameters = MADDPGHyperparameters
     explain_type = MADDPGExplain
+    what_if_type = MADDPGWhatIf
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
         # A repeated static game: today's price does not change tomorrow's demand, so gamma = 0
         # lets each store's critic be its own profit surface and the actors climb to Nash.
@@ -442,3 +459,37 @@ class MADDPG(Algorithm):
         self.updates = int(state["updates"])
         self.last = {k: list(v) for k, v in state["last"].items()}
         self.reward_std = float(state["reward_std"])
+
+    # --- what-if -------------------------------------------------------------------
+    @torch.no_grad()
+    def what_if(self, cf: Counterfactual) -> MADDPGWhatIf:
+        """Every critic on the joint action as taken and with agent i's replaced (see MADDPGWhatIf)."""
+        i = cf.agent
+        o, s = cf.obs.to(self.device), cf.state.to(self.device)
+        sigma = self.reward_std or 1.0  # critic units -> reward units
+
+        def Q(joint: torch.Tensor) -> torch.Tensor:  # [K, N*d] critic-unit joint actions -> [K, N]
+            k = joint.shape[0]
+            return self.Q(self._critic_in(s.expand(k, -1), o.expand(k, -1, -1), joint)).squeeze(-1) * sigma
+
+        def critic_units(a: torch.Tensor) -> torch.Tensor:  # actions as act() returns them
+            if self.discrete:
+                return self._buffer_actions(a.long()).flatten(1)
+            space = self.spec.action_space
+            return bounds_to_unit(a.float(), space.low, space.high)
+
+        Q_rows = Q(critic_units(cf.joint.to(self.device)))
+        a_mu, raw = self._mu(self.mu, o)
+        Q_greedy = Q(a_mu.flatten(1))
+        A_taken = A_replaced = None
+        if self.discrete:
+            each = cf.joint[:1].to(self.device).repeat(self.d_act, 1)
+            each[:, i] = torch.arange(self.d_act, device=self.device)
+            Q_each = Q(critic_units(each))[:, i]
+            # The exploring policy of act(): epsilon uniform, else a sample of softmax(logits).
+            eps = self.noise()
+            pi_i = (1 - eps) * F.softmax(raw[0, i], -1) + eps / self.d_act
+            A_taken = counterfactual_advantage(Q_rows[0, i], Q_each, pi_i)
+            A_replaced = counterfactual_advantage(Q_rows[1, i], Q_each, pi_i)
+        return MADDPGWhatIf(Q_taken=floats(Q_rows[0]), Q_replaced=floats(Q_rows[1]),
+                            Q_greedy=floats(Q_greedy[0]), A_taken=A_taken, A_replaced=A_replaced)

@@ -36,8 +36,11 @@ from marl_tui.algos.base import (
     ActOutput,
     Algorithm,
     Capabilities,
+    Counterfactual,
     Explain,
     Transition,
+    WhatIfValues,
+    bounds_to_unit,
     child_generator,
     float_rows,
     floats,
@@ -98,6 +101,23 @@ class MAPPOExplain(Explain, kw_only=True):
     clip_fraction: float | None = None  # share of samples with |r - 1| > eps
     approx_kl: float | None = None  # approximate KL(pi_old || pi), nats
     entropy: float | None = None  # policy entropy, nats
+
+
+class MAPPOWhatIf(WhatIfValues, kw_only=True):
+    """Agent i's policy on copy 0's action as taken and as replaced, V^cen(s), and the one-step
+    advantage each would have earned; trainer's reward units."""
+
+    log_pi_taken: float  # log pi_i(a_i | o_i) (continuous: the Gaussian's log density in [-1, 1] units)
+    log_pi_replaced: float  # log pi_i(a'_i | o_i)
+    ratio: float  # pi_i(a'_i | o_i) / pi_i(a_i | o_i): how much likelier the policy finds a'_i
+    V: float  # V^cen(s) (agent i's, or the team's)
+    gamma: float
+    # One-step estimate of A_hat: r + gamma V(s') - V(s), with r and s' what each action led to
+    # (the team's mean reward where V is a team value). GAE sums these over the rollout.
+    A_taken: float
+    A_replaced: float
+    V_next_taken: float  # V(s') after the action as taken
+    V_next_replaced: float
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -237,6 +257,7 @@ class MAPPO(Algorithm):
     exploration_field = "entropy_coef"
     Hyperparameters = MAPPOHyperparameters
     explain_type = MAPPOExplain
+    what_if_type = MAPPOWhatIf
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
         # A one-shot game each day: small networks learn it, and a rollout holds 8192 days x 3
         # stores, so 2 epochs of 2 minibatches (4 Adam steps) suffice. Both cut the update's
@@ -470,3 +491,28 @@ class MAPPO(Algorithm):
             stored = state["buffer"][k]
             self.buffer[k] = torch.zeros(shape, dtype=stored.dtype, device=self.device)
             self.buffer[k][: self.pos] = stored.to(self.device)
+
+    # ------------------------------------------------------------------ what-if
+
+    @torch.no_grad()
+    def what_if(self, cf: Counterfactual) -> MAPPOWhatIf:
+        """pi_i, V(s) and the one-step advantage of the action as taken and as replaced."""
+        i = cf.agent
+        a = cf.joint.to(self.device)
+        if self.continuous:  # the policy is a Gaussian over the unit space; env actions are clipped
+            space = self.spec.action_space
+            a = bounds_to_unit(a.float(), space.low, space.high)
+        obs = cf.obs.to(self.device).expand(2, -1, -1)
+        log_pi = self.policy.log_prob_entropy(obs, a)[0][:, i]  # [2]
+        k = 0 if self.n_values == 1 else i
+        V = self.value_norm.denormalise(self.V(cf.state.to(self.device)))[0, k]
+        V_next = self.value_norm.denormalise(self.V(cf.next_state.to(self.device)))[:, k]
+        r = cf.reward.to(self.device)
+        r = r.mean(-1) if self.n_values == 1 else r[:, i]
+        A = r + self.hp.gamma * V_next - V
+        return MAPPOWhatIf(
+            log_pi_taken=float(log_pi[0]), log_pi_replaced=float(log_pi[1]),
+            ratio=float((log_pi[1] - log_pi[0]).exp()), V=float(V), gamma=self.hp.gamma,
+            A_taken=float(A[0]), A_replaced=float(A[1]),
+            V_next_taken=float(V_next[0]), V_next_replaced=float(V_next[1]),
+        )

@@ -30,10 +30,13 @@ from marl_tui.algos.base import (
     ActOutput,
     Algorithm,
     Capabilities,
+    Counterfactual,
     Explain,
     Transition,
+    WhatIfValues,
     child_generator,
     child_seed,
+    counterfactual_advantage,
     float_rows,
     floats,
     mean_metrics,
@@ -87,6 +90,22 @@ class QMIXExplain(Explain, kw_only=True):
     y: float | None = None  # mean target r_team + gamma Q_total^- over the last update's batch
 
 
+class QMIXWhatIf(WhatIfValues, kw_only=True):
+    """Agent i's utility and the mixer's Q_total for copy 0's joint action as taken and with a_i
+    replaced, against the greedy joint action (QMIXExplain.Q_total); trainer's reward units."""
+
+    Q_i_taken: float  # Q_i(o_i, a_i)
+    Q_i_replaced: float  # Q_i(o_i, a'_i)
+    Q_total_taken: float  # M([Q_j(o_j, a_j)], s)
+    Q_total_replaced: float  # M with Q_i(o_i, a'_i) in place of Q_i(o_i, a_i)
+    Q_total_greedy: float  # M([Q_j(o_j, a*_j)], s)
+    greedy: tuple[int, ...]  # a*_j = argmax_a Q_j(o_j, a)
+    dQtot_dQi: float  # the mixer's slope in Q_i at the replaced joint action (>= 0: monotonic)
+    # COMA's advantage with Q_total as the critic and the epsilon-greedy pi_i of act().
+    A_taken: float  # Q_total(s, a) - sum_a' pi_i(a'|o_i) Q_total(s, (a_-i, a'))
+    A_replaced: float
+
+
 # --------------------------------------------------------------------------- networks
 
 
@@ -138,6 +157,7 @@ class QMIX(Algorithm):
                                 centralised_critic=True)
     Hyperparameters = QMIXHyperparameters
     explain_type = QMIXExplain
+    what_if_type = QMIXWhatIf
     exploration_field = "eps_end"
     # Targets r_team / (1 - gamma) must be learnt before the greedy policy settles, so gamma
     # is as low as each scenario allows without changing its optimal policy.
@@ -317,3 +337,33 @@ class QMIX(Algorithm):
         self.env_steps = int(state["env_steps"])
         self.n_updates = int(state["n_updates"])
         self.last_y = float(state["last_y"])
+
+    # ------------------------------------------------------------------ what-if
+
+    @torch.no_grad()
+    def what_if(self, cf: Counterfactual) -> QMIXWhatIf:
+        """Q_i and Q_total as taken, with a_i replaced, and for every a' of agent i (see QMIXWhatIf)."""
+        i, A = cf.agent, self.n_actions
+        s = cf.state[0].to(self.device)
+        Q_all = self.Q(cf.obs[:1].to(self.device))[0]  # [N, A]
+        greedy = Q_all.argmax(-1)
+        each = cf.joint[:1].to(self.device).long().repeat(A, 1)
+        each[:, i] = torch.arange(A, device=self.device)
+        joints = torch.cat([cf.joint.to(self.device).long(), greedy[None], each])  # [2 + 1 + A, N]
+        chosen = Q_all.gather(-1, joints.T).T  # [K, N]: Q_j(o_j, a_j) of each row
+        Q_total = self.mixer(chosen, s.expand(len(joints), -1))
+        # dQ_total/dQ_i = sum_h |W2|_h ELU'(z_h) |W1|_ih, with ELU'(z) = 1 above 0, e^z below.
+        w = self.mixer.weights(s)
+        z = chosen[1] @ w["w1"] + w["b1"]
+        slope = (w["w2"] * torch.where(z > 0, torch.ones_like(z), z.exp()) * w["w1"][i]).sum()
+        eps = self.epsilon
+        pi_i = torch.full((A,), eps / A, device=self.device)
+        pi_i[greedy[i]] += 1 - eps
+        baseline_rows = Q_total[3:]
+        return QMIXWhatIf(
+            Q_i_taken=float(chosen[0, i]), Q_i_replaced=float(chosen[1, i]),
+            Q_total_taken=float(Q_total[0]), Q_total_replaced=float(Q_total[1]),
+            Q_total_greedy=float(Q_total[2]), greedy=tuple(greedy.tolist()), dQtot_dQi=float(slope),
+            A_taken=counterfactual_advantage(Q_total[0], baseline_rows, pi_i),
+            A_replaced=counterfactual_advantage(Q_total[1], baseline_rows, pi_i),
+        )

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from msgspec import Meta
 
-from marl_tui.algos.base import Algorithm, Explain
+from marl_tui.algos.base import Algorithm, Explain, WhatIfValues
 from marl_tui.config import ALGOS, STEPS, Scenario, check_table, did_you_mean, with_ranges
 from marl_tui.envs.base import BatchedEnv
 from marl_tui.errors import UserError
@@ -100,3 +100,8 @@ def needs_discrete(name: str) -> bool:
 def explain_types() -> tuple[type[Explain], ...]:
     """What every algorithm's explain() may return (a frame decodes any of them)."""
     return tuple(algorithm_class(name).explain_type for name in ALGOS)
+
+
+def what_if_types() -> tuple[type[WhatIfValues], ...]:
+    """What the algorithms' what_if() may return (a what-if answer decodes any of them)."""
+    return tuple(t for name in ALGOS if (t := algorithm_class(name).what_if_type) is not None)

@@ -17,11 +17,14 @@ from typing import Any, Literal, Union
 
 import msgspec
 
-from marl_tui.algos.registry import explain_types
+from marl_tui.algos.registry import explain_types, what_if_types
 from marl_tui.envs.base import EnvSpec
 
 # Any algorithm's explain struct (each is tagged with its class name).
 AnyExplain = Union[explain_types()]  # noqa: UP007 - built from a tuple at import time
+
+# Any algorithm's what-if values (each tagged with its class name).
+AnyWhatIfValues = Union[what_if_types()]  # noqa: UP007 - built from a tuple at import time
 
 # A domain quantity of one step for copy 0: a number, or one number per agent (or per store).
 Quantity = float | tuple[float, ...]
@@ -112,6 +115,43 @@ class Failed(msgspec.Struct, frozen=True, tag=True):
     reason: str
 
 
+class WhatIfQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """"What if agent i had acted differently?" about the step a paused run stands on."""
+
+    id: int  # queries asked, counted from the start: the run answers each id once
+    greedy: bool  # about the greedy view's step (else training's)
+    step: int  # the frame's scene.step it is about
+    agent: int  # i, from 0
+    action: float  # a'_i in the scenario's units (a price, an order size; 0/1 for decline/accept)
+
+
+class WhatIfAnswer(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """The step of a WhatIfQuery replayed on a copy of the env with a_i replaced (everyone else's
+    action held), and what the algorithm's networks make of it. Rewards in raw units."""
+
+    id: int
+    greedy: bool
+    step: int
+    agent: int
+    actions: tuple[float, ...]  # the joint action as taken, scenario units
+    action: float  # a'_i, scenario units
+    reward: tuple[float, ...]  # r_j as it happened, every agent j
+    replaced: tuple[float, ...]  # r_j with a_i replaced by a'_i
+    best_action: float  # agent i's best response to a_-i among the candidates searched
+    best_reward: tuple[float, ...]  # r_j with a_i replaced by it
+    best_for: Literal["own", "team"]  # what the best response maximises: r_i, or the team's sum
+    candidates: int  # actions of agent i tried for the best response (all of a discrete set)
+    reward_scale: float  # learners see rewards x this (the algorithm's values are in those units)
+    values: AnyWhatIfValues | None  # None: the algorithm has no networks to ask (a baseline)
+
+
+class WhatIfRefused(msgspec.Struct, frozen=True, tag=True):
+    """A WhatIfQuery the run could not answer, and the one-line reason (with what to do)."""
+
+    id: int
+    reason: str
+
+
 class ControlState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """How a view wants the run driven. Sent whole on every change and applied idempotently:
     counters only grow, so a state that arrives twice changes nothing."""
@@ -123,6 +163,7 @@ class ControlState(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     saves_requested: int = 0  # checkpoints asked for (`s`), counted from the start
     frames_granted: int = 0  # frames the view is ready for, counted from the start
     pause_each_episode: bool = False  # the run holds still after every finished episode
+    whatif: WhatIfQuery | None = None  # the latest what-if asked (answered once per id)
     stop: bool = False
 
 
@@ -149,7 +190,7 @@ class StreamHeader(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     ready: Ready  # spec, oracle, copies, budget, chart points before this stream began
 
 
-ToApp = Ready | Failed | Frame | Progress
+ToApp = Ready | Failed | Frame | Progress | WhatIfAnswer | WhatIfRefused
 StreamRecord = StreamHeader | Frame | GreedyEpisode
 
 

@@ -7,6 +7,7 @@ ReplaySource: a run's recorded stream in its run directory (finished, killed, or
     source.on_news = callback                # called (on the receiver thread) when something came
     source.take_frame()                      # the newest Frame and the chart points since the last take
     source.progress, source.ready            # the newest Progress; the run's Ready
+    source.controls.ask_what_if(...)         # a paused step's what-if; its answer: source.what_if
 
 The receiver thread keeps only the newest frame and progress, merging the chart points of
 frames a slow screen never took, so a view can coalesce its wake-ups freely and still draw
@@ -39,6 +40,8 @@ from marl_tui.stream.frames import (
     Ready,
     StreamError,
     StreamHeader,
+    WhatIfAnswer,
+    WhatIfRefused,
     decode_to_app,
     encode,
 )
@@ -93,6 +96,7 @@ class LiveSource:
         self.progress = Progress(status="starting", env_steps=0, total_steps=0, greedy_steps=0,
                                  steps_per_second=0.0)
         self.on_news: Callable[[], None] | None = None
+        self.what_if: WhatIfAnswer | WhatIfRefused | None = None  # the newest what-if answer
         self.malformed = 0  # messages that did not decode (each logged)
         self._lock = threading.Lock()
         self._frame: Frame | None = None
@@ -205,8 +209,10 @@ class LiveSource:
                       "the last checkpoint in the run directory is kept")
         self._news()
 
-    def _handle(self, msg: Ready | Failed | Frame | Progress) -> None:
-        if isinstance(msg, Frame):
+    def _handle(self, msg: Ready | Failed | Frame | Progress | WhatIfAnswer | WhatIfRefused) -> None:
+        if isinstance(msg, WhatIfAnswer | WhatIfRefused):
+            self.what_if = msg
+        elif isinstance(msg, Frame):
             with self._lock:
                 self._frame = msg
                 self._points.append(msg.chart)

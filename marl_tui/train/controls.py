@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from marl_tui.stream.frames import ControlState
+from marl_tui.stream.frames import ControlState, WhatIfQuery
 
 # Batched steps per second offered by the +/- keys; None means "as fast as it goes".
 SPEEDS: tuple[float | None, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, None)
@@ -46,8 +46,10 @@ class Controls:
             if self._state.paused and not state.paused:
                 self._steps_used = state.steps_granted
             self._steps_used = min(self._steps_used, state.steps_granted)
+            # A what-if asked while the run holds itself still is a question, not a resume.
+            if msgspec.structs.replace(state, whatif=self._state.whatif) != self._state:
+                self._held = False
             self._state = state
-            self._held = False
             self._cond.notify_all()
 
     def change(self, **fields: object) -> ControlState:
@@ -94,6 +96,14 @@ class Controls:
     def grant_frame(self) -> None:
         """The view is ready for one more frame."""
         self.change(frames_granted=self._state.frames_granted + 1)
+
+    def ask_what_if(self, greedy: bool, step: int, agent: int, action: float) -> WhatIfQuery:
+        """Ask the paused run what agent `agent` doing `action` at `step` would have changed."""
+        asked = self._state.whatif
+        query = WhatIfQuery(id=(asked.id if asked else 0) + 1, greedy=greedy, step=step, agent=agent,
+                            action=action)
+        self.change(whatif=query)
+        return query
 
     def hold(self) -> None:
         """Pause from the run's side (pause_each_episode), until the view sends a new state."""

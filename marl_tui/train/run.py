@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,16 @@ class Callback:
         """The loop has ended: finished, stopped or failed (run.status says which)."""
 
 
+@dataclass(frozen=True)
+class StateBefore:
+    """The env's state just before a step taken while paused: what a what-if replays that step
+    from (train/whatif.py). Kept for paused steps only, so running at full speed costs nothing."""
+
+    greedy: bool  # a step of the greedy view (else of training)
+    step: int  # that loop's step count after it (StepOutcome.step)
+    env_state: dict[str, torch.Tensor]  # env.get_state() before it
+
+
 STATS_SECONDS = 0.1  # how often the Stats snapshot is renewed while running
 # Default checkpoint interval, in batched steps (x parallel copies = env steps). Learners do a
 # fixed amount of work per batched step, so this is roughly a minute of training for each.
@@ -116,6 +127,7 @@ class Run:
         self.error: str | None = None
         self.save_note: str | None = None  # one line about the last save, for views
         self.findings: tuple[str, ...] = ()  # what the doctor (learn/doctor.py) finds now, a line each
+        self.state_before: StateBefore | None = None  # of the last step, if it was taken while paused
         self.last_checkpoint: Path | None = None
         self.last_checkpoint_step: int | None = None
         self.elapsed = 0.0  # seconds of training before this session (over every resume)
@@ -213,7 +225,9 @@ class Run:
             for k, v in metrics.items():
                 self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
             self._call("on_update", metrics)
+        before = self._env_state_if_paused(self.env)
         outcome, ended = self.loop.step()
+        self._keep_state_before(False, outcome.step, before)
         if ended is not None:
             self._episode_ended(ended)
         self._call("on_step", outcome)
@@ -232,13 +246,21 @@ class Run:
         if self.greedy is None:
             env = self.make_env(self.run_config.n_envs, self.seed + GREEDY_VIEW_SEED_OFFSET)
             self.greedy = Loop(env, self.algo, seed=None, learn=False)
+        before = self._env_state_if_paused(self.greedy.env)
         with acting_on(self.algo, self.greedy.env), torch.no_grad():
             outcome, ended = self.greedy.step()
+        self._keep_state_before(True, outcome.step, before)
         if ended is not None:
             self.greedy_means.add(ended.team_return, ended.agent_returns, ended.kpis)
         self._call("on_greedy_step", outcome)
         if ended is not None and self.controls.state.pause_each_episode:
             self.controls.hold()
+
+    def _env_state_if_paused(self, env: BatchedEnv) -> dict[str, torch.Tensor] | None:
+        return env.get_state() if self.controls.paused else None
+
+    def _keep_state_before(self, greedy: bool, step: int, env_state: dict[str, torch.Tensor] | None) -> None:
+        self.state_before = None if env_state is None else StateBefore(greedy, step, env_state)
 
     def _idle(self) -> None:
         self.publish()

@@ -1,7 +1,8 @@
 """The live tap: pushes frames and progress to a view over a byte pipe (the app's training
 process). A frame goes out when the view has asked for one (ControlState.frames_granted): the
 view sets the pace, so nothing about screens lives here, and at full speed the loop builds a
-frame only a few times a second. Chart points made between frames ride with the next one."""
+frame only a few times a second. Chart points made between frames ride with the next one.
+A what-if asked (ControlState.whatif) is answered once, between steps (train/whatif.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from marl_tui.stream.frames import encode
 from marl_tui.train.framing import ChartCollector, build_frame, greedy_stats, progress
 from marl_tui.train.loop import EpisodeEnd, StepOutcome
 from marl_tui.train.run import Callback, Run
+from marl_tui.train.whatif import answer
 
 PROGRESS_SECONDS = 0.25  # counters between frames
 
@@ -23,6 +25,7 @@ class LiveTap(Callback):
         self.sent_for: tuple[bool, int] | None = None  # (greedy view?, step) of the last frame sent
         self._progress_at = 0.0
         self.chart = ChartCollector()
+        self.whatifs_answered = 0  # the id of the last what-if answered
 
     # --- chart points ---------------------------------------------------------
     def on_episode_end(self, run: Run, ended: EpisodeEnd) -> None:
@@ -50,6 +53,7 @@ class LiveTap(Callback):
         self._offer(run, progress_now=True, settled=True)
 
     def _offer(self, run: Run, progress_now: bool = False, settled: bool = False) -> None:
+        self._answer_what_if(run)
         greedy = run.controls.greedy
         last = run.last_outcome(greedy)
         stands_on = None if last is None else (greedy, last.step)
@@ -64,6 +68,12 @@ class LiveTap(Callback):
                 progress_now = True
         if progress_now or time.monotonic() - self._progress_at >= PROGRESS_SECONDS:
             self._send_progress(run)
+
+    def _answer_what_if(self, run: Run) -> None:
+        query = run.controls.state.whatif
+        if query is not None and query.id > self.whatifs_answered:
+            self.whatifs_answered = query.id
+            self.send(encode(answer(run, query)))
 
     def _send_progress(self, run: Run) -> None:
         self._progress_at = time.monotonic()

@@ -1,0 +1,193 @@
+"""What-if on a paused step: the counterfactual is the env's own answer, the algorithm's values
+agree with its explain numbers, bad questions get one line, and asking changes nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from marl_tui.config import load_scenario
+from marl_tui.envs.base import DiscretisedEnv, make_env
+from marl_tui.stream.frames import ControlState, Frame, WhatIfAnswer, WhatIfRefused, decode_to_app
+from marl_tui.train.build import build_run
+from marl_tui.train.callbacks.live_tap import LiveTap
+from marl_tui.train.controls import Controls
+from marl_tui.train.run_config import RunConfig
+
+FAST = {"maddpg": {"learning_starts": 0, "batch_size": 8, "updates_per_step": 1},
+        "mappo": {"rollout_length": 4}, "qmix": {"learning_starts": 0, "batch_size": 8, "updates_per_step": 1}}
+N_ENVS = 4
+
+
+def wait_for(cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+class Driven:
+    """A run on a thread of its own, paused, with the app's live tap writing into a list."""
+
+    def __init__(self, algo: str, scenario: str, steps: int) -> None:
+        self.messages: list[Any] = []
+        self.controls = Controls(ControlState(paused=True))
+        config = RunConfig(scenario=load_scenario(scenario), algo=algo, seed=3, n_envs=N_ENVS, steps=steps,
+                           overrides=FAST.get(algo, {}), checkpoint_every=0)
+        self.run = build_run(config, self.controls, extra=[LiveTap(lambda b: self.messages.append(decode_to_app(b)))])
+        self.thread = threading.Thread(target=self.run.run, daemon=True)
+        self.thread.start()
+
+    def step(self, k: int = 1) -> None:
+        target = self.run.iteration + k
+        self.controls.step(k)
+        wait_for(lambda: self.run.iteration >= target and self.run.state_before is not None
+                 and self.run.state_before.step == target, f"step {target}")
+
+    def ask(self, agent: int, action: float, step: int | None = None) -> WhatIfAnswer | WhatIfRefused:
+        query = self.controls.ask_what_if(False, self.run.iteration if step is None else step, agent, action)
+        wait_for(lambda: any(isinstance(m, WhatIfAnswer | WhatIfRefused) and m.id == query.id
+                             for m in list(self.messages)), f"the answer to what-if {query.id}")
+        return next(m for m in self.messages if isinstance(m, WhatIfAnswer | WhatIfRefused) and m.id == query.id)
+
+    def frame(self, step: int) -> Frame:
+        wait_for(lambda: any(isinstance(m, Frame) and m.scene.step == step for m in list(self.messages)),
+                 f"the frame of step {step}")
+        return [m for m in self.messages if isinstance(m, Frame) and m.scene.step == step][-1]
+
+    def finish(self) -> None:
+        self.controls.resume()
+        self.thread.join()
+        assert self.run.status == "finished", self.run.error
+
+
+@pytest.fixture
+def driven() -> Iterator[Callable[..., Driven]]:
+    made: list[Driven] = []
+
+    def make(algo: str, scenario: str, steps: int = 10**6) -> Driven:
+        made.append(Driven(algo, scenario, steps))
+        return made[-1]
+
+    yield make
+    for d in made:
+        d.controls.stop()
+        d.thread.join()
+
+
+@pytest.mark.parametrize(("algo", "scenario", "agent", "action"),
+                         [("maddpg", "pricing", 0, 50.0), ("qmix", "fulfillment", 1, 1.0),
+                          ("mappo", "warehouse", 2, 0.0), ("qmix", "pricing", 0, None)])
+def test_the_counterfactual_reward_is_the_envs_own(driven, algo: str, scenario: str, agent: int,
+                                                    action: float | None) -> None:
+    d = driven(algo, scenario)
+    d.step(6)
+    before = d.run.env.get_state()  # the run is paused: the test reads the state the next step starts from
+    d.step()
+    taken = d.run.last_outcome(False).actions.clone()
+    if action is None:  # QMIX on pricing acts on levels: ask for a level it did not take
+        action = next(v for v in d.run.env.spec.action_levels
+                      if v != d.run.last_outcome(False).native_actions[0, agent])
+    got = d.ask(agent, action)
+    assert isinstance(got, WhatIfAnswer), got
+    copy = make_env(load_scenario(scenario), n_envs=N_ENVS, seed=3)
+    if isinstance(d.run.env, DiscretisedEnv):
+        copy = DiscretisedEnv(copy)
+        taken[0, agent] = d.run.env.spec.action_levels.index(action)
+    else:
+        taken[0, agent] = action
+    copy.set_state(before)
+    expected = copy.step(taken).reward[0].double().tolist()
+    assert got.replaced == pytest.approx(expected, rel=1e-6)
+    assert got.action == pytest.approx(action)
+    assert got.reward == pytest.approx(d.frame(d.run.iteration).scene.reward, rel=1e-6)
+    # The best response is at least as good as the action taken and the one asked about.
+    score = (lambda r: sum(r)) if copy.spec.cooperative else (lambda r: r[agent])
+    assert score(got.best_reward) >= max(score(got.reward), score(got.replaced)) - 1e-6
+    assert got.values is not None
+
+
+@pytest.mark.parametrize(("algo", "scenario"), [("maddpg", "pricing"), ("mappo", "pricing"),
+                                                ("qmix", "fulfillment"), ("maddpg", "fulfillment")])
+def test_the_action_as_taken_changes_nothing_and_matches_explain(driven, algo: str, scenario: str) -> None:
+    d = driven(algo, scenario)
+    d.step(12)  # past a few updates
+    frame = d.frame(d.run.iteration)
+    i = 1
+    got = d.ask(i, frame.scene.actions[i])
+    assert isinstance(got, WhatIfAnswer), got
+    assert got.replaced == got.reward and got.actions[i] == got.action
+    v, e = got.values, frame.explain
+    if algo == "maddpg":
+        assert v.Q_replaced == v.Q_taken
+        assert v.Q_greedy == pytest.approx(e.Q_i, rel=1e-5, abs=1e-6)
+        assert (v.A_taken is None) == (scenario == "pricing") and v.A_taken == v.A_replaced
+    elif algo == "mappo":
+        assert v.ratio == 1.0 and v.A_taken == v.A_replaced
+        assert pytest.approx(e.V[i], rel=1e-5, abs=1e-6) == v.V
+    else:
+        a_i = int(frame.scene.actions[i])
+        assert v.Q_i_taken == v.Q_i_replaced == pytest.approx(e.Q_i[i][a_i], rel=1e-5, abs=1e-6)
+        assert v.Q_total_greedy == pytest.approx(e.Q_total, rel=1e-5, abs=1e-6)
+        assert v.greedy == e.greedy and v.dQtot_dQi >= 0 and v.A_taken == v.A_replaced
+
+
+def test_bad_questions_get_one_line_and_the_run_goes_on(driven) -> None:
+    d = driven("random", "pricing", steps=N_ENVS * 40)
+    assert "no step yet" in d.ask(0, 30.0, step=1).reason
+    d.step()
+    assert d.ask(0, 30.0).values is None  # a baseline has no networks to ask
+    assert "out of range" in d.ask(3, 30.0).reason and "1..3" in d.ask(7, 30.0).reason
+    assert "out of bounds" in d.ask(0, 1e4).reason and "[1, 60]" in d.ask(0, -1.0).reason
+    assert "not a number" in d.ask(0, float("nan")).reason
+    assert "is gone" in d.ask(0, 30.0, step=0).reason
+    d.controls.resume()
+    assert "paused" in d.ask(0, 30.0).reason
+    d.finish()
+
+
+def _state_bytes(run: Any) -> list[bytes]:
+    """Everything a run holds that a what-if could disturb, as bytes."""
+    out: list[bytes] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            out.append(x.detach().cpu().contiguous().numpy().tobytes())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                out.append(str(k).encode())
+                walk(x[k])
+        elif isinstance(x, list | tuple):
+            for v in x:
+                walk(v)
+        else:
+            out.append(repr(x).encode())
+
+    walk([run.algo.state_dict(), run.env.get_state(), run.loop.state_dict(), torch.get_rng_state(),
+          run.team_history.state_dict()])
+    return out
+
+
+@pytest.mark.parametrize(("algo", "scenario"), [("maddpg", "pricing"), ("qmix", "fulfillment"),
+                                                ("mappo", "warehouse")])
+def test_asking_changes_nothing_in_the_run(driven, algo: str, scenario: str) -> None:
+    steps = N_ENVS * 120
+    runs = []
+    for ask in (False, True):
+        d = driven(algo, scenario, steps)
+        for k in range(8):
+            d.step()
+            if ask:
+                assert isinstance(d.ask(k % 3, float(d.run.env.spec.action_levels[k % 2]) if scenario == "pricing"
+                                        else float(k % 2)), WhatIfAnswer)
+        d.finish()
+        runs.append(d)
+    plain, asked = runs
+    assert _state_bytes(plain.run) == _state_bytes(asked.run)
+    scenes = [[m.scene for m in d.messages if isinstance(m, Frame)] for d in runs]
+    assert scenes[0] == scenes[1]
