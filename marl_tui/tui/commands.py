@@ -27,6 +27,7 @@ ACTIONS = [
     ("save", "Save checkpoint", "write a checkpoint into the run directory (s)"),
     ("picker", "Back to the scenario picker", "stops this run (p)"),
     ("glossary", "Glossary", "what the numbers on the focused panel mean (g)"),
+    ("whatif", "What if…", "while paused: change one agent's action in this step and see what follows (w)"),
     ("help", "Help", "keys and panels (?)"),
 ]
 

@@ -74,6 +74,8 @@ class DashboardScreen(Screen[None]):
         Binding("s", "save", "save", tooltip="save a checkpoint"),
         Binding("p", "picker", "picker", show=False),
         Binding("g", "glossary", "glossary", show=False, tooltip="what the numbers on the focused panel mean"),
+        Binding("w", "whatif", "what if", show=False,
+                tooltip="while paused: what if one agent had acted differently in this step?"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit", tooltip="stop training and quit"),
     ]
@@ -185,6 +187,17 @@ class DashboardScreen(Screen[None]):
             for p in points:
                 self.charts.add(p)
             self.frame = frame
+        self._tell_what_if(source, None if taken is None else taken[0])
+
+    def _tell_what_if(self, source: object, frame: Frame | None) -> None:
+        """An open what-if follows the run: a new paused step is asked about, an answer shown."""
+        from marl_tui.tui.screens.whatif import WhatIfScreen
+
+        screen = self.app.screen
+        if isinstance(screen, WhatIfScreen):
+            if frame is not None:
+                screen.follow(frame)
+            screen.show_answer(source.what_if)  # type: ignore[attr-defined]
 
     def watch_progress(self, progress: Progress | None) -> None:
         now = time.monotonic()
@@ -321,6 +334,8 @@ class DashboardScreen(Screen[None]):
             return state == "paused"
         if action in ("faster", "slower", "teach", "episode_pause"):
             return live or state == "building"
+        if action == "whatif":
+            return state == "paused" and self.frame is not None
         if action == "report":
             return self.session.run_dir is not None and self.frame is not None
         if action == "greedy":
@@ -454,6 +469,19 @@ class DashboardScreen(Screen[None]):
         req = self.session.request
         panel = self.focused.id if self.focused is not None else None
         self.app.push_screen(GlossaryScreen(panel=panel, notes=run_notes(req.scenario.kind, req.algo)))
+
+    def action_whatif(self) -> None:
+        from marl_tui.tui.screens.whatif import WhatIfScreen
+
+        if self.state() != "paused" or self.frame is None:
+            self.notify("what-if asks about the step a paused run stands on: press space, then w", timeout=4)
+            return
+        controls = self.session.controls
+
+        def ask(greedy: bool, step: int, agent: int, action: float) -> int:
+            return controls.ask_what_if(greedy, step, agent, action).id
+
+        self.app.push_screen(WhatIfScreen(self.frame, self.session.source.ready.spec, ask, step=self.action_step))
 
     def action_help(self) -> None:
         from marl_tui.tui.screens.help import HelpScreen

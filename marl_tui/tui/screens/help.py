@@ -19,6 +19,9 @@ KEYS = [
     ("e", "greedy evaluation view: the policy plays without exploration on its own copy, "
           "no learning; on a finished run it plays the final policy"),
     ("g", "glossary: what the numbers on the focused panel mean"),
+    ("w", "while paused: what if one agent had acted differently in this step? ↑/↓ the agent, ←/→ "
+          "its action; every agent's reward, the best response and the algorithm's Q / V / π, "
+          "replayed by the run on a copy of its env"),
     ("r", "restart the run: same settings, fresh networks, a new run directory"),
     ("s", "save a checkpoint into the run directory"),
     ("x", "write report.md (the KPIs on screen against the oracle, the charts) into the run directory"),

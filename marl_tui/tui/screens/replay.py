@@ -82,6 +82,7 @@ class ReplayScreen(Screen[None]):
         Binding("space", "toggle_play", "play/pause"),
         Binding("escape", "leave_episode", "timeline", show=False),
         Binding("f", "follow", "follow", tooltip="follow the newest moment (a run still training)"),
+        Binding("w", "whatif", "what if", show=False, tooltip="what-if needs a live, paused run"),
         Binding("q", "quit", "quit"),
     ]
 
@@ -197,6 +198,11 @@ class ReplayScreen(Screen[None]):
         self.following = True
         self.cursor = Cursor(max(0, len(self.source.frames) - 1))
         self.notify("following the newest recorded moment", timeout=2)
+
+    def action_whatif(self) -> None:
+        from marl_tui.tui.screens.whatif import NEEDS_LIVE_RUN
+
+        self.notify(NEEDS_LIVE_RUN, timeout=8, severity="warning")
 
     async def action_quit(self) -> None:
         """Back to the screen it was opened from (a comparison), else leave the app."""
