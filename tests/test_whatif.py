@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,3 +192,83 @@ def test_asking_changes_nothing_in_the_run(driven, algo: str, scenario: str) -> 
     assert _state_bytes(plain.run) == _state_bytes(asked.run)
     scenes = [[m.scene for m in d.messages if isinstance(m, Frame)] for d in runs]
     assert scenes[0] == scenes[1]
+
+
+# ---------------------------------------------------------------------------- the view
+
+async def _open_what_if(pilot: Any, steps: int) -> Any:
+    from test_tui import started, step_to
+
+    from marl_tui.tui.screens.whatif import WhatIfScreen
+
+    screen = await started(pilot)
+    await step_to(pilot, steps)
+    await pilot.press("w")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, WhatIfScreen), "the what-if view")
+    view = pilot.app.screen
+    await _answered(pilot, view)
+    return screen, view
+
+
+async def _until(pilot: Any, cond: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.02)
+
+
+async def _answered(pilot: Any, view: Any) -> None:
+    await _until(pilot, lambda: view.answer is not None and view.answer.id == view.asked, "the run's answer")
+
+
+async def test_the_view_moves_the_action_and_shows_the_runs_answer() -> None:
+    from test_tui import dashboard_app
+
+    from marl_tui.tui.fmt import num
+    from marl_tui.tui.screens.dashboard import DashboardScreen
+
+    app = dashboard_app("pricing", "maddpg", n_envs=N_ENVS, overrides=FAST["maddpg"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        dashboard, view = await _open_what_if(pilot, 3)
+        taken = dashboard.frame.scene.actions
+        assert view.answer.replaced == view.answer.reward  # a'_1 starts as taken
+        await pilot.press("right")
+        await _answered(pilot, view)
+        a = view.answer
+        assert a.agent == 0 and a.action == pytest.approx(taken[0] + 59 / 100, rel=1e-6)
+        body = str(view.query_one("#whatif-body").render())
+        assert num(a.replaced[0]) in body and "Q_1" in body and "best response" in body
+        await pilot.press("m", "m")  # Nash, then the collusive price: 50 on the bundled pricing
+        await _answered(pilot, view)
+        assert view.answer.action == 50.0 and view.answer.replaced[0] != view.answer.reward[0]
+        await pilot.press("up")  # round to the last store, its action as taken
+        await _answered(pilot, view)
+        assert view.answer.agent == 2 and view.answer.action == pytest.approx(taken[2])
+        await pilot.press("n")  # the run steps; the view asks again about the new step
+        await _until(pilot, lambda: view.frame.scene.step == 4, "the next step")
+        await _answered(pilot, view)
+        assert view.answer.step == 4
+        await pilot.press("escape")
+        assert isinstance(app.screen, DashboardScreen)
+        await pilot.press("space")  # running: w says to pause first, and opens nothing
+        await _until(pilot, lambda: dashboard.state() == "running", "the run to resume")
+        await pilot.press("w")
+        assert isinstance(app.screen, DashboardScreen) and dashboard.check_action("whatif", ()) is False
+        await pilot.press("q")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_what_if_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """Pricing, MADDPG after its first updates: store 1 set to the collusive price."""
+    from test_tui import settled, snapshot_app
+
+    monkeypatch.chdir(tmp_path)
+
+    async def run_before(pilot: Any) -> None:
+        _, view = await _open_what_if(pilot, 80)
+        await pilot.press("m", "m")
+        await _until(pilot, lambda: view.answer.id == view.asked and view.answer.action == 50.0, "the answer")
+        await settled(pilot)
+
+    app = snapshot_app("pricing", "maddpg", {"learning_starts": 160, "batch_size": 32})
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

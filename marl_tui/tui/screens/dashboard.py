@@ -481,7 +481,16 @@ class DashboardScreen(Screen[None]):
         def ask(greedy: bool, step: int, agent: int, action: float) -> int:
             return controls.ask_what_if(greedy, step, agent, action).id
 
-        self.app.push_screen(WhatIfScreen(self.frame, self.session.source.ready.spec, ask, step=self.action_step))
+        values = self.session.source.ready.oracle.values
+
+        def marks(agent: int) -> dict[str, float]:
+            """The oracle's reference actions for this agent (pricing: the Nash and collusive prices)."""
+            named = {"Nash": values.get(f"nash_price_{agent + 1}", values.get("nash_price")),
+                     "collusive": values.get(f"collusive_price_{agent + 1}", values.get("collusive_price"))}
+            return {name: v for name, v in named.items() if v is not None}
+
+        self.app.push_screen(WhatIfScreen(self.frame, self.session.source.ready.spec, ask, step=self.action_step,
+                                          marks=marks))
 
     def action_help(self) -> None:
         from marl_tui.tui.screens.help import HelpScreen

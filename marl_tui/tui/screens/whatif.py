@@ -86,6 +86,7 @@ class WhatIfScreen(ModalScreen[None]):
         Binding("right", "move(1)", "action", show=False),
         Binding("shift+left", "move(-10)", "coarse", show=False),
         Binding("shift+right", "move(10)", "coarse", show=False),
+        Binding("m", "mark", "marks", tooltip="the scenario's reference actions in turn (Nash, collusive)"),
         Binding("b", "best", "best response", tooltip="try the best response the run found"),
         Binding("a", "as_taken", "as taken", tooltip="back to the action taken"),
         Binding("n", "step", "next step", tooltip="let the run take one step; ask again there"),
@@ -97,9 +98,13 @@ class WhatIfScreen(ModalScreen[None]):
     """
 
     def __init__(self, frame: Frame, spec: EnvSpec, ask: Callable[[bool, int, int, float], int],
-                 step: Callable[[], None] | None = None, agent: int = 0) -> None:
+                 step: Callable[[], None] | None = None, agent: int = 0,
+                 marks: Callable[[int], dict[str, float]] | None = None) -> None:
+        """ask(greedy, step, agent, action) sends a question and returns its id; step() lets the
+        run take one step; marks(agent) names reference actions (the oracle's Nash price, ...)."""
         super().__init__()
         self.frame, self.spec, self._ask, self._step = frame, spec, ask, step
+        self._marks = marks or (lambda agent: {})
         self.dial = ActionDial(spec)
         self.agent = agent
         self.action = frame.scene.actions[agent]
@@ -126,6 +131,17 @@ class WhatIfScreen(ModalScreen[None]):
         if self.dial.choices is not None:
             presses = 1 if presses > 0 else -1  # a discrete set moves one choice at a time
         self.action = self.dial.move(self.action, presses)
+        self._ask_now()
+
+    def action_mark(self) -> None:
+        """The next of the agent's reference actions, in the order the scenario names them."""
+        # On a set of levels each mark is the level nearest it (QMIX prices on a grid).
+        marks = [self.dial.move(v, 0) for v in self._marks(self.agent).values()]
+        if not marks:
+            self.notify("this scenario names no reference action to jump to", timeout=2)
+            return
+        later = [k for k, v in enumerate(marks) if abs(v - self.action) < 1e-9]
+        self.action = marks[(later[0] + 1) % len(marks)] if later else marks[0]
         self._ask_now()
 
     def action_best(self) -> None:
@@ -166,12 +182,12 @@ class WhatIfScreen(ModalScreen[None]):
     # ------------------------------------------------------------------ what it shows
     def _redraw(self) -> None:
         self.query_one("#whatif-body", Static).update(whatif_text(
-            self.frame, self.spec, self.dial, self.agent, self.action,
+            self.frame, self.spec, self.dial, self.agent, self.action, self._marks(self.agent),
             self.answer if self.answer is not None and self.answer.id == self.asked else None))
 
 
 def whatif_text(frame: Frame, spec: EnvSpec, dial: ActionDial, agent: int, action: float,
-                answer: WhatIfAnswer | WhatIfRefused | None) -> Text:
+                marks: dict[str, float], answer: WhatIfAnswer | WhatIfRefused | None) -> Text:
     """The question, and the answer once it came (None: still asked)."""
     names = spec.agent_names
     s = frame.scene
@@ -183,7 +199,9 @@ def whatif_text(frame: Frame, spec: EnvSpec, dial: ActionDial, agent: int, actio
     t.append(f"a'_{agent + 1} = ")
     t.append(dial.label(action), style="bold reverse")
     t.append(f"   taken a_{agent + 1} = {dial.label(s.actions[agent])}   ")
-    t.append(f"{dial.describe()} · ↑/↓ the agent\n", style="dim")
+    named = "".join(f" · {name} {num(v)}" for name, v in marks.items())
+    t.append(f"{dial.describe()}{named} (m) · ↑/↓ the agent\n" if marks else f"{dial.describe()} · ↑/↓ the agent\n",
+             style="dim")
     if answer is None:
         t.append("\nasking the run…", style="dim")
         return t
