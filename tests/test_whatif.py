@@ -272,3 +272,11 @@ def test_what_if_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Pa
 
     app = snapshot_app("pricing", "maddpg", {"learning_starts": 160, "batch_size": 32})
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_the_views_terms_have_glossary_entries() -> None:
+    from marl_tui.learn.glossary import entries_for_panel, lookup
+
+    for term in ("D_i", "difference reward", "best response", "COMA", "a'_i", "π(a')/π(a)"):
+        assert lookup(term) is not None and "whatif" in lookup(term).panels, term
+    assert len(entries_for_panel("whatif")) == 5

@@ -236,6 +236,31 @@ ENTRIES: tuple[Entry, ...] = (
     _e("reward_mean", "mean reward in the batch", "", "metrics", """
        MADDPG's mean sampled reward, scaled units; reward_std the std it divides by.""",
        "reward_std"),
+    # ------------------------------------------------------------------ what-if (w, while paused)
+    _e("counterfactual_reward", "counterfactual reward", "r_j(a_-i, a'_i)", "whatif", """
+       What agent j would have earned in the step on screen had agent i taken a'_i instead of a_i,
+       everyone else's action held: the run replays the step on a copy of its env from the state
+       just before it (the env's own reward, raw units; the run itself is not touched).""",
+       "with a'_i", "a'_i"),
+    _e("difference_reward", "difference reward", "D_i", "whatif", """
+       D_i = G(a) − G(a_-i, c_i): the team's reward G = Σ_j r_j with agent i's action as taken,
+       minus with it replaced by a default c_i (here the a'_i you set). It credits agent i with
+       exactly its own contribution, the guide's answer to "which agent helped?" (Part 8).""",
+       "D_1", "G"),
+    _e("best_response", "best response", "", "whatif", """
+       The action of agent i that does best against the others' actions as they were: its own
+       reward r_i in a general-sum game (pricing: no store gains by leaving its best response, so a
+       Nash equilibrium is every store at its best response), the team's Σ r_j in a cooperative
+       one. Searched over every discrete action, or 101 evenly spaced continuous ones."""),
+    _e("coma_advantage", "counterfactual advantage (COMA)", "A_i", "whatif", """
+       A_i = Q(s, a) − Σ_a' π_i(a'|o_i) Q(s, (a_-i, a')): how much better agent i's action is than
+       its policy's average, with the others' actions held (Foerster et al. 2018). Shown where the
+       critic gives every a' honestly: discrete actions, with MADDPG's critic Q_i or QMIX's
+       Q_total, and π_i the exploring policy (ε-greedy for QMIX).""", "COMA"),
+    _e("ratio_alternative", "likelihood ratio of the alternative", "π(a')/π(a)", "whatif", """
+       MAPPO: how much likelier agent i's policy finds a'_i than the action it took (continuous:
+       the Gaussian's density in the unit action space). With a one-step Â > 0 for a'_i, an update
+       that had seen it would push this ratio up (clipped at 1 + ε)."""),
 )
 
 _BY_NAME = {name.casefold(): e for e in ENTRIES for name in e.names()}
@@ -261,7 +286,7 @@ def search(query: str) -> list[Entry]:
 
 
 def entries_for_panel(panel_id: str) -> tuple[Entry, ...]:
-    """Entries shown on a dashboard panel (status, scene, why, returns, losses)."""
+    """Entries shown on a dashboard panel (status, scene, why, returns, losses) or the what-if view."""
     return tuple(e for e in ENTRIES if panel_id in e.panels)
 
 

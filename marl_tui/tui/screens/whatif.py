@@ -87,9 +87,10 @@ class WhatIfScreen(ModalScreen[None]):
         Binding("shift+left", "move(-10)", "coarse", show=False),
         Binding("shift+right", "move(10)", "coarse", show=False),
         Binding("m", "mark", "marks", tooltip="the scenario's reference actions in turn (Nash, collusive)"),
-        Binding("b", "best", "best response", tooltip="try the best response the run found"),
-        Binding("a", "as_taken", "as taken", tooltip="back to the action taken"),
-        Binding("n", "step", "next step", tooltip="let the run take one step; ask again there"),
+        Binding("b", "best", "best", tooltip="try the best response the run found"),
+        Binding("a", "as_taken", "taken", tooltip="back to the action taken"),
+        Binding("n", "step", "next", tooltip="let the run take one step; ask again there"),
+        Binding("g", "glossary", "glossary", tooltip="what D_i, the best response and COMA's A_i mean"),
         Binding("escape,w", "close", "close"),
     ]
     DEFAULT_CSS = """
@@ -157,6 +158,11 @@ class WhatIfScreen(ModalScreen[None]):
     def action_step(self) -> None:
         if self._step is not None:
             self._step()  # the dashboard follows the new frame into follow()
+
+    def action_glossary(self) -> None:
+        from marl_tui.tui.screens.glossary import GlossaryScreen
+
+        self.app.push_screen(GlossaryScreen(panel="whatif"))
 
     def action_close(self) -> None:
         self.dismiss(None)
