@@ -39,7 +39,7 @@ DASHBOARDS = [
 PICKERS = [("picker", (120, 40)), ("picker-80x24", (80, 24))]
 
 _TEXT = re.compile(r'(<text\b[^>]*?\bx=")([\d.]+)("[^>]*?\btextLength=")([\d.]+)("[^>]*>)(.*?)(</text>)')
-_TOKEN = re.compile(r"&#?\w+;|.", re.S)
+_TOKEN = re.compile(r"&#?\w+;|.[\u0300-\u036f]*", re.S)  # a combining mark (r̄) stays in its letter's cell
 SPACES = {" ", "&#160;"}
 
 
@@ -223,6 +223,43 @@ async def doctor(stem: str, size: tuple[int, int], out: Path) -> Path:
     return path
 
 
+# (file stem, scenario, algorithm, size, keys pressed in the what-if view)
+WHATIFS = [
+    ("whatif-pricing-maddpg", "pricing", "maddpg", (120, 40), ("m", "m")),  # store 1 at the collusive price
+    ("whatif-fulfillment-qmix-80x24", "fulfillment", "qmix", (80, 24), ("left",)),  # store 1 decides otherwise
+]
+
+
+async def whatif(stem: str, scenario: str, algo: str, size: tuple[int, int], keys: tuple[str, ...], out: Path,
+                 train_seconds: float) -> Path:
+    """The what-if view on a paused step after some training: `keys` set store 1's alternative."""
+    from marl_tui.config import load_scenario
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.screens.whatif import WhatIfScreen
+    from marl_tui.tui.session import RunRequest, no_run_dir
+
+    request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=64)
+    app = MarlApp(request=request, run_dir=no_run_dir)
+    async with app.run_test(size=size) as pilot:
+        await _wait(pilot, lambda: getattr(app.screen, "charts", None) is not None, 60)
+        screen = app.screen
+        await _wait(pilot, lambda: False, train_seconds)
+        await pilot.press("space")
+        await _wait(pilot, lambda: screen.progress is not None and screen.progress.status == "paused", 10)
+        await pilot.pause(0.3)
+        before = screen.frame.scene.step if screen.frame else 0
+        await pilot.press("n")  # a step taken while paused: the run keeps the state it started from
+        await _wait(pilot, lambda: screen.frame is not None and screen.frame.scene.step > before, 10)
+        await pilot.press("w", *keys)
+        view = app.screen
+        await _wait(pilot, lambda: isinstance(view, WhatIfScreen) and view.answer is not None
+                    and view.answer.id == view.asked, 30)
+        await pilot.pause(0.5)
+        path = Path(app.save_screenshot(f"{stem}.svg", str(out)))
+        await pilot.press("q")
+    return path
+
+
 async def main(only: list[str], train_seconds: float, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     made = []
@@ -241,6 +278,9 @@ async def main(only: list[str], train_seconds: float, out: Path) -> None:
         made.append(await lesson("lesson-qmix-fulfillment-80x24", "qmix-fulfillment", 5, (80, 24), out))
     if not only or "doctor" in only:
         made.append(await doctor("dashboard-doctor-warehouse-mappo", (120, 40), out))
+    for stem, scenario, algo, size, keys in WHATIFS:
+        if not only or "whatif" in only:
+            made.append(await whatif(stem, scenario, algo, size, keys, out, train_seconds))
     for svg in made:
         png = to_png(svg)
         print(f"{svg.relative_to(ROOT) if svg.is_relative_to(ROOT) else svg}"
@@ -250,7 +290,7 @@ async def main(only: list[str], train_seconds: float, out: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", default=[],
-                        help="picker, pricing, warehouse, fulfillment, error, replay, lesson, doctor")
+                        help="picker, pricing, warehouse, fulfillment, error, replay, lesson, doctor, whatif")
     parser.add_argument("--train-seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()

@@ -50,8 +50,11 @@ class Driven:
         wait_for(lambda: self.run.iteration >= target and self.run.state_before is not None
                  and self.run.state_before.step == target, f"step {target}")
 
-    def ask(self, agent: int, action: float, step: int | None = None) -> WhatIfAnswer | WhatIfRefused:
-        query = self.controls.ask_what_if(False, self.run.iteration if step is None else step, agent, action)
+    def ask(self, agent: int, action: float, step: int | None = None,
+            greedy: bool = False) -> WhatIfAnswer | WhatIfRefused:
+        if step is None:
+            step = self.run.greedy_steps if greedy else self.run.iteration
+        query = self.controls.ask_what_if(greedy, step, agent, action)
         wait_for(lambda: any(isinstance(m, WhatIfAnswer | WhatIfRefused) and m.id == query.id
                              for m in list(self.messages)), f"the answer to what-if {query.id}")
         return next(m for m in self.messages if isinstance(m, WhatIfAnswer | WhatIfRefused) and m.id == query.id)
@@ -136,6 +139,24 @@ def test_the_action_as_taken_changes_nothing_and_matches_explain(driven, algo: s
         assert v.Q_i_taken == v.Q_i_replaced == pytest.approx(e.Q_i[i][a_i], rel=1e-5, abs=1e-6)
         assert v.Q_total_greedy == pytest.approx(e.Q_total, rel=1e-5, abs=1e-6)
         assert v.greedy == e.greedy and v.dQtot_dQi >= 0 and v.A_taken == v.A_replaced
+
+
+def test_the_greedy_view_acts_with_mu_so_the_critics_agree_with_explain(driven) -> None:
+    d = driven("maddpg", "pricing")
+    d.step(10)  # training, with updates
+    d.controls.set_greedy(True)
+    d.controls.step(1)
+    wait_for(lambda: d.run.greedy_steps == 1 and d.run.state_before is not None and d.run.state_before.greedy,
+             "a greedy step")
+    wait_for(lambda: any(isinstance(m, Frame) and m.greedy for m in list(d.messages)), "the greedy frame")
+    frame = next(m for m in d.messages if isinstance(m, Frame) and m.greedy)
+    got = d.ask(0, 40.0, greedy=True)
+    assert isinstance(got, WhatIfAnswer) and got.greedy, got
+    # Played greedily, the actions taken are mu(o): the critics' values of them are explain's.
+    assert got.values.Q_taken == pytest.approx(frame.explain.Q_i, rel=1e-5, abs=1e-6)
+    assert got.values.Q_greedy == pytest.approx(frame.explain.Q_i, rel=1e-5, abs=1e-6)
+    # Training's step stands, but the state kept is the greedy step's: one line says what to do.
+    assert "press n" in d.ask(0, 40.0, step=d.run.iteration, greedy=False).reason
 
 
 def test_bad_questions_get_one_line_and_the_run_goes_on(driven) -> None:
@@ -280,3 +301,25 @@ def test_the_views_terms_have_glossary_entries() -> None:
     for term in ("D_i", "difference reward", "best response", "COMA", "a'_i", "π(a')/π(a)"):
         assert lookup(term) is not None and "whatif" in lookup(term).panels, term
     assert len(entries_for_panel("whatif")) == 5
+
+
+async def test_a_replay_says_what_if_needs_a_live_run(tmp_path: Path) -> None:
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.recording import open_recording
+    from marl_tui.tui.screens.replay import ReplayScreen
+    from marl_tui.tui.screens.whatif import NEEDS_LIVE_RUN
+
+    run = build_run(RunConfig(scenario=load_scenario("pricing"), algo="random", seed=0, n_envs=N_ENVS,
+                              steps=N_ENVS * 30, out_dir=tmp_path / "run", checkpoint_every=0))
+    from marl_tui.train.rundir import init_run_dir
+
+    init_run_dir(run, tmp_path / "run")
+    run.run()
+    recording = open_recording(tmp_path / "run")
+    app = MarlApp(first_screen=ReplayScreen(recording.source, recording.scenario))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("w")
+        await pilot.pause()
+        assert [n.message for n in app._notifications] == [NEEDS_LIVE_RUN]
+        assert isinstance(app.screen, ReplayScreen)
+        await pilot.press("q")

@@ -107,7 +107,9 @@ class MAPPOWhatIf(WhatIfValues, kw_only=True):
     """Agent i's policy on copy 0's action as taken and as replaced, V^cen(s), and the one-step
     advantage each would have earned; trainer's reward units."""
 
-    log_pi_taken: float  # log pi_i(a_i | o_i) (continuous: the Gaussian's log density in [-1, 1] units)
+    # Continuous: the Gaussian's log density in the unit space [-1, 1]; an action the env clipped
+    # to a bound is scored at the bound (the raw sample u is not kept with the step).
+    log_pi_taken: float  # log pi_i(a_i | o_i)
     log_pi_replaced: float  # log pi_i(a'_i | o_i)
     ratio: float  # pi_i(a'_i | o_i) / pi_i(a_i | o_i): how much likelier the policy finds a'_i
     V: float  # V^cen(s) (agent i's, or the team's)
