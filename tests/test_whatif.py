@@ -323,3 +323,12 @@ async def test_a_replay_says_what_if_needs_a_live_run(tmp_path: Path) -> None:
         assert [n.message for n in app._notifications] == [NEEDS_LIVE_RUN]
         assert isinstance(app.screen, ReplayScreen)
         await pilot.press("q")
+
+
+def test_a_question_does_not_release_a_run_holding_at_an_episodes_end() -> None:
+    controls = Controls(ControlState())
+    controls.hold()
+    controls.ask_what_if(False, 25, 0, 30.0)
+    assert controls.paused and controls.held
+    controls.step()  # any other change is the view's say: the hold ends
+    assert not controls.held
