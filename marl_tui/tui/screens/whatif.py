@@ -236,6 +236,9 @@ def _rewards(a: WhatIfAnswer, spec: EnvSpec, dial: ActionDial) -> Text:
     team, team_cf = sum(a.reward), sum(a.replaced)
     t.append(f"  {'team Σ':<{nw}}  {num(team):>9} → {num(team_cf):>9}  Δ {num(team_cf - team, signed=True):>9}\n",
              style="bold")
+    if a.replaced == a.reward and a.action != a.actions[i]:
+        t.append("  no reward changed: in this state the env ends up treating both actions alike "
+                 "(a cap or a clip: the warehouse's storage cap, a price bound)\n", style="dim")
     t.append(f"difference reward D_{i + 1} = G(a) − G(a_-{i + 1}, a'_{i + 1}) = {num(team - team_cf, signed=True)}",
              style="bold")
     t.append(f"  (what {names[i]}'s action as taken added to the team's G = Σ r_j, against a')\n", style="dim")
