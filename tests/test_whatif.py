@@ -332,3 +332,14 @@ def test_a_question_does_not_release_a_run_holding_at_an_episodes_end() -> None:
     assert controls.paused and controls.held
     controls.step()  # any other change is the view's say: the hold ends
     assert not controls.held
+
+
+def test_an_env_whose_state_is_not_in_tensors_is_refused_in_one_line(driven) -> None:
+    from marl_tui.train.run import StateBefore
+
+    d = driven("random", "pricing", steps=N_ENVS * 40)
+    d.step()
+    kept = d.run.state_before
+    # As an external env's get_state() is: nothing per copy (the run is paused; the test stands in).
+    d.run.state_before = StateBefore(kept.greedy, kept.step, {"t": torch.tensor(1)})
+    assert "not available here" in d.ask(0, 30.0).reason

@@ -135,9 +135,13 @@ def _copy_before(run: Run, env: BatchedEnv, k: int) -> BatchedEnv:
     """A fresh env of k copies, each in the state copy 0 of `env` was in before the kept step.
     State tensors lead with the copies' dimension; the rest (the step t) is shared."""
     assert run.state_before is not None
+    state = run.state_before.env_state
+    per_copy = {name for name, v in state.items() if v.dim() and v.shape[0] == env.n_envs}
+    if not per_copy - {"rng.seeds", "rng.counter"}:
+        # An env whose state lives outside tensors (an external one) cannot be copied honestly.
+        raise _Refusal("this scenario's env keeps its state outside the tensors get_state() returns, "
+                       "so a step of it cannot be replayed: what-if is not available here")
     copy = run.make_env(k, run.seed)
-    copy.set_state({
-        name: v[:1].expand(k, *v.shape[1:]).clone() if v.dim() and v.shape[0] == env.n_envs else v
-        for name, v in run.state_before.env_state.items()
-    })
+    copy.set_state({name: v[:1].expand(k, *v.shape[1:]).clone() if name in per_copy else v
+                    for name, v in state.items()})
     return copy

@@ -28,6 +28,7 @@ from textual.widgets import Footer, Static
 
 from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
 from marl_tui.stream.frames import Frame, Progress
+from marl_tui.stream.sources import LiveSource
 from marl_tui.train.controls import SPEEDS
 from marl_tui.tui.commands import RunCommands
 from marl_tui.tui.frame_view import ChartHistory, run_body, scene_data, why_data
@@ -189,7 +190,7 @@ class DashboardScreen(Screen[None]):
             self.frame = frame
         self._tell_what_if(source, None if taken is None else taken[0])
 
-    def _tell_what_if(self, source: object, frame: Frame | None) -> None:
+    def _tell_what_if(self, source: LiveSource, frame: Frame | None) -> None:
         """An open what-if follows the run: a new paused step is asked about, an answer shown."""
         from marl_tui.tui.screens.whatif import WhatIfScreen
 
@@ -197,7 +198,7 @@ class DashboardScreen(Screen[None]):
         if isinstance(screen, WhatIfScreen):
             if frame is not None:
                 screen.follow(frame)
-            screen.show_answer(source.what_if)  # type: ignore[attr-defined]
+            screen.show_answer(source.what_if)
 
     def watch_progress(self, progress: Progress | None) -> None:
         now = time.monotonic()
