@@ -203,7 +203,7 @@ class MADDPG(Algorithm):
         )
         self.env_steps = 0  # transitions observed, over all copies
         self.updates = 0  # gradient steps taken
-        self.last: dict[str, list[float]] = {}  # per-agent figures of the last update
+        self.last: dict[str, torch.Tensor] = {}  # per-agent figures [N] of the last update
         # Critics learn r / reward_std; 0 stands for "measure it when learning starts".
         self.reward_std = 0.0 if hp.normalise_rewards else 1.0
 
@@ -314,7 +314,7 @@ class MADDPG(Algorithm):
         metrics["gradient_steps"] = float(self.updates)  # not "updates": the trainer's column
         return metrics
 
-    def _gradient_step(self) -> dict[str, float]:
+    def _gradient_step(self) -> dict[str, float | torch.Tensor]:
         hp, n = self.hp, self.spec.n_agents
         if not self.reward_std:
             std = float(self.buffer.data["reward"][: len(self.buffer)].std())
@@ -361,23 +361,21 @@ class MADDPG(Algorithm):
         soft_update(self.Q_target, self.Q, hp.tau)
         self.updates += 1
 
-        # Reported in reward units (the trainer's scaled reward), not critic units.
+        # Reported in reward units (the trainer's scaled reward), not critic units; kept on the
+        # device (update() reads every metric of its gradient steps back at once).
         sigma = self.reward_std
-        self.last = {
-            "y_i": (y_i.mean(0) * sigma).tolist(),
-            "r_i": batch["reward"].mean(0).tolist(),
-            "Q_next": (Q_next.mean(0) * sigma).tolist(),
-        }
+        self.last = {"y_i": y_i.mean(0) * sigma, "r_i": batch["reward"].mean(0),
+                     "Q_next": Q_next.mean(0) * sigma}
         return {
-            "critic_loss": float(td.detach().mean()),
-            "actor_loss": float(-Q_mu.detach().mean()),
-            "q_mean": float(Q_i.detach().mean()) * sigma,
-            "y_mean": float(y_i.mean()) * sigma,
-            "q_next_mean": float(Q_next.mean()) * sigma,
-            "reward_mean": float(batch["reward"].mean()),
+            "critic_loss": td.detach().mean(),
+            "actor_loss": -Q_mu.detach().mean(),
+            "q_mean": Q_i.detach().mean().double() * sigma,
+            "y_mean": y_i.mean().double() * sigma,
+            "q_next_mean": Q_next.mean().double() * sigma,
+            "reward_mean": batch["reward"].mean(),
             "reward_std": sigma,
-            "critic_grad_norm": float(critic_norm.mean()),
-            "actor_grad_norm": float(actor_norm.mean()),
+            "critic_grad_norm": critic_norm.mean(),
+            "actor_grad_norm": actor_norm.mean(),
         }
 
     def exploration(self) -> tuple[str, float]:
@@ -405,7 +403,7 @@ class MADDPG(Algorithm):
             mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], space.low, space.high))
             # Unit scale [-1, 1] spans (high - low) action units: per action unit, x 2 / range.
             dQ_da = floats(dq[:, 0] * 2.0 / (space.high - space.low))
-        last = {k: tuple(v) for k, v in self.last.items()}  # empty before the first update
+        last = {k: floats(v) for k, v in self.last.items()}  # empty before the first update
         return MADDPGExplain(
             Q_i=floats(Q_i[0].detach() * sigma), gamma=self.hp.gamma,
             mu_i=mu_i, dQ_da=dQ_da, greedy=greedy, dQ_da_onehot=dQ_da_onehot,
@@ -425,7 +423,7 @@ class MADDPG(Algorithm):
             "generator": self.generator.get_state(),
             "env_steps": self.env_steps,
             "updates": self.updates,
-            "last": self.last,
+            "last": {k: v.tolist() for k, v in self.last.items()},
             "reward_std": self.reward_std,
         }
 
@@ -440,5 +438,5 @@ class MADDPG(Algorithm):
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
-        self.last = {k: list(v) for k, v in state["last"].items()}
+        self.last = {k: torch.tensor(v, device=self.device) for k, v in state["last"].items()}
         self.reward_std = float(state["reward_std"])
