@@ -9,9 +9,10 @@ Read beside the study guide's pseudocode (attributes: mu, mu_target, Q, Q_target
     theta^- <- tau theta + (1 - tau) theta^-                  (soft target updates)
 
 Every agent has its own actor and its own critic (one set of weights per agent, all
-evaluated in one batched einsum by networks.AgentMLP). Critics see the global state,
-every agent's observation and every agent's action; actions enter the critics in unit
-scale [-1, 1] (continuous) or as one-hot vectors (discrete).
+evaluated in one batched matmul by networks.AgentMLP). Critics see the global state,
+every agent's observation and every agent's action (or, with critic = "mean_field", their
+own observation and action and the others' mean action: guide Part 8); actions enter the
+critics in unit scale [-1, 1] (continuous) or as one-hot vectors (discrete).
 
 Continuous actions: mu_i = tanh(net_i(o_i)) mapped to [low, high]; Gaussian exploration
 noise whose std is `noise_std` x the action range, annealed linearly to `noise_final`.
@@ -87,6 +88,10 @@ class MADDPGHyperparameters:
     # Divide rewards by their std, measured once when learning starts: Adam's steps have a fixed
     # size, so a critic fitting rewards of 0.01 is ten times noisier than one fitting 0.1.
     normalise_rewards: bool = True
+    # What critic i sees. "full": Q_i(s, o_1..o_n, a_1..a_n), input growing as N (obs, actions)
+    # in each of N critics. "mean_field" (guide Part 8): Q_i(s, o_i, a_i, mean_{j != i} a_j),
+    # the others' actions summarised by their mean; with one agent the two are the same critic.
+    critic: Literal["full", "mean_field"] = "full"
 
 
 class MADDPGExplain(Explain, kw_only=True):
@@ -130,6 +135,16 @@ def gumbel_softmax_st(
     soft = F.softmax((logits + gumbel_noise(logits, generator)) / temperature, dim=-1)
     hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
     return hard - soft.detach() + soft
+
+
+def critic_width(spec: EnvSpec, critic: str) -> int:
+    """Inputs of one critic Q_i: s, then every o_j and a_j ("full") or o_i, a_i and the mean
+    of the others' a_j ("mean_field"; no mean when there are no others)."""
+    n, o = spec.n_agents, spec.obs_dim
+    d = spec.action_space.n if spec.action_space.kind == "discrete" else 1
+    if critic == "mean_field":
+        return spec.state_dim + o + d * (2 if n > 1 else 1)
+    return spec.state_dim + n * o + n * d
 
 
 def clip_per_agent_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
@@ -176,8 +191,10 @@ class MADDPG(Algorithm):
 
         # mu_i(o_i): one set of weights per agent; a small output gain starts near mid-range.
         self.mu = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
-        # Q_i(s, o_1..o_n, a_1..a_n): one critic per agent, all fed the same joint input.
-        d_critic = spec.state_dim + n * o + n * self.d_act
+        # Q_i(s, o_1..o_n, a_1..a_n): one critic per agent, all fed the same joint input; or
+        # Q_i(s, o_i, a_i, mean of a_j) (mean_field).
+        self.mean_field = hp.critic == "mean_field"
+        d_critic = critic_width(spec, hp.critic)
         self.Q = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
         self.mu_target = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
         self.Q_target = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
@@ -227,8 +244,24 @@ class MADDPG(Algorithm):
         return torch.tanh(raw), raw
 
     def _critic_in(self, state: torch.Tensor, obs: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
-        """[B, N, S + N*O + N*d]: critic i's input; joint is [B, N*d] or per critic [B, N, N*d]."""
-        n = self.spec.n_agents
+        """[B, N, d_critic]: critic i's input; joint is [B, N*d] or per critic [B, N, N*d].
+
+        Full critics see [s, o_1..o_n, a_1..a_n]; mean-field ones [s, o_i, a_i, mean_{j != i} a_j],
+        a_i and the a_j read from critic i's joint action."""
+        n, d = self.spec.n_agents, self.d_act
+        if self.mean_field:
+            b = joint.shape[0]
+            if joint.dim() == 2:  # every critic sees the same joint action
+                a_own = joint.view(b, n, d)
+                others = a_own.sum(1, keepdim=True) - a_own
+            else:  # critic i's own row: a_i on its diagonal
+                rows = joint.view(b, n, n, d)
+                a_own = rows.diagonal(dim1=1, dim2=2).transpose(1, 2)
+                others = rows.sum(2) - a_own
+            parts = [state[:, None].expand(-1, n, -1), obs, a_own]
+            if n > 1:
+                parts.append(others / (n - 1))
+            return torch.cat(parts, dim=-1)
         ctx = torch.cat([state, obs.flatten(1)], dim=-1)[:, None].expand(-1, n, -1)
         if joint.dim() == 2:
             joint = joint[:, None].expand(-1, n, -1)
