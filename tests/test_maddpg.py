@@ -93,17 +93,18 @@ def test_gumbel_softmax_straight_through_is_one_hot_and_carries_gradient() -> No
     assert logits.grad[:, 0].sum() > 0 and logits.grad[:, 1:].sum() < 0
 
 
+@pytest.mark.parametrize("critic", ["full", "mean_field"])
 @pytest.mark.parametrize("discrete", [False, True])
-def test_state_dict_round_trip_gives_identical_actions_and_next_update(discrete: bool) -> None:
+def test_state_dict_round_trip_gives_identical_actions_and_next_update(discrete: bool, critic: str) -> None:
     gen = torch.Generator().manual_seed(2)
-    a = tiny_algo(discrete, seed=0)
+    a = tiny_algo(discrete, seed=0, critic=critic)
     for _ in range(3):
         a.observe(random_transition(a, gen))
         a.update()
     buf = io.BytesIO()
     torch.save(a.state_dict(), buf)
     buf.seek(0)
-    b = tiny_algo(discrete, seed=123)  # different initial weights and streams
+    b = tiny_algo(discrete, seed=123, critic=critic)  # different initial weights and streams
     b.load_state_dict(torch.load(buf, weights_only=True))
     obs, state = torch.rand(B, N, OBS, generator=gen), torch.rand(B, S, generator=gen)
     assert torch.equal(a.act(obs, state, explore=False).actions,
