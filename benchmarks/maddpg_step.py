@@ -7,7 +7,11 @@ versions of the code on the same machine state, run it alternately against each 
 
     for i in 1 2 3; do for t in OLD NEW; do PYTHONPATH=$t python benchmarks/maddpg_step.py; done; done
 
-Prints one JSON line {preset: ms per update, "preset:step": ms per training step}.
+Prints one JSON line {preset: ms per update, "preset:step": ms per training step}. A name
+KIND:N is the preset with N stores (many_agents.scenario_with); NAME=VALUE sets a hyperparameter
+of every run, e.g. the growth of the two critics with N:
+
+    python benchmarks/maddpg_step.py pricing:3 pricing:10 pricing:30 buffer_size=20000 critic=\"mean_field\"
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import time
 
 import torch
+from many_agents import scenario_with
 
 from marl_tui.config import load_scenario
 from marl_tui.train.build import build_run
@@ -28,8 +33,11 @@ PRESETS = ("pricing", "warehouse", "fulfillment")
 def main() -> None:
     torch.set_num_threads(1)
     out = {}
-    for name in sys.argv[1:] or PRESETS:
-        run = build_run(RunConfig(scenario=load_scenario(name), algo="maddpg", seed=0, steps=12_000))
+    overrides = {k: json.loads(v) for k, _, v in (a.partition("=") for a in sys.argv[1:] if "=" in a)}
+    for name in [a for a in sys.argv[1:] if "=" not in a] or PRESETS:
+        kind, _, n = name.partition(":")
+        scenario = scenario_with(kind, int(n)) if n else load_scenario(name)
+        run = build_run(RunConfig(scenario=scenario, algo="maddpg", seed=0, steps=12_000, overrides=overrides))
         run.run()
         for _ in range(3):
             run.algo.update()
