@@ -18,6 +18,7 @@ from marl_tui.algos.qmix import QMIXExplain
 from marl_tui.algos.registry import make_algorithm, resolve_hparams
 from marl_tui.config import load_scenario
 from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, make_env
+from marl_tui.errors import UserError
 
 N, OBS, S, B = 2, 3, 4, 8
 
@@ -35,15 +36,15 @@ def tiny_algo(discrete: bool = False, seed: int = 0, **hp: object) -> MADDPG:
 
 
 def random_transition(algo: MADDPG, gen: torch.Generator) -> Transition:
-    spec = algo.spec
+    spec, n = algo.spec, algo.spec.n_agents
     if spec.action_space.kind == "discrete":
-        actions = torch.randint(0, spec.action_space.n, (B, N), generator=gen)
+        actions = torch.randint(0, spec.action_space.n, (B, n), generator=gen)
     else:
-        actions = 1.0 + 9.0 * torch.rand(B, N, generator=gen)
+        actions = 1.0 + 9.0 * torch.rand(B, n, generator=gen)
     return Transition(
-        obs=torch.rand(B, N, OBS, generator=gen), state=torch.rand(B, S, generator=gen),
-        actions=actions, reward=torch.randn(B, N, generator=gen),
-        next_obs=torch.rand(B, N, OBS, generator=gen), next_state=torch.rand(B, S, generator=gen),
+        obs=torch.rand(B, n, OBS, generator=gen), state=torch.rand(B, S, generator=gen),
+        actions=actions, reward=torch.randn(B, n, generator=gen),
+        next_obs=torch.rand(B, n, OBS, generator=gen), next_state=torch.rand(B, S, generator=gen),
         terminated=torch.zeros(B, dtype=torch.bool), truncated=torch.ones(B, dtype=torch.bool),
     )
 
@@ -92,17 +93,18 @@ def test_gumbel_softmax_straight_through_is_one_hot_and_carries_gradient() -> No
     assert logits.grad[:, 0].sum() > 0 and logits.grad[:, 1:].sum() < 0
 
 
+@pytest.mark.parametrize("critic", ["full", "mean_field"])
 @pytest.mark.parametrize("discrete", [False, True])
-def test_state_dict_round_trip_gives_identical_actions_and_next_update(discrete: bool) -> None:
+def test_state_dict_round_trip_gives_identical_actions_and_next_update(discrete: bool, critic: str) -> None:
     gen = torch.Generator().manual_seed(2)
-    a = tiny_algo(discrete, seed=0)
+    a = tiny_algo(discrete, seed=0, critic=critic)
     for _ in range(3):
         a.observe(random_transition(a, gen))
         a.update()
     buf = io.BytesIO()
     torch.save(a.state_dict(), buf)
     buf.seek(0)
-    b = tiny_algo(discrete, seed=123)  # different initial weights and streams
+    b = tiny_algo(discrete, seed=123, critic=critic)  # different initial weights and streams
     b.load_state_dict(torch.load(buf, weights_only=True))
     obs, state = torch.rand(B, N, OBS, generator=gen), torch.rand(B, S, generator=gen)
     assert torch.equal(a.act(obs, state, explore=False).actions,
@@ -279,3 +281,70 @@ def test_explain_is_its_typed_struct_on_every_scenario_kind(kind: str) -> None:
     # y_i = r_i + gamma Q_i^-: batch means, and nothing in the buffer terminated.
     assert after.y_i == pytest.approx([r + 0.5 * q for r, q in zip(after.r_i, after.Q_next, strict=True)],
                                       rel=1e-5, abs=1e-6)
+
+
+# --- the mean-field critic (critic = "mean_field") ---------------------------------------------
+
+
+def spec_of(n: int, discrete: bool) -> EnvSpec:
+    space = ActionSpace("discrete", n=3) if discrete else ActionSpace("continuous", low=1.0, high=10.0)
+    return EnvSpec(n_agents=n, agent_names=tuple(f"a{i}" for i in range(n)), obs_dim=OBS, state_dim=S,
+                   action_space=space, episode_length=5)
+
+
+def algo_of(n: int, discrete: bool, critic: str, seed: int = 0) -> MADDPG:
+    torch.manual_seed(seed)
+    hp = MADDPGHyperparameters(hidden=16, batch_size=B, buffer_size=64, learning_starts=0,
+                               updates_per_step=2, critic=critic)
+    return MADDPG(spec_of(n, discrete), hp, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_mean_field_critic_sees_its_own_obs_and_action_and_the_others_mean(discrete: bool) -> None:
+    n, gen = 4, torch.Generator().manual_seed(5)
+    algo = algo_of(n, discrete, "mean_field")
+    d = algo.d_act
+    assert algo.Q.body[0].weight.shape == (n, S + OBS + 2 * d, 16)  # no N x obs, no N x actions
+    state, obs = torch.rand(B, S, generator=gen), torch.rand(B, n, OBS, generator=gen)
+    a = torch.rand(B, n, d, generator=gen)
+    x = algo._critic_in(state, obs, a.flatten(1))
+    assert x.shape == (B, n, S + OBS + 2 * d)
+    for i in range(n):
+        others = torch.cat([a[:, :i], a[:, i + 1:]], dim=1).mean(1)
+        expected = torch.cat([state, obs[:, i], a[:, i], others], dim=-1)
+        assert torch.allclose(x[:, i], expected, atol=1e-6)
+    # Per critic joint actions (the actor update's): critic i takes its a_i from its own row.
+    rows = a[:, None].expand(-1, n, -1, -1).clone()
+    rows[:, 2, 2] = 7.0  # critic 2's own action differs; the others' still read a
+    xr = algo._critic_in(state, obs, rows.flatten(2))
+    assert torch.equal(xr[:, [0, 1, 3]], x[:, [0, 1, 3]])
+    assert torch.all(xr[:, 2, S + OBS:S + OBS + d] == 7.0)
+    assert torch.allclose(xr[:, 2, S + OBS + d:], x[:, 2, S + OBS + d:])
+    # It learns and explains like the full critic.
+    for _ in range(3):
+        algo.observe(random_transition(algo, gen))
+        metrics = algo.update()
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert len(algo.explain(obs[:1], state[:1]).Q_i) == n
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_mean_field_critic_is_the_full_critic_for_one_agent(discrete: bool) -> None:
+    full, mean_field = algo_of(1, discrete, "full"), algo_of(1, discrete, "mean_field")
+    gen_full, gen_mf = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    for _ in range(4):
+        full.observe(random_transition(full, gen_full))
+        mean_field.observe(random_transition(mean_field, gen_mf))
+        assert full.update() == mean_field.update()
+    for pf, pm in zip(full.state_dict()["Q"].values(), mean_field.state_dict()["Q"].values(), strict=True):
+        assert torch.equal(pf, pm)
+    obs, state = torch.rand(B, 1, OBS, generator=gen_full), torch.rand(B, S, generator=gen_full)
+    assert full.explain(obs, state) == mean_field.explain(obs, state)
+
+
+def test_mean_field_differs_from_full_with_several_agents_and_unknown_critic_is_refused() -> None:
+    assert algo_of(3, False, "full").Q.body[0].weight.shape[1] == S + 3 * OBS + 3
+    scenario = load_scenario("pricing")
+    assert resolve_hparams("maddpg", scenario, {"critic": "mean_field"}).critic == "mean_field"
+    with pytest.raises(UserError, match="critic"):
+        resolve_hparams("maddpg", scenario, {"critic": "meanfield"})

@@ -10,7 +10,7 @@ and `algo.explain(obs, state)` when a view asks "why?": the algorithm's own Expl
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -174,13 +174,22 @@ def child_generator(high: int = 2**62) -> torch.Generator:
     return torch.Generator(device="cpu").manual_seed(child_seed(high))
 
 
-def mean_metrics(n: int, step: Callable[[], dict[str, float]]) -> dict[str, float]:
-    """Call step() n times (n gradient steps) and average each metric over the calls."""
-    sums: dict[str, float] = {}
+def mean_metrics(n: int, step: Callable[[], Mapping[str, float | torch.Tensor]]) -> dict[str, float]:
+    """Call step() n times (n gradient steps) and average each metric over the calls.
+
+    step() may return 0-dim tensors: they are summed where they are (in float64, as Python
+    floats would be) and read to the host together, once, after the n steps."""
+    sums: dict[str, float | torch.Tensor] = {}
     for _ in range(n):
         for k, v in step().items():
-            sums[k] = sums.get(k, 0.0) + v
-    return {k: v / n for k, v in sums.items()}
+            v = v.detach().double() if isinstance(v, torch.Tensor) else v
+            sums[k] = sums[k] + v if k in sums else v
+    if not sums:
+        return {}
+    names = list(sums)
+    device = next((v.device for v in sums.values() if isinstance(v, torch.Tensor)), None)
+    means = torch.stack([torch.as_tensor(sums[k], dtype=torch.float64, device=device) for k in names]) / n
+    return dict(zip(names, means.tolist(), strict=True))
 
 
 def scaled_to_bounds(x: torch.Tensor, low: float, high: float) -> torch.Tensor:

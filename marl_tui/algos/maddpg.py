@@ -9,9 +9,10 @@ Read beside the study guide's pseudocode (attributes: mu, mu_target, Q, Q_target
     theta^- <- tau theta + (1 - tau) theta^-                  (soft target updates)
 
 Every agent has its own actor and its own critic (one set of weights per agent, all
-evaluated in one batched einsum by networks.AgentMLP). Critics see the global state,
-every agent's observation and every agent's action; actions enter the critics in unit
-scale [-1, 1] (continuous) or as one-hot vectors (discrete).
+evaluated in one batched matmul by networks.AgentMLP). Critics see the global state,
+every agent's observation and every agent's action (or, with critic = "mean_field", their
+own observation and action and the others' mean action: guide Part 8); actions enter the
+critics in unit scale [-1, 1] (continuous) or as one-hot vectors (discrete).
 
 Continuous actions: mu_i = tanh(net_i(o_i)) mapped to [low, high]; Gaussian exploration
 noise whose std is `noise_std` x the action range, annealed linearly to `noise_final`.
@@ -90,6 +91,10 @@ class MADDPGHyperparameters:
     # Divide rewards by their std, measured once when learning starts: Adam's steps have a fixed
     # size, so a critic fitting rewards of 0.01 is ten times noisier than one fitting 0.1.
     normalise_rewards: bool = True
+    # What critic i sees. "full": Q_i(s, o_1..o_n, a_1..a_n), input growing as N (obs, actions)
+    # in each of N critics. "mean_field" (guide Part 8): Q_i(s, o_i, a_i, mean_{j != i} a_j),
+    # the others' actions summarised by their mean; with one agent the two are the same critic.
+    critic: Literal["full", "mean_field"] = "full"
 
 
 class MADDPGExplain(Explain, kw_only=True):
@@ -148,6 +153,16 @@ def gumbel_softmax_st(
     return hard - soft.detach() + soft
 
 
+def critic_width(spec: EnvSpec, critic: str) -> int:
+    """Inputs of one critic Q_i: s, then every o_j and a_j ("full") or o_i, a_i and the mean
+    of the others' a_j ("mean_field"; no mean when there are no others)."""
+    n, o = spec.n_agents, spec.obs_dim
+    d = spec.action_space.n if spec.action_space.kind == "discrete" else 1
+    if critic == "mean_field":
+        return spec.state_dim + o + d * (2 if n > 1 else 1)
+    return spec.state_dim + n * o + n * d
+
+
 def clip_per_agent_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
     """Clip each agent's gradient separately (parameters stacked as [N, ...]).
 
@@ -193,8 +208,10 @@ class MADDPG(Algorithm):
 
         # mu_i(o_i): one set of weights per agent; a small output gain starts near mid-range.
         self.mu = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
-        # Q_i(s, o_1..o_n, a_1..a_n): one critic per agent, all fed the same joint input.
-        d_critic = spec.state_dim + n * o + n * self.d_act
+        # Q_i(s, o_1..o_n, a_1..a_n): one critic per agent, all fed the same joint input; or
+        # Q_i(s, o_i, a_i, mean of a_j) (mean_field).
+        self.mean_field = hp.critic == "mean_field"
+        d_critic = critic_width(spec, hp.critic)
         self.Q = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
         self.mu_target = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
         self.Q_target = AgentMLP(n, d_critic, 1, hp.hidden, activation=nn.ReLU).to(device)
@@ -220,7 +237,7 @@ class MADDPG(Algorithm):
         )
         self.env_steps = 0  # transitions observed, over all copies
         self.updates = 0  # gradient steps taken
-        self.last: dict[str, list[float]] = {}  # per-agent figures of the last update
+        self.last: dict[str, torch.Tensor] = {}  # per-agent figures [N] of the last update
         # Critics learn r / reward_std; 0 stands for "measure it when learning starts".
         self.reward_std = 0.0 if hp.normalise_rewards else 1.0
 
@@ -244,8 +261,24 @@ class MADDPG(Algorithm):
         return torch.tanh(raw), raw
 
     def _critic_in(self, state: torch.Tensor, obs: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
-        """[B, N, S + N*O + N*d]: critic i's input; joint is [B, N*d] or per critic [B, N, N*d]."""
-        n = self.spec.n_agents
+        """[B, N, d_critic]: critic i's input; joint is [B, N*d] or per critic [B, N, N*d].
+
+        Full critics see [s, o_1..o_n, a_1..a_n]; mean-field ones [s, o_i, a_i, mean_{j != i} a_j],
+        a_i and the a_j read from critic i's joint action."""
+        n, d = self.spec.n_agents, self.d_act
+        if self.mean_field:
+            b = joint.shape[0]
+            if joint.dim() == 2:  # every critic sees the same joint action
+                a_own = joint.view(b, n, d)
+                others = a_own.sum(1, keepdim=True) - a_own
+            else:  # critic i's own row: a_i on its diagonal
+                rows = joint.view(b, n, n, d)
+                a_own = rows.diagonal(dim1=1, dim2=2).transpose(1, 2)
+                others = rows.sum(2) - a_own
+            parts = [state[:, None].expand(-1, n, -1), obs, a_own]
+            if n > 1:
+                parts.append(others / (n - 1))
+            return torch.cat(parts, dim=-1)
         ctx = torch.cat([state, obs.flatten(1)], dim=-1)[:, None].expand(-1, n, -1)
         if joint.dim() == 2:
             joint = joint[:, None].expand(-1, n, -1)
@@ -331,7 +364,7 @@ class MADDPG(Algorithm):
         metrics["gradient_steps"] = float(self.updates)  # not "updates": the trainer's column
         return metrics
 
-    def _gradient_step(self) -> dict[str, float]:
+    def _gradient_step(self) -> dict[str, float | torch.Tensor]:
         hp, n = self.hp, self.spec.n_agents
         if not self.reward_std:
             std = float(self.buffer.data["reward"][: len(self.buffer)].std())
@@ -378,23 +411,21 @@ class MADDPG(Algorithm):
         soft_update(self.Q_target, self.Q, hp.tau)
         self.updates += 1
 
-        # Reported in reward units (the trainer's scaled reward), not critic units.
+        # Reported in reward units (the trainer's scaled reward), not critic units; kept on the
+        # device (update() reads every metric of its gradient steps back at once).
         sigma = self.reward_std
-        self.last = {
-            "y_i": (y_i.mean(0) * sigma).tolist(),
-            "r_i": batch["reward"].mean(0).tolist(),
-            "Q_next": (Q_next.mean(0) * sigma).tolist(),
-        }
+        self.last = {"y_i": y_i.mean(0) * sigma, "r_i": batch["reward"].mean(0),
+                     "Q_next": Q_next.mean(0) * sigma}
         return {
-            "critic_loss": float(td.detach().mean()),
-            "actor_loss": float(-Q_mu.detach().mean()),
-            "q_mean": float(Q_i.detach().mean()) * sigma,
-            "y_mean": float(y_i.mean()) * sigma,
-            "q_next_mean": float(Q_next.mean()) * sigma,
-            "reward_mean": float(batch["reward"].mean()),
+            "critic_loss": td.detach().mean(),
+            "actor_loss": -Q_mu.detach().mean(),
+            "q_mean": Q_i.detach().mean().double() * sigma,
+            "y_mean": y_i.mean().double() * sigma,
+            "q_next_mean": Q_next.mean().double() * sigma,
+            "reward_mean": batch["reward"].mean(),
             "reward_std": sigma,
-            "critic_grad_norm": float(critic_norm.mean()),
-            "actor_grad_norm": float(actor_norm.mean()),
+            "critic_grad_norm": critic_norm.mean(),
+            "actor_grad_norm": actor_norm.mean(),
         }
 
     def exploration(self) -> tuple[str, float]:
@@ -422,7 +453,7 @@ class MADDPG(Algorithm):
             mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], space.low, space.high))
             # Unit scale [-1, 1] spans (high - low) action units: per action unit, x 2 / range.
             dQ_da = floats(dq[:, 0] * 2.0 / (space.high - space.low))
-        last = {k: tuple(v) for k, v in self.last.items()}  # empty before the first update
+        last = {k: floats(v) for k, v in self.last.items()}  # empty before the first update
         return MADDPGExplain(
             Q_i=floats(Q_i[0].detach() * sigma), gamma=self.hp.gamma,
             mu_i=mu_i, dQ_da=dQ_da, greedy=greedy, dQ_da_onehot=dQ_da_onehot,
@@ -442,7 +473,7 @@ class MADDPG(Algorithm):
             "generator": self.generator.get_state(),
             "env_steps": self.env_steps,
             "updates": self.updates,
-            "last": self.last,
+            "last": {k: v.tolist() for k, v in self.last.items()},
             "reward_std": self.reward_std,
         }
 
@@ -457,7 +488,7 @@ class MADDPG(Algorithm):
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
-        self.last = {k: list(v) for k, v in state["last"].items()}
+        self.last = {k: torch.tensor(v, device=self.device) for k, v in state["last"].items()}
         self.reward_std = float(state["reward_std"])
 
     # --- what-if -------------------------------------------------------------------

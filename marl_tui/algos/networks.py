@@ -1,7 +1,7 @@
 """Small networks shared by the algorithms.
 
 `AgentMLP` keeps one set of weights per agent (the guide's mu_i, Q_i, pi_i) but
-evaluates all agents in one batched einsum, so N agents cost one matmul.
+evaluates all agents in one batched matmul per layer, so N agents cost one matmul.
 With `shared=True` all agents use one network and get a one-hot agent id
 appended to their input (parameter sharing, as MAPPO and QMIX papers do).
 """
@@ -27,6 +27,11 @@ class AgentLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("...ni,nio->...no", x, self.weight) + self.bias
+
+    def agent_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map on agent-major input [N, B, d_in] -> [N, B, d_out]: one baddbmm, no
+        permuted copies (what einsum makes of the layout above, layer after layer)."""
+        return torch.baddbmm(self.bias[:, None], x, self.weight)
 
 
 def _linear(d_in: int, d_out: int, gain: float) -> nn.Linear:
@@ -63,8 +68,14 @@ class AgentMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shared:
-            x = with_agent_id(x)
-        return self.body(x)
+            return self.body(with_agent_id(x))
+        # One set of weights per agent: the layers run agent-major ([N, B, d]), so each is one
+        # batched matmul on contiguous memory; the layout turns back once, at the end.
+        lead, (n, d) = x.shape[:-2], x.shape[-2:]
+        h = x.reshape(-1, n, d).transpose(0, 1)
+        for layer in self.body:
+            h = layer.agent_major(h) if isinstance(layer, AgentLinear) else layer(h)
+        return h.transpose(0, 1).reshape(*lead, n, h.shape[-1])
 
 
 def with_agent_id(x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from marl_tui.algos.maddpg import critic_width
 from marl_tui.algos.registry import algorithm_class, needs_discrete, resolve_hparams
 from marl_tui.envs.base import DiscretisedEnv, EnvSpec, make_env
 from marl_tui.errors import UserError
@@ -126,7 +127,7 @@ def estimate(algo: str, hp: Any, spec: EnvSpec, copies: int, env_floats_per_copy
                           f"{knob}.buffer_size = {buf:,}", 2 * buf * transition))
         batch = hp.batch_size
         if algo == "maddpg":
-            d_critic = s + n * o + n * d_act
+            d_critic = critic_width(spec, hp.critic)
             params = 2 * _agent_mlp(n, o, d_act, hidden, False) + 2 * _agent_mlp(n, d_critic, 1, hidden, False)
             # Critic inputs are built per agent (each sees everything), for the batch and its target.
             act = batch * n * (3 * d_critic + 8 * hidden) * FLOAT + 2 * batch * transition

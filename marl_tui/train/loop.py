@@ -9,7 +9,8 @@ Nothing here is about views, files or pacing: the Run (run.py) drives the loop a
 outcomes to callbacks. Outcomes hold tensors by reference (envs return fresh tensors each
 step); the last TRAIL of them stay in `recent`, so a frame can be built for any of them later,
 in one batch, and only when one is wanted. KPIs accumulate on the device and are read back
-once per episode (no host sync per step for them).
+once per episode; an episode's end is read off the env's own step counter (every copy ends
+together at episode_length: the env contract), so a step waits for the device nowhere.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class Loop:
         self.recent.append(outcome)
         self.account.add(res.reward, res.info)
         ended = None
-        if bool(res.done.all()):
+        if self.env.t >= self.env.spec.episode_length:  # res.done, known on the host
             self.episodes += 1
             ended = self.account.close(self.episodes, self.env_steps)
             self.obs, self.state = self.env.reset()
