@@ -233,7 +233,7 @@ class PickerScreen(Screen[None]):
         form.can_focus = False  # tab goes straight from the list to the algorithms
         for inp in self.query(Input):
             inp.cursor_blink = not self.app.is_headless
-        self._compute()
+        self.call_after_refresh(self._compute)  # after the first paint: it imports torch
         scenarios.highlighted = 0
         if self._select is not None:
             source = self._select.scenario.source
