@@ -11,7 +11,7 @@ import pytest
 from rich.segment import Segment
 from textual.app import App, ComposeResult
 
-from marl_tui.tui.fmt import num
+from marl_tui.tui.fmt import num, sparkline, tall_sparkline
 from marl_tui.tui.widgets.charts import (
     ORACLE_MARKER,
     LossChart,
@@ -204,3 +204,11 @@ def test_return_chart_snapshot(data: ReturnData, no_color: bool, snap_compare: A
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
     assert snap_compare(ChartApp(ReturnChart(), data), terminal_size=SIZE)
+
+
+def test_a_tall_sparkline_is_the_one_line_sparkline_in_finer_steps() -> None:
+    values = [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert tall_sparkline(values, 5, 1) == [sparkline(values, 5)]
+    # Three lines: 24 eighths a column, the values fill 1, 7, 13, 19 and 24 of them.
+    assert tall_sparkline(values, 5, 3) == ["   ▃█", "  ▅██", "▁▇███"]
+    assert tall_sparkline([2.0, 2.0], 2, 2) == ["  ", "██"]  # no range: half height

@@ -520,7 +520,7 @@ async def settled(pilot: Any, timeout: float = 10.0, same: int = 3) -> None:
     raise AssertionError("the screen kept changing")
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=["80x24", "120x40", "200x60"])
 @pytest.mark.parametrize("scenario", ["pricing", "warehouse", "fulfillment"])
 def test_dashboard_snapshot(scenario: str, size: tuple[int, int], snap_compare: Any,
                             tmp_path: Path, monkeypatch: Any) -> None:
@@ -530,6 +530,22 @@ def test_dashboard_snapshot(scenario: str, size: tuple[int, int], snap_compare: 
         await step_to(pilot, SNAP_STEPS[scenario])
 
     assert snap_compare(snapshot_app(scenario), terminal_size=size, run_before=run_before)
+
+
+async def test_a_tall_screen_fills_the_scene_panel_and_a_smaller_one_takes_it_back(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """At 200x60 the warehouse trails grow into the rows the panel has, without a scrollbar;
+    made smaller, the panel draws them one line tall again."""
+    monkeypatch.chdir(tmp_path)
+    app = snapshot_app("warehouse")
+    async with app.run_test(size=(200, 60)) as pilot:
+        await step_to(pilot, SNAP_STEPS["warehouse"])
+        panel = app.screen.query_one(WarehousePanel)
+        assert panel.spare_rows > 0
+        assert panel.max_scroll_y == 0 and panel.virtual_size.height == panel.scrollable_content_region.height
+        await pilot.resize_terminal(120, 40)
+        await settled(pilot)
+        assert panel.spare_rows == 0 and panel.max_scroll_y > 0  # it has more than fits there
 
 
 # Each learner on its own kind, paused at a known step after its first updates: its why panel

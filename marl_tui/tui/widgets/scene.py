@@ -73,13 +73,17 @@ def step_header(data: SceneData, what: str) -> Text:
 
 
 class ScenePanel(Panel):
-    """Base class: subclasses implement lines(data, width) -> renderable."""
+    """Base class: subclasses implement lines(data, width) -> renderable. A panel in a cell of
+    its own height may fill the rows its content leaves empty: lines() then reads `spare_rows`
+    (how many; 0 on the first pass and in a stacked layout)."""
 
     TITLE = "scenario"
+    GROWS = False  # lines() uses spare_rows
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.data: SceneData | None = None
+        self.spare_rows = 0
 
     def on_mount(self) -> None:
         self.message("waiting for the first step…")
@@ -94,7 +98,14 @@ class ScenePanel(Panel):
 
     def safe_lines(self, data: SceneData, width: int) -> Any:
         try:
-            return self.lines(data, width)
+            self.spare_rows = 0
+            content = self.lines(data, width)
+            if self.GROWS and self.spare_room and isinstance(content, Text):
+                spare = self.scrollable_content_region.height - len(content.wrap(self.app.console, width))
+                if spare > 0:
+                    self.spare_rows = spare
+                    content = self.lines(data, width)
+            return content
         except Exception as exc:  # noqa: BLE001 - a drawing bug must not take the app down
             return Text(f"cannot draw this step: {type(exc).__name__}: {exc}", style="red")
 
