@@ -151,6 +151,26 @@ async def test_escape_leaves_a_text_field_and_p_comes_back_to_the_run() -> None:
         await pilot.press("q")
 
 
+async def test_p_keeps_the_options_the_run_was_started_with() -> None:
+    """`marl-tui run warehouse --algo mappo --envs 8 --seed 5 --steps 1234` and a learning rate,
+    then p: the picker's form holds them, and enter starts that run again, not the defaults."""
+    request = RunRequest(scenario=load_scenario("warehouse"), algo="mappo", seed=5, n_envs=8, steps=1234,
+                         overrides={"lr": 0.005})
+    app = MarlApp(request=request, start_paused=True, run_dir=no_run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen), what="the picker")
+        picker = app.screen
+        await until(pilot, lambda: picker._enabled("steps"), what="the learner's defaults")
+        await pilot.pause()
+        values = {f: picker._value(f) for f in ("seed", "envs", "steps", "lr")}
+        assert values == {"seed": "5", "envs": "8", "steps": "1234", "lr": "0.005"}
+        again = picker.request()
+        assert (again.seed, again.n_envs, again.steps, again.overrides) == (5, 8, 1234, {"lr": 0.005})
+        await pilot.press("q")
+
+
 # ---------------------------------------------------------------------------- dashboard
 
 
