@@ -68,14 +68,14 @@ class ChartApp(App[None]):
         self.chart.set_data(self.data)
 
 
-async def rendered(data: ReturnData | LossData, monkeypatch: Any, no_color: bool = False
-                   ) -> list[list[Segment]]:
+async def rendered(data: ReturnData | LossData, monkeypatch: Any, no_color: bool = False,
+                   size: tuple[int, int] = SIZE) -> list[list[Segment]]:
     """The chart's lines as segments, as the screen would show them."""
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
     chart = ReturnChart() if isinstance(data, ReturnData) else LossChart()
     app = ChartApp(chart, data)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         assert app.no_color == no_color
         return [list(chart.render_line(y)) for y in range(chart.size.height)]
@@ -172,6 +172,17 @@ async def test_losses_have_a_marker_each_and_a_legend_above(monkeypatch: Any) ->
     assert "policy_loss" in text(lines[0]) and "value_loss" in text(lines[0])
     assert "•" in inside and any(0x2800 < ord(ch) <= 0x28FF for ch in inside)
     assert all(significant_digits(label) <= 3 for label in y_labels(lines)[0])
+
+
+async def test_long_loss_numbers_move_a_series_to_a_second_legend_line(monkeypatch: Any) -> None:
+    """Half an 80-column screen and numbers of six significant figures: no series loses its
+    name; the plot gives up a row for the second legend line."""
+    data = LossData(series={"policy_loss": (STEPS, curve(0.02, -0.00123457)),
+                            "value_loss": (STEPS, curve(123456.7, 98765.43))}, algo="mappo")
+    lines = await rendered(data, monkeypatch, size=(40, 16))
+    legend = [text(line) for line in lines[:plot_rows(lines).start - 1]]
+    assert len(legend) == 2
+    assert "policy_loss" in legend[0] and "value_loss" in legend[1]
 
 
 @pytest.mark.parametrize(("lo", "hi", "count", "labels"), [
