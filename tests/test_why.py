@@ -132,7 +132,7 @@ def test_qmix_marks_the_agents_whose_action_was_not_greedy() -> None:
     text = why_text(dataclasses.replace(data, actions=tuple(taken)), 100).plain
     marked = [line.split()[0] for line in text.splitlines() if "✱ took" in line]
     assert marked == ["B", "D"]
-    assert "2 of 10 agents" in text
+    assert "2 of 10 not a*" in text
     unmarked = why_text(dataclasses.replace(data, actions=tuple(greedy)), 100).plain
     assert "✱" not in unmarked
     as_greedy_view = why_text(dataclasses.replace(data, actions=tuple(taken), greedy=True), 100).plain

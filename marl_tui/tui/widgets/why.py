@@ -212,19 +212,23 @@ def _qmix(w: _Writer, d: WhyData, ex: QMIXExplain, width: int) -> None:
     took = explored(d, ex)
     for i, (name, qs, g, gv) in enumerate(zip(names, ex.Q_i, ex.greedy, ex.greedy_value, strict=True)):
         parts: list[tuple[str, str]] = [(f"{name:<{nw}}  ", "bold")]
-        mark = [(f"  ✱ took {_action(d, d.actions[i])}", "bold magenta")] if took[i] else []
         if d.kind == "fulfillment" and len(qs) == 2:
             parts.append((f"dec {num(qs[0], 2):>5} acc {num(qs[1], 2):>5} → ", ""))
             parts.append((_action(d, g), "bold"))
-            w.parts(*parts, *mark)
         else:
             parts.append((f"{word} {num(gv, 3)}  Q {num(qs[g], 3)}", ""))
+        if took[i]:  # what it took instead, where that fits on the line; else the mark alone
+            mark = f"  ✱ took {_action(d, d.actions[i])}"
+            fits = 2 + sum(len(x) for x, _ in parts) + len(mark) <= width
+            parts.append((mark if fits else " ✱", "bold magenta"))
+        if d.kind == "fulfillment" and len(qs) == 2:
+            w.parts(*parts)
+        else:
             spark_w = max(0, min(len(qs), width - nw - 28))
             extra = [("  " + sparkline(qs, max(spark_w, 6)), "cyan")]
-            w.agent([*parts, *mark], extra if spark_w >= 6 else [], nw + 2)
+            w.agent(parts, extra if spark_w >= 6 else [], nw + 2)
     if any(took):
-        w.line(f"✱ explored: ε-greedy took another action than a* ({sum(took)} of {len(took)} agents "
-               "this step)", style="magenta")
+        w.line(f"✱ ε-greedy explored: {sum(took)} of {len(took)} not a*", style="magenta")
     w.title("Mixer Q_total = M([Q_1…Q_n], s)")
     w.eq("W = |hyper(s)| ≥ 0 ⇒ ∂Q_total/∂Q_i ≥ 0")
     w.line("⇒ greedy per agent = greedy for the team", style="dim")
