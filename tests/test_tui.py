@@ -310,6 +310,28 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await pilot.press("q")
 
 
+async def test_restarts_leave_no_old_footer_keys_behind() -> None:
+    """Each restart composes the footer's keys again; the footer lets go of the old ones (in
+    Textual's own Footer they stayed bound to it: ~300 KB a restart)."""
+    from textual.widgets._footer import FooterKey
+
+    from marl_tui.tui.widgets.footer import Footer
+
+    app = dashboard_app("pricing", "random")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        footer = screen.query_one(Footer)
+        for _ in range(3):
+            await pilot.press("r")
+            await until(pilot, lambda: screen.session.source is not None and screen.progress is not None
+                        and screen.progress.status == "paused", what="the run restarted")
+        await settled(pilot)
+        bound = [node for node, _ in getattr(footer, "__watchers", {}).get("compact", [])]
+        assert bound and all(node.is_attached for node in bound)
+        assert len(bound) == len(footer.query(FooterKey))
+        await pilot.press("q")
+
+
 async def test_a_slowed_run_shows_every_step() -> None:
     """At full speed a frame comes twice a second; slowed down with `-`, someone is following the
     steps, and each one is drawn."""
