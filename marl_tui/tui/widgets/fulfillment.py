@@ -12,7 +12,7 @@ from marl_tui.algos.maddpg import MADDPGExplain
 from marl_tui.algos.mappo import MAPPOExplain
 from marl_tui.algos.qmix import QMIXExplain
 from marl_tui.tui.fmt import as_list, finite, num, pct
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, packed, step_header
 
 LABELS = string.ascii_uppercase
 INFEASIBLE = 1e5  # the env marks "cannot ship" with a huge cost
@@ -133,23 +133,21 @@ class FulfillmentPanel(ScenePanel):
                 row.append(" ★", style="bold yellow")
             table.append(row)
 
-        summary = Text()
+        said: list[Text] = []  # broken between these, never inside one
         if len(order) >= 2:
-            summary.append("X", style="bold red")
-            summary.append(f" order at ({order[0]:.1f}, {order[1]:.1f}) km · ")
+            said.append(Text.assemble(("X", "bold red"), f" order at ({order[0]:.1f}, {order[1]:.1f}) km"))
         team, ref = info.get("team_cost"), info.get("oracle_cost")
-        if served >= 0:
-            summary.append(f"shipped by {label(served)} · ")
-        else:
-            summary.append("nobody shipped (miss) · ", style="bold red")
-        summary.append("best: ")
-        summary.append(f"{label(best)}" if best >= 0 else "nobody", style="bold yellow")
-        summary.append(f" · team cost {num(team, 3)} vs best {num(ref, 3)}")
+        said.append(Text(f"shipped by {label(served)}") if served >= 0 else
+                    Text("nobody shipped (miss)", style="bold red"))
+        said.append(Text.assemble("best: ", (f"{label(best)}" if best >= 0 else "nobody", "bold yellow")))
+        cost = Text(f"team cost {num(team, 3)} vs best {num(ref, 3)}")
         if finite(team) and finite(ref):
             if abs(team - ref) < 1e-6:
-                summary.append(" ✓ optimal", style="bold green")
+                cost.append(" ✓ optimal", style="bold green")
             else:
-                summary.append(f" (regret {num(team - ref, 3, signed=True)})", style="bold red")
+                cost.append(f" (regret {num(team - ref, 3, signed=True)})", style="bold red")
+        said.append(cost)
+        summary = packed(said, width, sep_style="")
 
         map_w = 2 * rows + 3
         head = step_header(data, "order")
