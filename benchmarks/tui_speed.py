@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from marl_tui.config import load_scenario  # noqa: E402
+from marl_tui.stream.forkserver import warm_up  # noqa: E402
 from marl_tui.stream.frames import ControlState  # noqa: E402
-from marl_tui.stream.sources import warm_up  # noqa: E402
 from marl_tui.train.allocator import keep_freed_memory  # noqa: E402
 from marl_tui.train.build import build_run  # noqa: E402
 from marl_tui.train.controls import Controls  # noqa: E402

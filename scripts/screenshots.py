@@ -35,6 +35,8 @@ DASHBOARDS = [
     ("dashboard-fulfillment-qmix", "fulfillment", "qmix", (120, 40)),
     ("dashboard-pricing-maddpg-80x24", "pricing", "maddpg", (80, 24)),
     ("dashboard-fulfillment-qmix-80x24", "fulfillment", "qmix", (80, 24)),
+    ("dashboard-warehouse-mappo-200x60", "warehouse", "mappo", (200, 60)),
+    ("dashboard-fulfillment-qmix-200x60", "fulfillment", "qmix", (200, 60)),
 ]
 PICKERS = [("picker", (120, 40)), ("picker-80x24", (80, 24))]
 

@@ -4,6 +4,7 @@ palette, and the app in a browser."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -138,10 +139,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_answers_on_localhost() -> None:
+def test_serve_answers_on_localhost_and_a_browser_tab_gets_the_app() -> None:
+    """The page is served, and a tab's websocket gets the app itself drawing the picker (the
+    app has no terminal there: textual-serve's driver draws through pipes)."""
     pytest.importorskip("textual_serve")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "marl_tui", "serve", "--host", "127.0.0.1", "--port", str(port)],
+    served = f"{sys.executable} -m marl_tui"  # not whatever `marl-tui` is first on PATH
+    proc = subprocess.Popen([sys.executable, "-m", "marl_tui", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--command", served],
                             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
@@ -156,7 +161,29 @@ def test_serve_answers_on_localhost() -> None:
                     raise AssertionError(proc.stderr.read().decode()) from None
                 time.sleep(0.1)
         assert page is not None and "marl-tui" in page
+        assert asyncio.run(_tab_shows(f"http://127.0.0.1:{port}/ws?width=120&height=40", "pick a scenario"))
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         proc.stderr.close()
+
+
+async def _tab_shows(url: str, text: str) -> bool:
+    """What a browser tab does: open the websocket and read what the app draws, until `text`
+    is among it (True), or the session ends or goes quiet for a minute (False: an app that
+    exits at once leaves the socket open and silent)."""
+    import aiohttp
+
+    drawn = b""
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        while True:
+            try:
+                message = await ws.receive(timeout=60)
+            except TimeoutError:
+                return False
+            if message.type == aiohttp.WSMsgType.BINARY:
+                drawn += message.data
+                if text.encode() in drawn:
+                    return True
+            elif message.type != aiohttp.WSMsgType.TEXT:
+                return False

@@ -11,7 +11,7 @@ import pytest
 from rich.segment import Segment
 from textual.app import App, ComposeResult
 
-from marl_tui.tui.fmt import num
+from marl_tui.tui.fmt import num, sparkline, tall_sparkline
 from marl_tui.tui.widgets.charts import (
     ORACLE_MARKER,
     LossChart,
@@ -68,14 +68,14 @@ class ChartApp(App[None]):
         self.chart.set_data(self.data)
 
 
-async def rendered(data: ReturnData | LossData, monkeypatch: Any, no_color: bool = False
-                   ) -> list[list[Segment]]:
+async def rendered(data: ReturnData | LossData, monkeypatch: Any, no_color: bool = False,
+                   size: tuple[int, int] = SIZE) -> list[list[Segment]]:
     """The chart's lines as segments, as the screen would show them."""
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
     chart = ReturnChart() if isinstance(data, ReturnData) else LossChart()
     app = ChartApp(chart, data)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         assert app.no_color == no_color
         return [list(chart.render_line(y)) for y in range(chart.size.height)]
@@ -174,6 +174,17 @@ async def test_losses_have_a_marker_each_and_a_legend_above(monkeypatch: Any) ->
     assert all(significant_digits(label) <= 3 for label in y_labels(lines)[0])
 
 
+async def test_long_loss_numbers_move_a_series_to_a_second_legend_line(monkeypatch: Any) -> None:
+    """Half an 80-column screen and numbers of six significant figures: no series loses its
+    name; the plot gives up a row for the second legend line."""
+    data = LossData(series={"policy_loss": (STEPS, curve(0.02, -0.00123457)),
+                            "value_loss": (STEPS, curve(123456.7, 98765.43))}, algo="mappo")
+    lines = await rendered(data, monkeypatch, size=(40, 16))
+    legend = [text(line) for line in lines[:plot_rows(lines).start - 1]]
+    assert len(legend) == 2
+    assert "policy_loss" in legend[0] and "value_loss" in legend[1]
+
+
 @pytest.mark.parametrize(("lo", "hi", "count", "labels"), [
     (110_810.4, 166_666.7, 3, ["120k", "140k", "160k"]),
     (-80.3, 6_368, 3, ["0", "2500", "5000"]),
@@ -204,3 +215,11 @@ def test_return_chart_snapshot(data: ReturnData, no_color: bool, snap_compare: A
     if no_color:
         monkeypatch.setenv("NO_COLOR", "1")
     assert snap_compare(ChartApp(ReturnChart(), data), terminal_size=SIZE)
+
+
+def test_a_tall_sparkline_is_the_one_line_sparkline_in_finer_steps() -> None:
+    values = [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert tall_sparkline(values, 5, 1) == [sparkline(values, 5)]
+    # Three lines: 24 eighths a column, the values fill 1, 7, 13, 19 and 24 of them.
+    assert tall_sparkline(values, 5, 3) == ["   ▃█", "  ▅██", "▁▇███"]
+    assert tall_sparkline([2.0, 2.0], 2, 2) == ["  ", "██"]  # no range: half height

@@ -302,3 +302,26 @@ def test_the_live_tap_sends_frames_when_granted_or_settled_and_carries_every_cha
     assert t.iteration == frame.scene.step + 3
     controls.stop()
     thread.join(timeout=5)
+
+
+def test_steps_per_second_leaves_out_the_time_spent_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: paused from 100 s (the figures renewed at 101.2 s meanwhile), resumed at
+    101.8 s, the run takes its 800 steps at once; a second later steps/s is 800, not 800 over
+    the part of the pause since the last renewal too."""
+    from marl_tui.train import run as run_module
+
+    clock = [100.0]
+    monkeypatch.setattr(run_module.time, "monotonic", lambda: clock[0])
+    controls = Controls(ControlState(paused=True))
+    t = make(steps=800, controls=controls)
+    thread = t.start_thread()
+    wait_until(lambda: t.stats.status == "paused", "the run to settle into its pause")
+    clock[0] = 101.2
+    t.publish()  # as a paused run does now and then
+    clock[0] = 101.8
+    controls.resume()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and t.env_steps == 800
+    clock[0] = 102.8
+    t.publish()
+    assert t.stats.steps_per_second == pytest.approx(800.0)

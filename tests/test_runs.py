@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -421,6 +422,14 @@ def test_train_resume_eval_through_the_cli(cli, tmp_path: Path) -> None:
     code, stdout, err = cli("resume", out, "--steps", "2400")
     assert code == 0, err
     assert "resuming random on pricing at step 2,000 of 2,400" in stdout
+    # The closing figures are the whole run's: its steps and its training time over both parts.
+    whole = json.loads((out / "summary.json").read_text())["wall_seconds_total"]
+    assert whole > summary["wall_seconds_total"]
+    head = re.search(r"greedy evaluation after 2,400 steps \(([\d.]+) s of training, ([\d,]+) steps/s, the "
+                     r"whole run; resumed at step 2,000, this part took 400 steps in [\d.]+ s\):", stdout)
+    assert head is not None, stdout
+    assert float(head[1]) == pytest.approx(whole, abs=0.051)
+    assert int(head[2].replace(",", "")) == pytest.approx(2400 / whole, rel=0.05, abs=1)
     assert "steps = 2400" in (out / "config.toml").read_text()
     code, stdout, err = cli("eval", out, "--episodes", "2")
     assert code == 0, err

@@ -151,6 +151,26 @@ async def test_escape_leaves_a_text_field_and_p_comes_back_to_the_run() -> None:
         await pilot.press("q")
 
 
+async def test_p_keeps_the_options_the_run_was_started_with() -> None:
+    """`marl-tui run warehouse --algo mappo --envs 8 --seed 5 --steps 1234` and a learning rate,
+    then p: the picker's form holds them, and enter starts that run again, not the defaults."""
+    request = RunRequest(scenario=load_scenario("warehouse"), algo="mappo", seed=5, n_envs=8, steps=1234,
+                         overrides={"lr": 0.005})
+    app = MarlApp(request=request, start_paused=True, run_dir=no_run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, PickerScreen), what="the picker")
+        picker = app.screen
+        await until(pilot, lambda: picker._enabled("steps"), what="the learner's defaults")
+        await pilot.pause()
+        values = {f: picker._value(f) for f in ("seed", "envs", "steps", "lr")}
+        assert values == {"seed": "5", "envs": "8", "steps": "1234", "lr": "0.005"}
+        again = picker.request()
+        assert (again.seed, again.n_envs, again.steps, again.overrides) == (5, 8, 1234, {"lr": 0.005})
+        await pilot.press("q")
+
+
 # ---------------------------------------------------------------------------- dashboard
 
 
@@ -287,6 +307,28 @@ async def test_speed_greedy_save_and_restart_keys(tmp_path: Path) -> None:
         await until(pilot, lambda: screen.session is not old and screen.charts is not None, what="restart")
         assert old.wait_stopped(timeout=2.0) and screen.session.controls.speed == 1000
         assert screen.session.run_dir == tmp_path / "run-1" and screen.state() == "paused"
+        await pilot.press("q")
+
+
+async def test_restarts_leave_no_old_footer_keys_behind() -> None:
+    """Each restart composes the footer's keys again; the footer lets go of the old ones (in
+    Textual's own Footer they stayed bound to it: ~300 KB a restart)."""
+    from textual.widgets._footer import FooterKey
+
+    from marl_tui.tui.widgets.footer import Footer
+
+    app = dashboard_app("pricing", "random")
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        footer = screen.query_one(Footer)
+        for _ in range(3):
+            await pilot.press("r")
+            await until(pilot, lambda: screen.session.source is not None and screen.progress is not None
+                        and screen.progress.status == "paused", what="the run restarted")
+        await settled(pilot)
+        bound = [node for node, _ in getattr(footer, "__watchers", {}).get("compact", [])]
+        assert bound and all(node.is_attached for node in bound)
+        assert len(bound) == len(footer.query(FooterKey))
         await pilot.press("q")
 
 
@@ -520,7 +562,7 @@ async def settled(pilot: Any, timeout: float = 10.0, same: int = 3) -> None:
     raise AssertionError("the screen kept changing")
 
 
-@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)], ids=["80x24", "120x40", "200x60"])
 @pytest.mark.parametrize("scenario", ["pricing", "warehouse", "fulfillment"])
 def test_dashboard_snapshot(scenario: str, size: tuple[int, int], snap_compare: Any,
                             tmp_path: Path, monkeypatch: Any) -> None:
@@ -530,6 +572,22 @@ def test_dashboard_snapshot(scenario: str, size: tuple[int, int], snap_compare: 
         await step_to(pilot, SNAP_STEPS[scenario])
 
     assert snap_compare(snapshot_app(scenario), terminal_size=size, run_before=run_before)
+
+
+async def test_a_tall_screen_fills_the_scene_panel_and_a_smaller_one_takes_it_back(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    """At 200x60 the warehouse trails grow into the rows the panel has, without a scrollbar;
+    made smaller, the panel draws them one line tall again."""
+    monkeypatch.chdir(tmp_path)
+    app = snapshot_app("warehouse")
+    async with app.run_test(size=(200, 60)) as pilot:
+        await step_to(pilot, SNAP_STEPS["warehouse"])
+        panel = app.screen.query_one(WarehousePanel)
+        assert panel.spare_rows > 0
+        assert panel.max_scroll_y == 0 and panel.virtual_size.height == panel.scrollable_content_region.height
+        await pilot.resize_terminal(120, 40)
+        await settled(pilot)
+        assert panel.spare_rows == 0 and panel.max_scroll_y > 0  # it has more than fits there
 
 
 # Each learner on its own kind, paused at a known step after its first updates: its why panel

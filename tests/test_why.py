@@ -119,3 +119,21 @@ def test_a_long_equation_breaks_only_between_top_level_terms() -> None:
     assert break_equation("y_i = r_i + γ·Q_i⁻(s′, μ⁻(o′))   γ = 0.95", 40) == [
         "y_i = r_i + γ·Q_i⁻(s′, μ⁻(o′))", "    γ = 0.95"]
     assert break_equation("L = −min(-240, -240) = 240", 22) == ["L = −min(-240, -240)", "    = 240"]
+
+
+def test_qmix_marks_the_agents_whose_action_was_not_greedy() -> None:
+    """The actions taken in the step against a*_i: those that differ were ε-greedy exploring."""
+    import dataclasses
+
+    ex, data = explained("qmix", "fulfillment")
+    greedy = list(ex.greedy_value)
+    taken = [*greedy]
+    taken[1], taken[3] = 1 - taken[1], 1 - taken[3]  # agents B and D took the other choice
+    text = why_text(dataclasses.replace(data, actions=tuple(taken)), 100).plain
+    marked = [line.split()[0] for line in text.splitlines() if "✱ took" in line]
+    assert marked == ["B", "D"]
+    assert "2 of 10 not a*" in text
+    unmarked = why_text(dataclasses.replace(data, actions=tuple(greedy)), 100).plain
+    assert "✱" not in unmarked
+    as_greedy_view = why_text(dataclasses.replace(data, actions=tuple(taken), greedy=True), 100).plain
+    assert "✱" not in as_greedy_view

@@ -67,12 +67,16 @@ def kpi_rows(evaluation: dict[str, float], reference: dict[str, float]) -> list[
     return rows
 
 
-def final_table(evaluation: dict[str, float], reference: dict[str, float], wall: float,
-                stats: Stats, steps: int | None = None) -> str:
-    steps = stats.env_steps if steps is None else steps
-    rows = [f"greedy evaluation after {stats.env_steps:,} steps ({wall:.1f} s, "
-            f"{steps / max(wall, 1e-9):,.0f} steps/s):"]
-    return "\n".join(rows + kpi_rows(evaluation, reference))
+def final_table(evaluation: dict[str, float], reference: dict[str, float], stats: Stats,
+                seconds: float, resumed_at: int = 0, part_seconds: float | None = None) -> str:
+    """The KPI table under a line about the whole run: its steps and training seconds over all
+    its parts (a resumed run says where this part began and what it took)."""
+    head = (f"greedy evaluation after {stats.env_steps:,} steps ({seconds:.1f} s of training, "
+            f"{stats.env_steps / max(seconds, 1e-9):,.0f} steps/s")
+    if resumed_at and part_seconds is not None:
+        head += (f", the whole run; resumed at step {resumed_at:,}, this part took "
+                 f"{stats.env_steps - resumed_at:,} steps in {part_seconds:.1f} s")
+    return "\n".join([head + "):", *kpi_rows(evaluation, reference)])
 
 
 def run_summary(trainer: Run, stats: Stats, wall: float, steps_here: int) -> dict[str, Any]:

@@ -314,7 +314,8 @@ def _finished(trainer: Run, run_dir: Path, o: Out, jsonl: bool, stats: Stats,
     chart = team_return_chart(stats, trainer.oracle.team_return, color=is_tty(o.stream))
     if chart:
         o.say(chart, raw=True)
-    o.say(final_table(evaluation, reference_of(trainer), wall, stats, steps_here))
+    o.say(final_table(evaluation, reference_of(trainer), stats, trainer.elapsed_seconds(),
+                      resumed_at=stats.env_steps - steps_here, part_seconds=wall))
     o.say(f"run directory: {run_dir}  (evaluate again: marl-tui eval {run_dir}; "
           f"train on: marl-tui resume {run_dir} --steps N)")
     return 0

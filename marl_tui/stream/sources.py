@@ -19,8 +19,6 @@ starts in a blink.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import Any
 import msgspec
 
 from marl_tui.errors import UserError
+from marl_tui.stream.forkserver import context
 from marl_tui.stream.frames import (
     ChartPoints,
     ControlState,
@@ -51,36 +50,8 @@ from marl_tui.train.run import Run
 from marl_tui.train.run_config import RunConfig
 from marl_tui.train.worker import WorkerStart, serve
 
-# Imported once by the fork server. Each training process still imports the main module
-# (multiprocessing's rule; marl-tui's entry points only define functions there).
-PRELOAD = ["marl_tui.train.worker"]
 FINAL = ("finished", "stopped", "error")
 APP_LOG = "app.log"
-
-
-def _context() -> Any:
-    """The fork server (started here if it is not running), or spawn where there is none."""
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods:
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    # Starting it hands the real stderr to multiprocessing's helper processes; a running
-    # Textual app has replaced sys.stderr with a capture that has no file descriptor.
-    saved = sys.stderr
-    sys.stderr = sys.__stderr__ or saved
-    try:
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-    finally:
-        sys.stderr = saved
-    return ctx
-
-
-def warm_up() -> None:
-    """Start the fork server now, so torch is imported while a person is still choosing."""
-    _context()
 
 
 class LiveSource:
@@ -111,7 +82,7 @@ class LiveSource:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        ctx = _context()
+        ctx = context()
         ours, theirs = ctx.Pipe(duplex=True)
         self._conn = ours
         start = WorkerStart(run=self.run_config, controls=self.controls.state, load=self._load,

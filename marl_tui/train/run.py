@@ -132,7 +132,7 @@ class Run:
         self.last_checkpoint_step: int | None = None
         self.elapsed = 0.0  # seconds of training before this session (over every resume)
         self._segment_start: float | None = None
-        self._rate = (time.monotonic(), 0)
+        self._rate: tuple[float, int] | None = (time.monotonic(), 0)  # (start, env steps) of the steps/s window
         self._sps = 0.0
         self._stats = Stats(status="starting", total_steps=self.total_steps)
         out = run.out_dir
@@ -191,6 +191,8 @@ class Run:
                 if not self.controls.wait_turn(on_idle=self._idle):
                     self.status = "stopped"
                     break
+                if self._rate is None:  # the first step after a pause starts the steps/s window
+                    self._rate = (time.monotonic(), self.env_steps)
                 if self.controls.greedy:
                     self._greedy_step()
                 else:
@@ -279,8 +281,10 @@ class Run:
     def publish(self) -> None:
         """Renew the Stats snapshot (any thread may read `stats`)."""
         now = time.monotonic()
-        t0, s0 = self._rate
-        if now - t0 >= 1.0:
+        if self.controls.paused:  # time paused is no training time: the window restarts after
+            self._rate = None
+        elif self._rate is not None and now - self._rate[0] >= 1.0:
+            t0, s0 = self._rate
             self._sps = (self.env_steps - s0) / (now - t0)
             self._rate = (now, self.env_steps)
         status = self.status

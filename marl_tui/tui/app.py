@@ -6,30 +6,38 @@
 Options used by tests, screenshots and benchmarks: start_paused (runs start paused), run_dir
 (where runs are written; `no_run_dir` writes nothing) and run_class (a Run subclass, e.g. one
 that fails on purpose).
+
+The first screen comes at once: this module and the picker import no torch. Torch and the
+dashboard's modules load in a thread (`preload`) once that screen is drawn, and the training
+processes' fork server imports them in a process of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import events
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.screen import Screen
 
-from marl_tui.stream.frames import ControlState
-from marl_tui.stream.sources import warm_up
-from marl_tui.train.run import Run
+from marl_tui.stream.forkserver import warm_up
 from marl_tui.tui.session import WATCH_SPEED, RunDirFactory, RunRequest, RunSession, no_run_dir, unique_run_dir
 from marl_tui.tui.terminal import MIN_COLUMNS, MIN_ROWS
 
 if TYPE_CHECKING:
-    pass
+    from marl_tui.stream.frames import ControlState
+    from marl_tui.train.run import Run
+
+# What a run's screen needs (torch among it), imported in the background after the first paint.
+HEAVY_MODULES = ("marl_tui.tui.screens.dashboard",)
 
 
 def freeze_imports() -> None:
@@ -42,7 +50,7 @@ def freeze_imports() -> None:
 
 
 class MarlApp(App[None]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses elsewhere find it too
     TITLE = "marl-tui"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
@@ -52,7 +60,7 @@ class MarlApp(App[None]):
 
     def __init__(self, request: RunRequest | None = None, *, device: str = "cpu",
                  start_paused: bool = False, run_dir: RunDirFactory = unique_run_dir,
-                 run_class: type[Run] = Run, first_screen: Screen | None = None,
+                 run_class: type[Run] | None = None, first_screen: Screen | None = None,
                  quit_on_signals: bool = False) -> None:
         super().__init__()
         self.quit_on_signals = quit_on_signals  # SIGTERM/SIGHUP quit like q (launch_app sets it)
@@ -63,6 +71,7 @@ class MarlApp(App[None]):
         self.run_class = run_class
         self.first_screen = first_screen  # a replay or a lesson, instead of the picker
         self.all_sessions: list[RunSession] = []  # every session started, for a clean exit
+        self.preloaded = threading.Event()  # set once HEAVY_MODULES are imported
         warm_up()  # runs train in their own process; its fork server imports torch meanwhile
 
     def on_mount(self) -> None:
@@ -79,7 +88,19 @@ class MarlApp(App[None]):
             self.start_run(self.request)
         else:
             self.push_screen(self._picker())
-        freeze_imports()
+        self.call_after_refresh(self.preload)
+
+    @work(thread=True, group="preload", exit_on_error=False)
+    def preload(self) -> None:
+        """Import what a run's screen needs while the first screen is up, so Enter in the
+        picker answers at once; then set the long-lived objects aside (freeze_imports)."""
+        self.import_heavy()
+        self.preloaded.set()
+        self.call_from_thread(freeze_imports)
+
+    def import_heavy(self) -> None:
+        for name in HEAVY_MODULES:
+            importlib.import_module(name)
 
     def _picker(self, select: RunRequest | None = None) -> Any:
         from marl_tui.tui.screens.picker import PickerScreen
@@ -88,6 +109,8 @@ class MarlApp(App[None]):
 
     def new_session(self, request: RunRequest, controls: ControlState | None = None) -> RunSession:
         """A session for `request`, starting in `controls` (default: paused if start_paused)."""
+        from marl_tui.stream.frames import ControlState
+
         if request.watch:  # the trained policy, greedy, at a speed a person can follow
             controls = controls or ControlState(paused=self.start_paused, greedy=True, speed=WATCH_SPEED)
         session = RunSession(request, run_dir=no_run_dir if request.watch else self.run_dir_factory,

@@ -144,18 +144,35 @@ def sparkline(values: Sequence[float], width: int, lo: float | None = None,
               hi: float | None = None) -> str:
     """A one-line picture of a vector (bucket means when longer than width); a fixed
     scale [lo, hi] when given, else the values' own range."""
+    return tall_sparkline(values, width, 1, lo, hi)[0]
+
+
+def tall_sparkline(values: Sequence[float], width: int, rows: int, lo: float | None = None,
+                   hi: float | None = None) -> list[str]:
+    """sparkline over `rows` lines (top line first): columns of eighth blocks, so a taller
+    panel shows the same trail in finer steps."""
     vals = [float(v) for v in values if finite(v)]
     if not vals or width <= 0:
-        return ""
+        return [""] * rows
     if len(vals) > width:
         _, vals = downsample(list(range(len(vals))), vals, width)
     lo = min(vals) if lo is None else lo
     hi = max(vals) if hi is None else hi
-    vals = [min(max(v, lo), hi) for v in vals]
     span = hi - lo
+    levels = rows * 8
+    # Eighths filled per column, 1..levels: the lowest value still shows a sliver.
     if span <= 0:
-        return SPARK[3] * len(vals)
-    return "".join(SPARK[min(7, int((v - lo) / span * 8))] for v in vals)
+        heights = [levels // 2] * len(vals)
+    else:
+        heights = [min(levels - 1, int((min(max(v, lo), hi) - lo) / span * levels)) + 1 for v in vals]
+    lines = []
+    for row in range(rows - 1, -1, -1):  # top line first
+        line = []
+        for h in heights:
+            fill = h - row * 8
+            line.append(" " if fill <= 0 else SPARK[min(8, fill) - 1])
+        lines.append("".join(line))
+    return lines
 
 
 def position(value: float, lo: float, hi: float, width: int) -> int:

@@ -13,13 +13,15 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marl_tui.config import Scenario
-from marl_tui.stream.frames import ControlState
-from marl_tui.stream.sources import LiveSource
-from marl_tui.train.controls import Controls
-from marl_tui.train.run import Run
+
+if TYPE_CHECKING:  # torch comes with these: the picker shows before they are imported
+    from marl_tui.stream.frames import ControlState
+    from marl_tui.stream.sources import LiveSource
+    from marl_tui.train.controls import Controls
+    from marl_tui.train.run import Run
 
 WATCH_SPEED = 2  # steps per second a trained policy is watched at (`marl-tui watch`, e when finished)
 
@@ -85,10 +87,13 @@ class RunSession:
     """Builds, starts and stops one training process; the dashboard owns one at a time."""
 
     def __init__(self, request: RunRequest, run_dir: RunDirFactory = unique_run_dir,
-                 controls: ControlState | None = None, run_class: type[Run] = Run) -> None:
+                 controls: ControlState | None = None, run_class: type[Run] | None = None) -> None:
+        from marl_tui.stream.sources import LiveSource
+        from marl_tui.train.run import Run
+
         self.request = request
         self._run_dir_factory = run_dir
-        self._run_class = run_class  # a Run subclass (tests; importable: it is pickled)
+        run_class = run_class or Run  # a Run subclass in tests (importable: it is pickled)
         self.run_dir: Path | None = None  # once the run is built in it
         self.reserved_dir: Path | None = None  # made (empty) for the run before it is built
         self.source: LiveSource | None = None  # set once the run is built and training

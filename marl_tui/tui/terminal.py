@@ -15,10 +15,16 @@ from marl_tui.errors import UserError
 # Below this the dashboard cannot show its panels at all (the app folds layouts above it).
 MIN_COLUMNS, MIN_ROWS = 40, 12
 HEADLESS = "`marl-tui train SCENARIO` (add --jsonl for machine-readable lines)"
+# textual-serve (`marl-tui serve`) runs the app with this driver: it draws into a browser tab
+# through pipes, so there is no terminal to check (the tab's size is the app's to handle).
+WEB_DRIVER = "textual.drivers.web_driver:WebDriver"
 
 
 def require_terminal(what: str = "the app", instead: str = HEADLESS) -> None:
-    """UserError unless standard input and output are a terminal of a usable size."""
+    """UserError unless standard input and output are a terminal of a usable size (or the app
+    is served to a browser)."""
+    if os.environ.get("TEXTUAL_DRIVER") == WEB_DRIVER:
+        return
     for name, stream in (("standard input", sys.stdin), ("standard output", sys.stdout)):
         try:
             tty = stream is not None and stream.isatty()

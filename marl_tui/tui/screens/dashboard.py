@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from marl_tui.config import ALGO_TITLES, HEADLINE_KPI
 from marl_tui.stream.frames import Frame, Progress
@@ -35,6 +35,7 @@ from marl_tui.tui.frame_view import ChartHistory, run_body, scene_data, why_data
 from marl_tui.tui.session import WATCH_SPEED, RunSession
 from marl_tui.tui.widgets.charts import LossChart, LossData, ReturnChart, ReturnData
 from marl_tui.tui.widgets.error import ErrorView
+from marl_tui.tui.widgets.footer import Footer
 from marl_tui.tui.widgets.scene import SceneData
 from marl_tui.tui.widgets.scenes import scene_panel_for
 from marl_tui.tui.widgets.status import StatusInfo, StatusLine, speed_label

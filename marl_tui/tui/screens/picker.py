@@ -233,7 +233,7 @@ class PickerScreen(Screen[None]):
         form.can_focus = False  # tab goes straight from the list to the algorithms
         for inp in self.query(Input):
             inp.cursor_blink = not self.app.is_headless
-        self._compute()
+        self.call_after_refresh(self._compute)  # after the first paint: it imports torch
         scenarios.highlighted = 0
         if self._select is not None:
             source = self._select.scenario.source
@@ -350,6 +350,7 @@ class PickerScreen(Screen[None]):
         if self._form_for is None or self._form_for[0] != e.key:
             self._set("seed", str(sc.seed))
             self._set("envs", str(sc.parallel_envs))
+            self._keep_selected(e, ("seed", "envs"))
         if hp is None:
             for fid in ("steps", "lr", "gamma", "explore"):
                 self._set(fid, "", placeholder="…", disabled=True)
@@ -365,6 +366,22 @@ class PickerScreen(Screen[None]):
         self.query_one("#label-explore", Label).update(label)
         self._set("explore", _num(hp.get(field)) if field else "",
                   disabled=not learner or not field, placeholder="—")
+        self._keep_selected(e, ("steps", "lr", "gamma", "explore"))
+
+    def _keep_selected(self, e: Entry, fields: tuple[str, ...]) -> None:
+        """Back from a run with p: the settings it was started with (--seed, --envs, --steps,
+        the learner's overrides) stay in the form for its scenario (and its algorithm)."""
+        sel = self._select
+        if sel is None or e.scenario is None or e.scenario.source != sel.scenario.source:
+            return
+        explore = self._explore_field.get(self.algo)
+        kept = {"seed": sel.resolved_seed, "envs": sel.n_envs}
+        if self.algo == sel.algo:
+            kept |= {"steps": sel.steps, "lr": sel.overrides.get("lr"), "gamma": sel.overrides.get("gamma"),
+                     "explore": sel.overrides.get(explore) if explore else None}
+        for fid in fields:
+            if kept.get(fid) is not None and self._enabled(fid):
+                self.query_one(f"#{fid}", Input).value = _num(kept[fid])
 
     def on_resize(self) -> None:
         if self.is_mounted:

@@ -160,23 +160,40 @@ def colored(name: str, base: Style) -> Style:
 LegendItem = tuple[str, str, str]  # (sample of the marker, its colour, text)
 
 
-def legend_strip(items: list[LegendItem], width: int, pad: Style, notes: tuple[str, ...] = ()) -> Strip:
-    """One line above a plot: each series' marker in its colour, then what it is; the notes
-    after them. Whatever does not fit is left off whole, never cut."""
-    segments: list[Segment] = []
+def legend_layout(items: list[LegendItem], width: int) -> list[list[LegendItem]]:
+    """The legend's items packed into lines of `width`: every series is named, on a line of
+    its own below when the numbers are long (a chart loses a row of plot for it)."""
+    lines: list[list[LegendItem]] = [[]]
     used = 0
-    for sample, color, text in items:
-        lead = "  " if segments else ""
-        if used + len(lead) + len(sample) + 1 + len(text) > width:
-            break
-        segments += [Segment(lead, pad), Segment(sample, colored(color, pad)), Segment(f" {text}", pad)]
-        used += len(lead) + len(sample) + 1 + len(text)
-    for note in notes:
-        if used + 2 + len(note) > width:
-            break
-        segments.append(Segment(f"  {note}", pad + Style(dim=True)))
-        used += 2 + len(note)
-    return Strip(segments).adjust_cell_length(width, pad)
+    for item in items:
+        size = len(item[0]) + 1 + len(item[2])
+        if lines[-1] and used + 2 + size > width:
+            lines.append([])
+            used = 0
+        used += (2 if lines[-1] else 0) + size
+        lines[-1].append(item)
+    return lines
+
+
+def legend_strips(lines: list[list[LegendItem]], width: int, pad: Style, notes: tuple[str, ...] = ()
+                  ) -> list[Strip]:
+    """The legend above a plot: each series' marker in its colour, then what it is; the notes
+    after the last series where they fit (a note that does not is left off whole)."""
+    strips = []
+    for k, line in enumerate(lines):
+        segments: list[Segment] = []
+        used = 0
+        for sample, color, text in line:
+            lead = "  " if segments else ""
+            segments += [Segment(lead, pad), Segment(sample, colored(color, pad)), Segment(f" {text}", pad)]
+            used += len(lead) + len(sample) + 1 + len(text)
+        for note in notes if k == len(lines) - 1 else ():
+            if used + 2 + len(note) > width:
+                break
+            segments.append(Segment(f"  {note}", pad + Style(dim=True)))
+            used += 2 + len(note)
+        strips.append(Strip(segments).adjust_cell_length(width, pad))
+    return strips
 
 
 def canvas_style(plot: list[Strip], pad: Style) -> Style:
@@ -317,22 +334,23 @@ class ReturnChart(ChartPanel):
             lo, hi = (x[0], x[-1]) if x[-1] > x[0] else (x[0] - 1, x[0] + 1)
             plt.plot([lo, hi], [oracle] * 2, color=ORACLE_COLOR, marker=ORACLE_MARKER)
         plt.plot(x, y, color=TEAM_COLOR, marker=TEAM_MARKER)
-        plot_rows = height - 1 - len(agents)
-        set_axes(plt, x, y + ([oracle] if oracle is not None else []),
-                 width - Y_TICKS_WIDTH, plot_rows - FRAME_ROWS)
-        plot = self.plot_strips(width, plot_rows, pad)
-        pad = canvas_style(plot, pad)
         team = d.title_return if d.title_return is not None else (d.team[1][-1] if d.team[1] else None)
         items = [(TEAM_SAMPLE, TEAM_COLOR, f"team {num(team)}")]
         if oracle is not None:
             items.append((ORACLE_MARKER * 2, ORACLE_COLOR, f"oracle {num(oracle)}"))
+        legend = legend_layout(items, width)
+        plot_rows = height - len(legend) - len(agents)
+        set_axes(plt, x, y + ([oracle] if oracle is not None else []),
+                 width - Y_TICKS_WIDTH, plot_rows - FRAME_ROWS)
+        plot = self.plot_strips(width, plot_rows, pad)
+        pad = canvas_style(plot, pad)
         notes = ("every agent gets team/N",) if d.cooperative else ("x: env steps",)
         if not agents:
-            return [legend_strip(items, width, pad, notes), *plot]
+            return [*legend_strips(legend, width, pad, notes), *plot]
         # One scale for every agent's row, named in the legend: rows compare with each other.
         lo, hi = min(min(v) for _, v in agents), max(max(v) for _, v in agents)
         notes += (f"agents {SPARK[0]}{num(lo)} {SPARK[-1]}{num(hi)}",)
-        return [legend_strip(items, width, pad, notes), *plot,
+        return [*legend_strips(legend, width, pad, notes), *plot,
                 *self.agent_strips(agents, (lo, hi), width, pad, team)]
 
     def agent_series(self, d: ReturnData) -> list[tuple[str, list[float]]]:
@@ -399,7 +417,8 @@ class LossChart(ChartPanel):
                 items.append((sample, color, f"{k} {num(y[-1], 3)}"))
                 all_x += x
                 all_y += y
-        plot_rows = height - 1
+        legend = legend_layout(items, width)
+        plot_rows = height - len(legend)
         set_axes(plt, all_x, all_y, width - Y_TICKS_WIDTH, plot_rows - FRAME_ROWS)
         plot = self.plot_strips(width, plot_rows, pad)
-        return [legend_strip(items, width, canvas_style(plot, pad), ("x: env steps",)), *plot]
+        return [*legend_strips(legend, width, canvas_style(plot, pad), ("x: env steps",)), *plot]

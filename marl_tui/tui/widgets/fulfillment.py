@@ -12,7 +12,7 @@ from marl_tui.algos.maddpg import MADDPGExplain
 from marl_tui.algos.mappo import MAPPOExplain
 from marl_tui.algos.qmix import QMIXExplain
 from marl_tui.tui.fmt import as_list, finite, num, pct
-from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, step_header
+from marl_tui.tui.widgets.scene import SceneData, ScenePanel, kpi_lines, packed, step_header
 
 LABELS = string.ascii_uppercase
 INFEASIBLE = 1e5  # the env marks "cannot ship" with a huge cost
@@ -87,6 +87,7 @@ def store_map(positions: list[Any], area: float, order: list[float], accept: lis
 class FulfillmentPanel(ScenePanel):
     TITLE = "fulfillment"
     HINT = "X the order; reversed: the store that ships; underlined ★: the oracle's cheapest store"
+    GROWS = True  # earlier orders fill the rows the panel has to spare
 
     def lines(self, data: SceneData, width: int) -> Text:
         r, m = data.record, data.model
@@ -132,23 +133,21 @@ class FulfillmentPanel(ScenePanel):
                 row.append(" ★", style="bold yellow")
             table.append(row)
 
-        summary = Text()
+        said: list[Text] = []  # broken between these, never inside one
         if len(order) >= 2:
-            summary.append("X", style="bold red")
-            summary.append(f" order at ({order[0]:.1f}, {order[1]:.1f}) km · ")
+            said.append(Text.assemble(("X", "bold red"), f" order at ({order[0]:.1f}, {order[1]:.1f}) km"))
         team, ref = info.get("team_cost"), info.get("oracle_cost")
-        if served >= 0:
-            summary.append(f"shipped by {label(served)} · ")
-        else:
-            summary.append("nobody shipped (miss) · ", style="bold red")
-        summary.append("best: ")
-        summary.append(f"{label(best)}" if best >= 0 else "nobody", style="bold yellow")
-        summary.append(f" · team cost {num(team, 3)} vs best {num(ref, 3)}")
+        said.append(Text(f"shipped by {label(served)}") if served >= 0 else
+                    Text("nobody shipped (miss)", style="bold red"))
+        said.append(Text.assemble("best: ", (f"{label(best)}" if best >= 0 else "nobody", "bold yellow")))
+        cost = Text(f"team cost {num(team, 3)} vs best {num(ref, 3)}")
         if finite(team) and finite(ref):
             if abs(team - ref) < 1e-6:
-                summary.append(" ✓ optimal", style="bold green")
+                cost.append(" ✓ optimal", style="bold green")
             else:
-                summary.append(f" (regret {num(team - ref, 3, signed=True)})", style="bold red")
+                cost.append(f" (regret {num(team - ref, 3, signed=True)})", style="bold red")
+        said.append(cost)
+        summary = packed(said, width, sep_style="")
 
         map_w = 2 * rows + 3
         head = step_header(data, "order")
@@ -174,8 +173,35 @@ class FulfillmentPanel(ScenePanel):
         legend = Text(f"cost = {num(wd)}·km + {num(wl)}·ld + {num(wi)}/stk (— can't ship) · "
                       "extra: accepted, not needed · ✗ accepted, can't ship · ★ the oracle's choice",
                       style="dim")
-        parts = [head, body, summary, note, kpi_lines(data, width), legend, self.history(data)]
+        parts = [head, body, summary, note, kpi_lines(data, width), legend, self.history(data),
+                 self.recent_orders(data, self.spare_rows - 2)]  # 2: a blank line and its title
         return Text("\n").join(p for p in parts if p.plain)
+
+    @staticmethod
+    def recent_orders(data: SceneData, rows: int) -> Text:
+        """The last `rows` orders of copy 1, newest first: who shipped, the oracle's choice,
+        the regret (rows the panel would otherwise leave empty)."""
+        t = Text()
+        shown = list(reversed(data.recent[:-1]))[:max(0, rows)]  # the step on screen is above
+        if not shown:
+            return t
+        t.append("\nearlier orders, newest first", style="bold")
+        for r in shown:
+            served, best = _index(r.info.get("served_by")), _index(r.info.get("oracle_store"))
+            team, ref = r.info.get("team_cost"), r.info.get("oracle_cost")
+            t.append(f"\nstep {r.step:>6,} · ", style="dim")
+            if served >= 0:
+                t.append(f"shipped by {label(served)}")
+            else:
+                t.append("nobody shipped", style="bold red")
+            t.append(" · best ")
+            t.append(label(best) if best >= 0 else "nobody", style="bold yellow")
+            if finite(team) and finite(ref):
+                if abs(team - ref) < 1e-6:
+                    t.append(" ✓", style="bold green")
+                else:
+                    t.append(f" · regret {num(team - ref, 3, signed=True)}", style="red")
+        return t
 
     @staticmethod
     def history(data: SceneData) -> Text:

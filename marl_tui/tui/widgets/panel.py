@@ -53,6 +53,7 @@ class Panel(VerticalScroll):
         self._fn: Callable[[int], RenderableType] | None = None
         self._lines: int | None = None
         self._width: int | None = None
+        self._height: int | None = None
 
     def compose(self) -> ComposeResult:
         yield self._body
@@ -86,6 +87,17 @@ class Panel(VerticalScroll):
     @property
     def drawn_width(self) -> int | None:
         return self._width
+
+    @property
+    def spare_room(self) -> bool:
+        """The panel has a height of its own (the grid's cell), not its content's: rows left
+        empty below the content can be used (longer trails, more rows)."""
+        return not self.styles.height.is_auto and self.scrollable_content_region.height > 0
+
+    def on_resize(self) -> None:
+        if self.spare_room and self._height != self.size.height:
+            self.redraw()  # a panel that fills its rows fills them again
+        self._height = self.size.height
 
     def redraw(self) -> None:
         if self._fn is not None:

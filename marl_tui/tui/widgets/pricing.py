@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.text import Text
 
-from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
+from marl_tui.tui.fmt import as_list, finite, num, position, sparkline, tall_sparkline
 from marl_tui.tui.widgets.scene import (
     SceneData,
     ScenePanel,
@@ -51,6 +51,7 @@ def price_bar(price: float, lo: float, hi: float, nash: Any, coll: Any, width: i
 class PricingPanel(ScenePanel):
     TITLE = "pricing"
     HINT = "each store's price on its range: N Nash, M collusive, ● the price set this day"
+    GROWS = True  # taller price trails where the panel has rows to spare
 
     def lines(self, data: SceneData, width: int) -> Text:
         r, m, ov = data.record, data.model, data.oracle_values
@@ -105,13 +106,13 @@ class PricingPanel(ScenePanel):
         t.append("  (0 Nash, 1 collusion; < 0 below Nash, > 1 beyond)", style="dim")
         t.append("\n")
         t.append(kpi_lines(data, width))
-        t.append(self.history(data, names, lo, hi, nash, width))
+        t.append(self.history(data, names, lo, hi, nash, width, 1 + self.spare_rows // len(names)))
         return t
 
     @staticmethod
     def history(data: SceneData, names: list[str], lo: float, hi: float, nash: Any,
-                width: int) -> Text:
-        """Each store's price over the last steps, on the range's scale."""
+                width: int, rows: int = 1) -> Text:
+        """Each store's price over the last steps, on the range's scale, `rows` lines tall."""
         nw = max(len(n) for n in names)
         span = max(10, width - nw - 4)
         recent = trail(data, span)
@@ -125,6 +126,7 @@ class PricingPanel(ScenePanel):
         for i, name in enumerate(names):
             series = [as_list(r.info.get("price", r.actions))[i] for r in recent
                       if len(as_list(r.info.get("price", r.actions))) > i]
-            t.append(f"\n{name:<{nw}}  ", style="bold")
-            t.append(sparkline(series, span, lo, hi), style="cyan")
+            for k, line in enumerate(tall_sparkline(series, span, rows, lo, hi)):
+                t.append(f"\n{name if k == rows - 1 else '':<{nw}}  ", style="bold")
+                t.append(line, style="cyan")
         return t

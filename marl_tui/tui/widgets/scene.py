@@ -33,28 +33,33 @@ class SceneData:
     paused: bool = False  # the run is paused (before its first step: say how to take one)
 
 
-def kpi_lines(data: SceneData, width: int) -> Text:
-    """'last episode (oracle)' for every KPI, packed into as few lines as fit."""
+def packed(parts: list[Text], width: int, sep: str = " · ", sep_style: str = "dim") -> Text:
+    """parts joined by sep, with a line break instead where the next part would not fit: a
+    line breaks between parts, never inside one."""
     t = Text()
-    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched (oracle): "
-            if data.greedy else "KPIs, last episode (oracle): ")
-    t.append(head, style="bold")
-    if not data.kpis:
-        t.append("none yet — the first episode is still running", style="dim")
-        return t
-    col, first = len(head), True
-    for k, v in data.kpis.items():
-        item = f"{humanise(k)} {kpi_value(k, v)} ({kpi_value(k, data.oracle_kpis.get(k))})"
-        if not first and col + len(item) + 3 > width:
+    col = 0
+    for k, part in enumerate(parts):
+        if k and col + len(sep) + part.cell_len > width:
             t.append("\n")
             col = 0
-        elif not first:
-            t.append(" · ", style="dim")
-            col += 3
-        t.append(item)
-        col += len(item)
-        first = False
+        elif k:
+            t.append(sep, style=sep_style)
+            col += len(sep)
+        t.append(part)
+        col += part.cell_len
     return t
+
+
+def kpi_lines(data: SceneData, width: int) -> Text:
+    """'last episode (oracle)' for every KPI, packed into as few lines as fit."""
+    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched (oracle): "
+            if data.greedy else "KPIs, last episode (oracle): ")
+    if not data.kpis:
+        return Text.assemble((head, "bold"), ("none yet — the first episode is still running", "dim"))
+    items = [Text(f"{humanise(k)} {kpi_value(k, v)} ({kpi_value(k, data.oracle_kpis.get(k))})")
+             for k, v in data.kpis.items()]
+    items[0] = Text.assemble((head, "bold"), items[0])
+    return packed(items, width)
 
 
 def step_header(data: SceneData, what: str) -> Text:
@@ -73,13 +78,17 @@ def step_header(data: SceneData, what: str) -> Text:
 
 
 class ScenePanel(Panel):
-    """Base class: subclasses implement lines(data, width) -> renderable."""
+    """Base class: subclasses implement lines(data, width) -> renderable. A panel in a cell of
+    its own height may fill the rows its content leaves empty: lines() then reads `spare_rows`
+    (how many; 0 on the first pass and in a stacked layout)."""
 
     TITLE = "scenario"
+    GROWS = False  # lines() uses spare_rows
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.data: SceneData | None = None
+        self.spare_rows = 0
 
     def on_mount(self) -> None:
         self.message("waiting for the first step…")
@@ -94,7 +103,14 @@ class ScenePanel(Panel):
 
     def safe_lines(self, data: SceneData, width: int) -> Any:
         try:
-            return self.lines(data, width)
+            self.spare_rows = 0
+            content = self.lines(data, width)
+            if self.GROWS and self.spare_room and isinstance(content, Text):
+                spare = self.scrollable_content_region.height - len(content.wrap(self.app.console, width))
+                if spare > 0:
+                    self.spare_rows = spare
+                    content = self.lines(data, width)
+            return content
         except Exception as exc:  # noqa: BLE001 - a drawing bug must not take the app down
             return Text(f"cannot draw this step: {type(exc).__name__}: {exc}", style="red")
 

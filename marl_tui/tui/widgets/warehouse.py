@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.text import Text
 
-from marl_tui.tui.fmt import as_list, finite, num, position, sparkline
+from marl_tui.tui.fmt import as_list, finite, num, position, tall_sparkline
 from marl_tui.tui.widgets.scene import (
     SceneData,
     ScenePanel,
@@ -40,6 +40,7 @@ def stock_bar(on_hand: Any, stock: Any, target: Any, cap: float, width: int) -> 
 class WarehousePanel(ScenePanel):
     TITLE = "warehouses"
     HINT = "stock per warehouse: █ on hand, ▓ just ordered, ┃ the optimal order-up-to level"
+    GROWS = True  # taller trails where the panel has rows to spare
 
     def lines(self, data: SceneData, width: int) -> Text:
         r, m = data.record, data.model
@@ -89,12 +90,17 @@ class WarehousePanel(ScenePanel):
         t.append(" optimal level · r reward")
         t.append("\n")
         t.append(kpi_lines(data, width))
-        t.append(self.history(data, names, cap, width))
+        # Trails grow taller by the rows the panel has to spare: two per warehouse, and a blank
+        # line between warehouses once they are taller than one line.
+        n = len(names)
+        rows = 1 + max(0, self.spare_rows - (n - 1)) // (2 * n)
+        t.append(self.history(data, names, cap, width, rows))
         return t
 
     @staticmethod
-    def history(data: SceneData, names: list[str], cap: float, width: int) -> Text:
-        """Stock and the optimal level over the last steps, on the 0..capacity scale."""
+    def history(data: SceneData, names: list[str], cap: float, width: int, rows: int = 1) -> Text:
+        """Stock and the optimal level over the last steps, on the 0..capacity scale, each
+        `rows` lines tall."""
         nw = max(len(n) for n in names)
         span = max(10, width - nw - 10)
         recent = trail(data, span)
@@ -103,10 +109,12 @@ class WarehousePanel(ScenePanel):
             return t
         t.append(f"\n\nlast {len(recent)} periods (scale 0..{cap:g})", style="bold")
         for i, name in enumerate(names):
-            stock = [_at(as_list(r.info.get("stock")), i) for r in recent]
-            target = [_at(as_list(r.info.get("order_up_to")), i) for r in recent]
-            t.append(f"\n{name:<{nw}}  stock  ", style="bold")
-            t.append(sparkline([x for x in stock if finite(x)], span, 0, cap), style="cyan")
-            t.append(f"\n{'':<{nw}}  target ", style="bold")
-            t.append(sparkline([x for x in target if finite(x)], span, 0, cap), style="yellow")
+            if i and rows > 1:
+                t.append("\n")
+            for label, key, style in (("stock ", "stock", "cyan"), ("target", "order_up_to", "yellow")):
+                series = [x for r in recent if finite(x := _at(as_list(r.info.get(key)), i))]
+                for k, line in enumerate(tall_sparkline(series, span, rows, 0, cap)):
+                    who = name if label == "stock " and k == rows - 1 else ""
+                    t.append(f"\n{who:<{nw}}  {label if k == rows - 1 else '':<6} ", style="bold")
+                    t.append(line, style=style)
         return t

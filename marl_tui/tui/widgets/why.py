@@ -31,6 +31,7 @@ class WhyData:
     greedy: bool = False  # ... of the greedy view
     note: str = ""
     reward_scale: float = 1.0  # learners see reward × this (the scenario's reward_scale)
+    actions: tuple[float, ...] = ()  # the actions taken in this step (copy 1), in the scenario's units
 
 
 ACTION_WORD = {"pricing": "price", "warehouse": "order", "fulfillment": "choice"}
@@ -194,22 +195,40 @@ def _mappo(w: _Writer, d: WhyData, ex: MAPPOExplain, width: int) -> None:
     w.items(tail, style="dim")
 
 
+def explored(d: WhyData, ex: QMIXExplain) -> list[bool]:
+    """Per agent: did this step's action differ from a*_i? Then ε-greedy explored (a random
+    pick that happens to equal a*_i cannot be told apart, and is greedy in effect)."""
+    if d.greedy:
+        return [False] * len(ex.greedy_value)
+    return [i < len(d.actions) and finite(d.actions[i]) and finite(gv) and abs(d.actions[i] - gv) > 1e-6
+            for i, gv in enumerate(ex.greedy_value)]
+
+
 def _qmix(w: _Writer, d: WhyData, ex: QMIXExplain, width: int) -> None:
     w.title("Utilities Q_i(o_i,·), greedy a* = argmax")
     names = _names(d, len(ex.Q_i), width)
     nw = max((len(x) for x in names), default=0)
     word = ACTION_WORD.get(d.kind, "action")
-    for name, qs, g, gv in zip(names, ex.Q_i, ex.greedy, ex.greedy_value, strict=True):
+    took = explored(d, ex)
+    for i, (name, qs, g, gv) in enumerate(zip(names, ex.Q_i, ex.greedy, ex.greedy_value, strict=True)):
         parts: list[tuple[str, str]] = [(f"{name:<{nw}}  ", "bold")]
         if d.kind == "fulfillment" and len(qs) == 2:
             parts.append((f"dec {num(qs[0], 2):>5} acc {num(qs[1], 2):>5} → ", ""))
             parts.append((_action(d, g), "bold"))
-            w.parts(*parts)
         else:
             parts.append((f"{word} {num(gv, 3)}  Q {num(qs[g], 3)}", ""))
+        if took[i]:  # what it took instead, where that fits on the line; else the mark alone
+            mark = f"  ✱ took {_action(d, d.actions[i])}"
+            fits = 2 + sum(len(x) for x, _ in parts) + len(mark) <= width
+            parts.append((mark if fits else " ✱", "bold magenta"))
+        if d.kind == "fulfillment" and len(qs) == 2:
+            w.parts(*parts)
+        else:
             spark_w = max(0, min(len(qs), width - nw - 28))
             extra = [("  " + sparkline(qs, max(spark_w, 6)), "cyan")]
             w.agent(parts, extra if spark_w >= 6 else [], nw + 2)
+    if any(took):
+        w.line(f"✱ ε-greedy explored: {sum(took)} of {len(took)} not a*", style="magenta")
     w.title("Mixer Q_total = M([Q_1…Q_n], s)")
     w.eq("W = |hyper(s)| ≥ 0 ⇒ ∂Q_total/∂Q_i ≥ 0")
     w.line("⇒ greedy per agent = greedy for the team", style="dim")
