@@ -299,13 +299,66 @@ class FulfillmentModel:
         return out
 
 
-Model = PricingModel | WarehouseModel | FulfillmentModel
+# --------------------------------------------------------------------------- external environments
+
+# A Python dotted name, for PettingZoo's "module:factory" and VMAS's scenario names.
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
+@dataclass(frozen=True)
+class ExternalModel:
+    """An environment marl-tui did not write: `target` names it (the file's top-level ``env`` or
+    ``scenario`` key), `kwargs` is the file's [model] table, passed as keyword arguments to its
+    factory. It has no oracle: nothing here knows the best answer."""
+
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self, agents: int) -> list[tuple[str, str]]:
+        return []  # checked against the environment itself when it is built (envs/external/)
+
+
+@dataclass(frozen=True)
+class PettingZooTarget:
+    """The top-level key of a ``kind = "pettingzoo"`` file."""
+
+    env: Annotated[str, Meta(pattern=rf"^{_DOTTED}:{_DOTTED}\Z", description=(
+        "a ParallelEnv factory as 'module:function', e.g. 'mpe2.simple_spread_v3:parallel_env'"))]
+
+
+@dataclass(frozen=True)
+class VmasTarget:
+    """The top-level key of a ``kind = "vmas"`` file."""
+
+    scenario: Annotated[str, Meta(pattern=rf"^{_DOTTED}\Z", description=(
+        "a VMAS scenario name, e.g. 'navigation' (vmas.scenarios lists them)"))]
+
+
+# Kinds whose environment comes from another package: the schema of their one top-level key,
+# and the optional extra that installs the package.
+EXTERNAL_TARGETS: dict[str, type[PettingZooTarget | VmasTarget]] = {
+    "pettingzoo": PettingZooTarget,
+    "vmas": VmasTarget,
+}
+EXTRAS = {"pettingzoo": "pettingzoo", "vmas": "vmas"}
+
+# Parallel copies of an external env when a shorthand names it (a file says its own): see
+# README "Your own environment" for the measurement behind it.
+EXTERNAL_COPIES = 32
+
+Model = PricingModel | WarehouseModel | FulfillmentModel | ExternalModel
 MODELS: dict[str, type[Model]] = {
     "pricing": PricingModel,
     "warehouse": WarehouseModel,
     "fulfillment": FulfillmentModel,
+    **dict.fromkeys(EXTERNAL_TARGETS, ExternalModel),
 }
 KINDS = tuple(MODELS)
+
+
+def has_oracle(kind: str) -> bool:
+    """Whether the kind's environment comes with an exact reference answer."""
+    return kind not in EXTERNAL_TARGETS
 
 
 @dataclass(frozen=True)
@@ -537,12 +590,19 @@ def _parse_scenario(text: str, origin: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML ({exc}); fix the syntax at that line") from None
     header_keys = [f.name for f in dataclasses.fields(ScenarioHeader)]
-    _refuse_unknown(data, [*header_keys, "model", "train"], "", origin)
+    target_schema = EXTERNAL_TARGETS.get(data.get("kind"))  # type: ignore[arg-type]
+    target_keys = [f.name for f in dataclasses.fields(target_schema)] if target_schema else []
+    _refuse_unknown(data, [*header_keys, *target_keys, "model", "train"], "", origin)
     header = check_table(ScenarioHeader, {k: v for k, v in data.items() if k in header_keys}, "", origin)
     if header.kind not in MODELS:
         raise UserError(f"{origin}: unknown kind {header.kind!r}{did_you_mean(header.kind, KINDS)}; "
                         f"kinds are: {', '.join(KINDS)}")
-    model = check_table(MODELS[header.kind], data.get("model", {}), "model", origin)
+    model: Model
+    if target_schema is not None:
+        target = check_table(target_schema, {k: data.get(k) for k in target_keys if k in data}, "", origin)
+        model = ExternalModel(getattr(target, target_keys[0]), _keyword_table(data.get("model", {}), origin))
+    else:
+        model = check_table(MODELS[header.kind], data.get("model", {}), "model", origin)
     for fname, problem in model.problems(header.agents):
         raise UserError(f"{origin}: model.{fname}: {problem}")
     train = data.get("train", {})
@@ -558,6 +618,17 @@ def _parse_scenario(text: str, origin: str) -> Scenario:
     # Shown in lists, the app and `info`: escape sequences in it would drive the terminal.
     fields["description"] = printable(header.description)
     return Scenario(**fields, model=model, train=train, source=origin, text=text)
+
+
+def _keyword_table(table: Any, origin: str) -> dict[str, Any]:
+    """An external env's [model] table: any keyword arguments, but finite numbers only."""
+    if not isinstance(table, dict):
+        raise UserError(f"{origin}: [model] must be a table of key = value lines")
+    for key, value in table.items():
+        if not _finite(value):
+            raise UserError(f"{origin}: {_key('model', key)} = {_shown(value)} has the wrong type: "
+                            "expected a finite number")
+    return dict(table)
 
 
 # --------------------------------------------------------------------------- finding files
@@ -623,8 +694,55 @@ def read_scenario_text(path: Path, shown: str) -> str:
         raise UserError(f"scenario file {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
+# The shorthand's default factory: PettingZoo's own name for a module's parallel env.
+DEFAULT_FACTORY = "parallel_env"
+# Set where the shorthand names a VMAS scenario: marl-tui's learners take one action number per
+# agent, and VMAS's continuous actions are vectors (README "Your own environment").
+VMAS_SHORTHAND_MODEL = {"continuous_actions": False}
+
+
+def external_shorthand(text: str) -> Scenario | None:
+    """``pettingzoo:MODULE[:FACTORY]`` or ``vmas:SCENARIO`` as a scenario (its agents and horizon
+    read from the env itself, EXTERNAL_COPIES copies, seed 0); None for anything else."""
+    kind, sep, target = text.partition(":")
+    if not sep or kind not in EXTERNAL_TARGETS:
+        return None
+    if kind == "pettingzoo" and ":" not in target:
+        target = f"{target}:{DEFAULT_FACTORY}"
+    key = next(f.name for f in dataclasses.fields(EXTERNAL_TARGETS[kind]))
+    check_table(EXTERNAL_TARGETS[kind], {key: target}, "", text)
+    model = VMAS_SHORTHAND_MODEL if kind == "vmas" else {}
+    if kind == "vmas":
+        from marl_tui.envs.external.vmas import DEFAULT_EPISODE_LENGTH
+        from marl_tui.envs.external.vmas import probe as probe_vmas
+
+        agents, horizon = probe_vmas(target, model, text)
+        horizon = horizon or DEFAULT_EPISODE_LENGTH
+    else:
+        from marl_tui.envs.external.pettingzoo import probe as probe_pettingzoo
+
+        agents, horizon = probe_pettingzoo(target, model, text)
+        if not horizon:
+            raise UserError(f"{text}: the env does not say its episode length (max_cycles): write a scenario "
+                            "file with episode_length (README: Your own environment)")
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", target.split(":")[0].rsplit(".", 1)[-1])
+    import tomli_w
+
+    toml = tomli_w.dumps({
+        "name": name, "kind": kind, key: target,
+        "description": f"{kind} {target}, from the command-line shorthand {text}",
+        "agents": agents, "episode_length": int(horizon), "parallel_envs": EXTERNAL_COPIES, "seed": 0,
+        "model": model,
+    })
+    return parse_scenario(toml, text)
+
+
 def load_scenario(name_or_path: str) -> Scenario:
-    """A bundled name (``pricing``) or a path to a .toml file."""
+    """A bundled name (``pricing``), a path to a .toml file, or an external env's shorthand
+    (``pettingzoo:mpe2.simple_spread_v3``, ``vmas:navigation``)."""
+    external = external_shorthand(name_or_path)
+    if external is not None:
+        return external
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.parent != Path("."):
         return parse_scenario(read_scenario_text(path, name_or_path), str(path))
@@ -650,4 +768,5 @@ HEADLINE_KPI = {
     "pricing": "mean_profit",  # a mean price can sit on the oracle's while every store is off it
     "warehouse": "pct_of_optimal",
     "fulfillment": "optimal_choice_rate",
+    **dict.fromkeys(EXTERNAL_TARGETS, "team_reward_per_step"),  # no oracle: the reward itself
 }

@@ -1,0 +1,61 @@
+"""What the external-environment adapters share: importing an optional package, the absent
+oracle, padding observations of agents with different sizes, and the one KPI they report."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import torch
+
+from marl_tui.envs.base import ActionSpace, Oracle
+from marl_tui.errors import UserError
+
+# Where the optional packages come from: kind -> the marl-tui extra that installs them.
+EXTRAS = {"pettingzoo": "pettingzoo", "vmas": "vmas"}
+
+# The one figure an external env reports per step: nothing knows its best answer.
+TEAM_REWARD_KPI = "team_reward_per_step"
+
+
+def import_optional(module: str, kind: str) -> ModuleType:
+    """Import `module`, or a UserError naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing = exc.name or module
+        raise UserError(f"kind = {kind!r} needs the Python package {missing!r}, which is not installed: "
+                        f"pip install 'marl-tui[{EXTRAS[kind]}]'") from None
+
+
+def no_oracle() -> Oracle:
+    """An external env's reference: none. Views show "no oracle" where a figure would be."""
+    return Oracle(values={}, summary="no oracle (external environment)", kpis={}, team_return=float("nan"))
+
+
+def team_reward_kpi(reward: torch.Tensor) -> dict[str, torch.Tensor | float]:
+    """The reward summed over agents, averaged over copies: a 0-dim tensor (no sync)."""
+    return {TEAM_REWARD_KPI: reward.sum(-1).mean()}
+
+
+def padded_width(sizes: list[int]) -> int:
+    """Agents whose observations differ in size are zero-padded to the largest (README:
+    "Your own environment"); the networks see one width."""
+    return max(sizes)
+
+
+def same_action_space(spaces: list[ActionSpace], where: str) -> ActionSpace:
+    """The one action space every agent shares, or a UserError: actions are not padded (an
+    action a padded agent could pick would mean nothing to its env)."""
+    first = spaces[0]
+    for i, s in enumerate(spaces[1:], start=1):
+        if s != first:
+            raise UserError(f"{where}: agent {i} acts in {s.describe()} but agent 0 in {first.describe()}; "
+                            "marl-tui trains agents that share one action space")
+    return first
+
+
+def check_agents(found: int, expected: int, where: str) -> None:
+    if found != expected:
+        raise UserError(f"{where}: the environment has {found} agents but the scenario says agents = "
+                        f"{expected}: set agents = {found}")
