@@ -21,6 +21,7 @@ from marl_tui.config import (
     CHECKPOINT_EVERY,
     COPIES,
     DEVICES,
+    EVAL_EPISODES,
     SEED,
     STEPS,
     check_flag,
@@ -218,7 +219,7 @@ def resume(
 @app.command(name="eval")
 def eval_(
     target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
-    episodes: Annotated[int, typer.Option(help="episodes of greedy play (each over every copy)")] = 4,
+    episodes: Annotated[int, typer.Option(help="episodes of greedy play, exactly")] = EVAL_EPISODES,
     as_json: Annotated[bool, typer.Option("--json", help="print eval.json instead of a table")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -279,7 +280,7 @@ def run(
 def watch(
     target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
     headless: Annotated[bool, typer.Option("--headless", help="no app: play and print the scores")] = False,
-    episodes: Annotated[int, typer.Option(min=1, help="--headless: greedy episodes (each over every copy)")] = 4,
+    episodes: Annotated[int, typer.Option(min=1, help="--headless: episodes of greedy play, exactly")] = EVAL_EPISODES,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Watch a trained policy play, greedily and slowly (no learning), scored against the oracle."""

@@ -61,6 +61,8 @@ STEPS = Meta(ge=1, description="environment steps over all parallel copies")
 COPIES = Meta(ge=1, le=1_000_000, description="parallel copies of the environment")
 SEED = Meta(ge=0, le=MAX_SEED, description="random seed")
 CHECKPOINT_EVERY = Meta(ge=0, description="env steps between checkpoints; 0: only at the end")
+# `marl-tui eval` and `watch --headless`: greedy episodes played, in all (EPyMARL reports 100).
+EVAL_EPISODES = 100
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = typing.get_args(Device)
 
