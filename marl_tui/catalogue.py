@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from marl_tui import __version__
-from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenario_files
+from marl_tui.config import Scenario, bundled_names, has_oracle, load_scenario, local_scenario_files
 from marl_tui.errors import UserError
 from marl_tui.text import printable
 
@@ -68,6 +68,7 @@ def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
         "episode_length": spec.episode_length,
         "parallel_envs": sc.parallel_envs,
         "seed": sc.seed,
+        "has_oracle": has_oracle(sc.kind),  # False: an external env, nothing knows its best answer
         "oracle": oracle.values,
         "oracle_summary": oracle.summary,
         "oracle_kpis": oracle.kpis,

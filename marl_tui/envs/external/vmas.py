@@ -1,18 +1,20 @@
 """VMAS scenarios as batched envs: VMAS already steps B copies as torch tensors on one device
 (CPU or CUDA), so nothing is copied; this adapter stacks its per-agent lists into [B, N, ...].
 
-VMAS draws its randomness from torch's global generator; the adapter runs every VMAS call
-inside its own saved generator state, so the learners' streams stay untouched, the same seed
-gives the same episodes, and a checkpoint holds the env's random stream. vmas comes with the
-extra ``marl-tui[vmas]``.
+VMAS keeps one random state (torch, numpy, random) for every VMAS env in the process; the
+adapter swaps its own in around each call, so copies built apart do not share a stream, the
+same seed gives the same episodes on the CPU, and a checkpoint holds the env's torch stream.
+vmas comes with the extra ``marl-tui[vmas]``.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
 from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult
@@ -28,6 +30,7 @@ from marl_tui.errors import UserError
 
 vmas = import_optional("vmas", "vmas")
 spaces = import_optional("gym.spaces", "vmas")  # VMAS describes its spaces with gym's classes
+_SHARED_STATE = import_optional("vmas.simulator.environment.environment", "vmas").Environment.vmas_random_state
 
 # VMAS scenarios mostly have no horizon of their own; a shorthand gets this one.
 DEFAULT_EPISODE_LENGTH = 100
@@ -60,17 +63,27 @@ def _make(name: str, kwargs: dict[str, Any], n_envs: int, device: torch.device |
 
 def probe(name: str, kwargs: dict[str, Any], where: str) -> tuple[int, int | None]:
     """(agents, horizon or None) of a VMAS scenario, for a shorthand's scenario."""
-    with _isolated(torch.get_rng_state()):
+    with _own_random(_seeded(0)):
         env = _make(name, kwargs, 1, "cpu", None, where)
     return env.n_agents, env.max_steps
 
 
+def _seeded(seed: int) -> list[Any]:
+    """A fresh VMAS random state: torch, numpy and Python generators seeded with `seed`."""
+    return [torch.Generator().manual_seed(seed).get_state(), np.random.RandomState(seed).get_state(),
+            random.Random(seed).getstate()]
+
+
 @contextmanager
-def _isolated(state: torch.Tensor) -> Iterator[None]:
-    """Run with torch's CPU generator at `state`, restoring the caller's afterwards."""
-    with torch.random.fork_rng(devices=[]):
-        torch.set_rng_state(state)
-        yield
+def _own_random(state: list[Any]) -> Iterator[list[Any]]:
+    """Run VMAS with `state` (updated in place as VMAS draws), restoring the shared one after."""
+    theirs = list(_SHARED_STATE)
+    _SHARED_STATE[:] = state
+    try:
+        yield state
+    finally:
+        state[:] = _SHARED_STATE
+        _SHARED_STATE[:] = theirs
 
 
 def _action_space(space: Any, where: str) -> ActionSpace:
@@ -91,8 +104,8 @@ class VmasBatched(BatchedEnv):
         super().__init__(n_envs, seed, device)
         where = scenario.source
         self.seed = seed
-        self._rng = torch.Generator().manual_seed(seed).get_state()
-        with self._random():
+        self._rng = _seeded(seed)
+        with _own_random(self._rng):
             self.env = _make(scenario.model.target, scenario.model.kwargs, n_envs, self.device,
                              scenario.episode_length, where)
         env = self.env
@@ -112,12 +125,6 @@ class VmasBatched(BatchedEnv):
         self._obs = torch.zeros(n_envs, n, obs_dim, device=self.device)
         self._over = torch.zeros(n_envs, dtype=torch.bool, device=self.device)
 
-    @contextmanager
-    def _random(self) -> Iterator[None]:
-        with _isolated(self._rng):
-            yield
-            self._rng = torch.get_rng_state()
-
     def _store(self, obs: list[torch.Tensor], live: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fresh = torch.zeros_like(self._obs)
         for i, o in enumerate(obs):
@@ -127,8 +134,8 @@ class VmasBatched(BatchedEnv):
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if seed is not None:
-            self.seed, self._rng = seed, torch.Generator().manual_seed(seed).get_state()
-        with self._random():
+            self.seed, self._rng = seed, _seeded(seed)
+        with _own_random(self._rng):
             obs = self.env.reset()
         self.t = 0
         self._over.zero_()
@@ -138,7 +145,7 @@ class VmasBatched(BatchedEnv):
         a = actions.to(self.device)
         per_agent = [a[:, i] if self.spec.action_space.kind == "discrete" else a[:, i, None]
                      for i in range(self.spec.n_agents)]
-        with self._random():
+        with _own_random(self._rng):
             obs, rew, dones, _ = self.env.step(per_agent)
         live = ~self._over
         reward = torch.stack(rew, dim=-1) * live[:, None]
@@ -155,11 +162,13 @@ class VmasBatched(BatchedEnv):
         return team_reward_kpi(info["team_reward"][:, None])
 
     def get_state(self) -> dict[str, torch.Tensor]:
-        return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "rng": self._rng.clone()}
+        return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "rng": self._rng[0].clone()}
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        """VMAS's world is not ours to save: start a fresh episode from the saved random stream
-        (exact when the checkpoint fell at an episode's end) and keep the clock."""
-        self.seed, self._rng = int(state["seed"]), state["rng"].clone()
+        """VMAS's world is not ours to save: start a fresh episode from the saved torch stream
+        (numpy's and Python's from the seed) and keep the clock."""
+        self.seed = int(state["seed"])
+        self._rng = _seeded(self.seed)
+        self._rng[0] = state["rng"].clone()
         self.reset()
         self.t = int(state["t"])
