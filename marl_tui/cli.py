@@ -62,7 +62,8 @@ def complete_device(incomplete: str) -> list[str]:
 
 
 ScenarioArg = Annotated[
-    str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`) or a .toml path",
+    str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`), a .toml path, or an "
+                        "external env: pettingzoo:MODULE[:FACTORY] or vmas:SCENARIO",
                         autocompletion=complete_scenario)
 ]
 
@@ -233,7 +234,8 @@ def eval_(
 def run(
     scenario: Annotated[
         str | None,
-        typer.Argument(help="a bundled scenario name or a .toml path (with --load: optional)",
+        typer.Argument(help="a bundled scenario name, a .toml path or pettingzoo:MODULE / vmas:SCENARIO "
+                       "(with --load: optional)",
                        autocompletion=complete_scenario),
     ] = None,
     algo: Annotated[

@@ -33,9 +33,15 @@ def no_oracle() -> Oracle:
     return Oracle(values={}, summary="no oracle (external environment)", kpis={}, team_return=float("nan"))
 
 
-def team_reward_kpi(reward: torch.Tensor) -> dict[str, torch.Tensor | float]:
+def external_info(reward: torch.Tensor, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A step's info: the team reward and every agent's observation [B, N, O] (the generic scene
+    panel draws them: an external env has no domain quantities marl-tui knows)."""
+    return {"team_reward": reward.sum(-1), "obs": obs}
+
+
+def team_reward_kpi(info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
     """The reward summed over agents, averaged over copies: a 0-dim tensor (no sync)."""
-    return {TEAM_REWARD_KPI: reward.sum(-1).mean()}
+    return {TEAM_REWARD_KPI: info["team_reward"].mean()}
 
 
 def padded_width(sizes: list[int]) -> int:

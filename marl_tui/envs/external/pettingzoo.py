@@ -22,6 +22,7 @@ import torch
 from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult, make_env
 from marl_tui.envs.external.common import (
     check_agents,
+    external_info,
     import_optional,
     no_oracle,
     padded_width,
@@ -318,13 +319,13 @@ class PettingZooBatched(BatchedEnv):
         obs, state = self._outputs()
         reward_t = torch.as_tensor(reward, device=self.device)
         done = torch.full((self.n_envs,), self.t >= self.spec.episode_length, device=self.device)
-        return StepResult(obs, state, reward_t, done, {"team_reward": reward_t.sum(-1)})
+        return StepResult(obs, state, reward_t, done, external_info(reward_t, obs))
 
     def oracle(self) -> Oracle:
         return no_oracle()
 
     def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-        return team_reward_kpi(info["team_reward"][:, None])
+        return team_reward_kpi(info)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "episode": torch.tensor(self.episode)}

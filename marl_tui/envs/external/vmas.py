@@ -20,6 +20,7 @@ import torch
 from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult
 from marl_tui.envs.external.common import (
     check_agents,
+    external_info,
     import_optional,
     no_oracle,
     padded_width,
@@ -153,13 +154,13 @@ class VmasBatched(BatchedEnv):
         self.t += 1
         obs_t, state = self._store(obs, live)
         done = torch.full((self.n_envs,), self.t >= self.spec.episode_length, device=self.device)
-        return StepResult(obs_t, state, reward, done, {"team_reward": reward.sum(-1)})
+        return StepResult(obs_t, state, reward, done, external_info(reward, obs_t))
 
     def oracle(self) -> Oracle:
         return no_oracle()
 
     def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-        return team_reward_kpi(info["team_reward"][:, None])
+        return team_reward_kpi(info)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "rng": self._rng[0].clone()}

@@ -27,6 +27,7 @@ class SceneData:
     agent_names: tuple[str, ...] = ()
     episode_length: int = 0
     n_envs: int = 1
+    discrete_actions: int = 0  # actions to choose from; 0: continuous
     explain: Explain | None = None  # explain() for the decision taken in this step
     algo: str = ""
     recent: tuple[StepScene, ...] = ()  # consecutive steps of the same view, oldest first, ending at `record`
@@ -36,15 +37,17 @@ class SceneData:
 def kpi_lines(data: SceneData, width: int) -> Text:
     """'last episode (oracle)' for every KPI, packed into as few lines as fit."""
     t = Text()
-    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched (oracle): "
-            if data.greedy else "KPIs, last episode (oracle): ")
+    oracle = "(oracle)" if data.oracle_kpis else "(no oracle for this environment)"
+    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched {oracle}: "
+            if data.greedy else f"KPIs, last episode {oracle}: ")
     t.append(head, style="bold")
     if not data.kpis:
         t.append("none yet — the first episode is still running", style="dim")
         return t
     col, first = len(head), True
     for k, v in data.kpis.items():
-        item = f"{humanise(k)} {kpi_value(k, v)} ({kpi_value(k, data.oracle_kpis.get(k))})"
+        reference = f" ({kpi_value(k, data.oracle_kpis.get(k))})" if data.oracle_kpis else ""
+        item = f"{humanise(k)} {kpi_value(k, v)}{reference}"
         if not first and col + len(item) + 3 > width:
             t.append("\n")
             col = 0
@@ -100,20 +103,6 @@ class ScenePanel(Panel):
 
     def lines(self, data: SceneData, width: int) -> Any:
         raise NotImplementedError
-
-
-class GenericPanel(ScenePanel):
-    """Any other kind: the record's numbers as they are."""
-
-    TITLE = "scenario"
-
-    def lines(self, data: SceneData, width: int) -> Any:
-        t = step_header(data, "t")
-        for k, v in data.record.info.items():
-            t.append(f"\n{k}: {v}")
-        t.append("\n")
-        t.append(kpi_lines(data, width))
-        return t
 
 
 def styled_cells(cells: list[str], styles: list[str]) -> Text:
