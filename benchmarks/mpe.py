@@ -7,15 +7,17 @@ of training) and writes benchmarks/results/mpe.json. CPU-seconds, not wall secon
 shared, and EPyMARL's figures are per CPU-second too. The random row is the random baseline's
 evaluation (no training).
 
-    python benchmarks/mpe.py                      # everything (hours on two cores)
+    python benchmarks/mpe.py --jobs 3             # everything (runs 3 at a time; about an hour)
     python benchmarks/mpe.py --only mappo --seeds 1 --steps 20000 --episodes 10   # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import math
+import multiprocessing
 import platform
 import statistics
 import time
@@ -37,6 +39,7 @@ EPYMARL_STEPS_PER_CPU_S = {"qmix": 490.0, "mappo": 702.0, "maddpg": 266.0}
 
 
 def run_one(algo: str, seed: int, steps: int, episodes: int) -> dict:
+    torch.set_num_threads(1)  # each run on one thread, in its own process
     sc = load_scenario(SCENARIO)
     trainer = build_run(RunConfig(scenario=sc, algo=algo, seed=seed, steps=steps))
     cpu, wall = time.process_time(), time.perf_counter()
@@ -64,19 +67,23 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=200_000)
     ap.add_argument("--episodes", type=int, default=100)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time, each in its own process")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mpe.json")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     algos = args.only or [*ALGOS, "random"]
+    jobs = [(algo, seed) for algo in algos for seed in range(1, args.seeds + 1)]
     runs: list[dict] = []
     print(f"{'algo':<8}{'seed':>5}{'env steps':>11}{'CPU s':>9}{'steps/CPU-s':>13}{'return':>10}", flush=True)
-    for algo in algos:
-        for seed in range(1, args.seeds + 1):
-            r = run_one(algo, seed, args.steps, args.episodes)
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=spawn) as pool:
+        futures = [pool.submit(run_one, algo, seed, args.steps, args.episodes) for algo, seed in jobs]
+        for fut in concurrent.futures.as_completed(futures):
+            r = fut.result()
             runs.append(r)
             rate = "—" if r["steps_per_cpu_second"] is None else f"{r['steps_per_cpu_second']:,.0f}"
-            print(f"{algo:<8}{seed:>5}{r['env_steps']:>11,}{r['cpu_seconds']:>9.1f}{rate:>13}{r['return']:>10.1f}",
-                  flush=True)
+            print(f"{r['algo']:<8}{r['seed']:>5}{r['env_steps']:>11,}{r['cpu_seconds']:>9.1f}{rate:>13}"
+                  f"{r['return']:>10.1f}", flush=True)
+    runs.sort(key=lambda r: (algos.index(r["algo"]), r["seed"]))
     table = []
     for algo in algos:
         rs = [r for r in runs if r["algo"] == algo]

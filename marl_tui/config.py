@@ -344,6 +344,16 @@ EXTERNAL_TARGETS: dict[str, type[PettingZooTarget | VmasTarget]] = {
 }
 EXTRAS = {"pettingzoo": "pettingzoo", "vmas": "vmas"}
 
+# Hyperparameters for every external env, under a file's own [train.ALGO] tables (measured on
+# MPE simple_spread: README "Your own environment"). QMIX's generic gamma 0.99 and lr 1e-3 let
+# Q_total run away there (team return -102 at 100k steps, TD loss rising 30x); 0.95 and 5e-4 learn
+# (-58). Budgets: the 200k env steps EPyMARL's comparison uses.
+EXTERNAL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "qmix": {"steps": 200_000, "gamma": 0.95, "lr": 5e-4},
+    "mappo": {"steps": 200_000},
+    "maddpg": {"steps": 200_000},
+}
+
 # Parallel copies of an external env when a shorthand names it (a file says its own): see
 # README "Your own environment" for the measurement behind it.
 EXTERNAL_COPIES = 32
@@ -616,6 +626,9 @@ def _parse_scenario(text: str, origin: str) -> Scenario:
                             f"algorithms are: {', '.join(ALGOS)}")
         if not isinstance(table, dict):
             raise UserError(f"{origin}: [train.{algo}] must be a table of key = value lines")
+    if target_schema is not None:
+        train = {algo: {**EXTERNAL_TRAIN_DEFAULTS.get(algo, {}), **train.get(algo, {})}
+                 for algo in dict.fromkeys([*EXTERNAL_TRAIN_DEFAULTS, *train])}
     fields = {k: getattr(header, k) for k in header_keys}
     # Shown in lists, the app and `info`: escape sequences in it would drive the terminal.
     fields["description"] = printable(header.description)
