@@ -263,16 +263,17 @@ class WarehouseModel(PerAgent):
 
 
 @dataclass(frozen=True)
-class FulfillmentModel:
-    """One order per step; cost_i = w_d dist + w_l load + w_i / inv; infeasible if inv=0 or full."""
+class FulfillmentModel(PerAgent):
+    """One order per step; cost_i = w_d dist + w_l load + w_i / inv; infeasible if inv=0 or full.
+    The three weights are one number for all stores or a list, one per store."""
 
     positions: Annotated[
         list[list[float]], Meta(description="store coordinates [x, y] in km, one per agent")
     ] = field(default_factory=list)
     area: Annotated[float, Meta(gt=0, le=MONEY, description="side of the square orders come from (km)")] = 10.0
-    distance_weight: Annotated[float, Money(description="cost per km")] = 1.0
-    load_weight: Annotated[float, Money(description="cost per unit of current load")] = 0.5
-    inventory_weight: Annotated[float, Money(description="cost numerator over stock")] = 2.0
+    distance_weight: per_agent(Money(description="cost per km")) = 1.0
+    load_weight: per_agent(Money(description="cost per unit of current load")) = 0.5
+    inventory_weight: per_agent(Money(description="cost numerator over stock")) = 2.0
     max_inventory: Annotated[int, Meta(ge=1, le=100, description="stock drawn from 0..this")] = 5
     max_load: Annotated[
         int, Meta(ge=1, le=100, description="load drawn from 0..this; at this a store is full")
@@ -290,7 +291,7 @@ class FulfillmentModel:
     reward_scale: Annotated[float, SCALE] = 0.1
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
-        out = []
+        out = self.length_problems(agents)
         if len(self.positions) != agents:
             out.append(("positions", f"{len(self.positions)} entries but agents = {agents}: "
                                      "give one [x, y] per store"))
