@@ -71,7 +71,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "mpe.json")
     args = ap.parse_args()
     algos = args.only or [*ALGOS, "random"]
-    jobs = [(algo, seed) for algo in algos for seed in range(1, args.seeds + 1)]
+    # Seed by seed across the algorithms, and the JSON rewritten after every run: a benchmark
+    # stopped early still has every algorithm on its first seeds.
+    jobs = [(algo, seed) for seed in range(1, args.seeds + 1) for algo in algos]
     runs: list[dict] = []
     print(f"{'algo':<8}{'seed':>5}{'env steps':>11}{'CPU s':>9}{'steps/CPU-s':>13}{'return':>10}", flush=True)
     spawn = multiprocessing.get_context("spawn")
@@ -83,30 +85,49 @@ def main() -> None:
             rate = "—" if r["steps_per_cpu_second"] is None else f"{r['steps_per_cpu_second']:,.0f}"
             print(f"{r['algo']:<8}{r['seed']:>5}{r['env_steps']:>11,}{r['cpu_seconds']:>9.1f}{rate:>13}"
                   f"{r['return']:>10.1f}", flush=True)
-    runs.sort(key=lambda r: (algos.index(r["algo"]), r["seed"]))
+            write(args, algos, runs)
+    print()
+    for line in table_lines(write(args, algos, runs)):
+        print(line)
+    print(f"wrote {args.out}")
+
+
+def summarise(algos: list[str], runs: list[dict]) -> list[dict]:
     table = []
     for algo in algos:
-        rs = [r for r in runs if r["algo"] == algo]
+        rs = sorted((r for r in runs if r["algo"] == algo), key=lambda r: r["seed"])
+        if not rs:
+            continue
         returns = [r["return"] for r in rs]
         rates = [r["steps_per_cpu_second"] for r in rs if r["steps_per_cpu_second"]]
         table.append({"algo": algo, "seeds": len(rs), "return_mean": statistics.fmean(returns),
                       "return_ci95": ci95(returns), "epymarl_return": EPYMARL_RETURN[algo],
                       "steps_per_cpu_second": statistics.fmean(rates) if rates else None,
                       "epymarl_steps_per_cpu_second": EPYMARL_STEPS_PER_CPU_S.get(algo)})
-    print(f"\n{'algo':<8}{'return (95 % CI)':>22}{'EPyMARL':>9}{'steps/CPU-s':>13}{'EPyMARL':>9}{'ratio':>7}")
-    for t in table:
-        rate, theirs = t["steps_per_cpu_second"], t["epymarl_steps_per_cpu_second"]
-        ratio = f"{rate / theirs:.1f}x" if rate and theirs else "—"
-        print(f"{t['algo']:<8}{t['return_mean']:>12.1f} ± {t['return_ci95']:<7.1f}{t['epymarl_return']:>9.1f}"
-              f"{(f'{rate:,.0f}' if rate else '—'):>13}{(f'{theirs:,.0f}' if theirs else '—'):>9}{ratio:>7}")
+    return table
+
+
+def write(args: argparse.Namespace, algos: list[str], runs: list[dict]) -> list[dict]:
+    table = summarise(algos, runs)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
             "torch_threads": 1, "steps": args.steps, "seeds": args.seeds, "episodes": args.episodes,
             "scenario": "scenarios/external/simple-spread.toml"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "table": table, "runs": runs}, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    return table
 
+
+def table_lines(table: list[dict]) -> list[str]:
+    lines = [f"{'algo':<8}{'seeds':>6}{'return (95 % CI)':>22}{'EPyMARL':>9}{'steps/CPU-s':>13}{'EPyMARL':>9}"
+             f"{'ratio':>7}"]
+    for t in table:
+        rate, theirs = t["steps_per_cpu_second"], t["epymarl_steps_per_cpu_second"]
+        ratio = f"{rate / theirs:.1f}x" if rate and theirs else "—"
+        lines.append(f"{t['algo']:<8}{t['seeds']:>6}{t['return_mean']:>12.1f} ± {t['return_ci95']:<7.1f}"
+                     f"{t['epymarl_return']:>9.1f}{(f'{rate:,.0f}' if rate else '—'):>13}"
+                     f"{(f'{theirs:,.0f}' if theirs else '—'):>9}{ratio:>7}")
+    return lines
 
 if __name__ == "__main__":
     main()
