@@ -16,6 +16,7 @@ import typer
 from typer.exceptions import TyperException
 
 from marl_tui import __version__
+from marl_tui.catalogue import find_scenario
 from marl_tui.config import (
     ALGOS,
     CHECKPOINT_EVERY,
@@ -25,7 +26,6 @@ from marl_tui.config import (
     SEED,
     STEPS,
     check_flag,
-    load_scenario,
     scenario_choices,
 )
 from marl_tui.errors import UserError
@@ -136,7 +136,7 @@ def info(
     """Describe one scenario: agents, actions, and its exact reference answer."""
     from marl_tui.catalogue import cached_scenario_info, scenario_info_text
 
-    sc = load_scenario(scenario)
+    sc = find_scenario(scenario)
     data = cached_scenario_info(sc)
     stem = Path(sc.source).stem
     if sc.name != stem:  # a copied file keeps the name it was copied from: say so, don't rename it
@@ -190,7 +190,7 @@ def train(
     continues exactly where it stopped."""
     from marl_tui.headless import run_headless
 
-    sc = load_scenario(scenario)
+    sc = find_scenario(scenario)
     overrides = _hp_overrides(lr, gamma, explore, algo)
     code = run_headless(sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
                         out=out, overrides=overrides, jsonl=jsonl, checkpoint_every=checkpoint_every)
@@ -259,7 +259,7 @@ def run(
     if load is None:
         if scenario is None:
             raise UserError("marl-tui run needs a scenario (see `marl-tui scenarios`), or --load CHECKPOINT")
-        sc = load_scenario(scenario)
+        sc = find_scenario(scenario)
         algo = algo or "mappo"
         from marl_tui.algos.registry import algorithm_class
 
@@ -403,7 +403,7 @@ def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int
     ckpt = read_checkpoint(ckpt_path)
     cfg = run_config_from(ckpt, ckpt_path, out_dir=None, device="cpu")
     algo = algo or cfg.algo
-    sc = load_scenario(scenario) if scenario is not None else cfg.scenario
+    sc = find_scenario(scenario) if scenario is not None else cfg.scenario
     check_compatible(ckpt, ckpt_path, algo, sc, envs)
     if seed is not None and seed != cfg.seed:
         raise UserError(f"--seed {seed}: the checkpoint was trained with seed {cfg.seed}; leave --seed out")

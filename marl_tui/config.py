@@ -710,55 +710,16 @@ def read_scenario_text(path: Path, shown: str) -> str:
         raise UserError(f"scenario file {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
-# The shorthand's default factory: PettingZoo's own name for a module's parallel env.
-DEFAULT_FACTORY = "parallel_env"
-# Set where the shorthand names a VMAS scenario: marl-tui's learners take one action number per
-# agent, and VMAS's continuous actions are vectors (README "Your own environment").
-VMAS_SHORTHAND_MODEL = {"continuous_actions": False}
-
-
-def external_shorthand(text: str) -> Scenario | None:
-    """``pettingzoo:MODULE[:FACTORY]`` or ``vmas:SCENARIO`` as a scenario (its agents and horizon
-    read from the env itself, EXTERNAL_COPIES copies, seed 0); None for anything else."""
-    kind, sep, target = text.partition(":")
-    if not sep or kind not in EXTERNAL_TARGETS:
-        return None
-    if kind == "pettingzoo" and ":" not in target:
-        target = f"{target}:{DEFAULT_FACTORY}"
-    key = next(f.name for f in dataclasses.fields(EXTERNAL_TARGETS[kind]))
-    check_table(EXTERNAL_TARGETS[kind], {key: target}, "", text)
-    model = VMAS_SHORTHAND_MODEL if kind == "vmas" else {}
-    if kind == "vmas":
-        from marl_tui.envs.external.vmas import DEFAULT_EPISODE_LENGTH
-        from marl_tui.envs.external.vmas import probe as probe_vmas
-
-        agents, horizon = probe_vmas(target, model, text)
-        horizon = horizon or DEFAULT_EPISODE_LENGTH
-    else:
-        from marl_tui.envs.external.pettingzoo import probe as probe_pettingzoo
-
-        agents, horizon = probe_pettingzoo(target, model, text)
-        if not horizon:
-            raise UserError(f"{text}: the env does not say its episode length (max_cycles): write a scenario "
-                            "file with episode_length (README: Your own environment)")
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", target.split(":")[0].rsplit(".", 1)[-1])
-    import tomli_w
-
-    toml = tomli_w.dumps({
-        "name": name, "kind": kind, key: target,
-        "description": f"{kind} {target}, from the command-line shorthand {text}",
-        "agents": agents, "episode_length": int(horizon), "parallel_envs": EXTERNAL_COPIES, "seed": 0,
-        "model": model,
-    })
-    return parse_scenario(toml, text)
+def is_external_shorthand(text: str) -> bool:
+    """``pettingzoo:...`` or ``vmas:...``: an external env named on the command line, which
+    envs/external/shorthand.py turns into a scenario (it builds the env to read it)."""
+    kind, sep, _ = text.partition(":")
+    return bool(sep) and kind in EXTERNAL_TARGETS
 
 
 def load_scenario(name_or_path: str) -> Scenario:
-    """A bundled name (``pricing``), a path to a .toml file, or an external env's shorthand
-    (``pettingzoo:mpe2.simple_spread_v3``, ``vmas:navigation``)."""
-    external = external_shorthand(name_or_path)
-    if external is not None:
-        return external
+    """A bundled name (``pricing``) or a path to a .toml file (catalogue.find_scenario also
+    takes an external env's shorthand)."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.parent != Path("."):
         return parse_scenario(read_scenario_text(path, name_or_path), str(path))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from marl_tui.catalogue import find_scenario
 from marl_tui.config import EXTERNAL_COPIES, has_oracle, load_scenario
 from marl_tui.envs.base import make_env
 from marl_tui.errors import UserError
@@ -72,15 +73,15 @@ def test_external_files_parse_without_importing_their_packages() -> None:
 
 @needs_mpe
 def test_shorthand_reads_agents_and_horizon_from_the_env() -> None:
-    sc = load_scenario("pettingzoo:mpe2.simple_spread_v3")
+    sc = find_scenario("pettingzoo:mpe2.simple_spread_v3")
     assert (sc.agents, sc.episode_length, sc.parallel_envs) == (3, 25, EXTERNAL_COPIES)
     assert sc.model.target == "mpe2.simple_spread_v3:parallel_env"
-    assert load_scenario(sc.source).text == sc.text  # the run directory's copy reads back the same
+    assert find_scenario(sc.source).text == sc.text  # the same scenario every time
 
 
 @needs_vmas
 def test_vmas_shorthand_uses_discrete_actions() -> None:
-    sc = load_scenario("vmas:navigation")
+    sc = find_scenario("vmas:navigation")
     env = make_env(sc, n_envs=2)
     assert env.spec.action_space.kind == "discrete" and env.spec.n_agents == sc.agents
 
