@@ -231,3 +231,51 @@ def test_a_missing_extra_names_it(kind: str, package: str, monkeypatch: pytest.M
 
     with pytest.raises(UserError, match=rf"pip install 'marl-tui\[{kind}\]'"):
         make_env(parse_scenario(text, "x.toml"), n_envs=1)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@needs_mpe
+@pytest.mark.parametrize("algo", ["qmix", "maddpg", "mappo"])
+async def test_the_app_draws_an_external_env_with_its_generic_panel(algo: str) -> None:
+    """One step, paused: the generic scene panel and the why panel draw it (no error line)."""
+    from marl_tui.tui.app import MarlApp
+    from marl_tui.tui.session import RunRequest, no_run_dir
+    from marl_tui.tui.widgets.external import ExternalPanel
+    from marl_tui.tui.widgets.why import why_text
+    from tests.test_tui import shown_step, started, until
+
+    request = RunRequest(scenario=load_scenario(str(EXAMPLES / "simple-spread.toml")), algo=algo, seed=0,
+                         n_envs=4, steps=None, overrides={})
+    app = MarlApp(request=request, start_paused=True, run_dir=no_run_dir)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await started(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: shown_step(screen) == 1, what="the first step")
+        assert isinstance(screen.scene, ExternalPanel)
+        scene = screen.scene.safe_lines(screen.scene.data, 70).plain
+        assert "agent_2" in scene and "observations: 18 numbers per agent" in scene and "cannot draw" not in scene
+        assert "no oracle" in scene
+        why = why_text(screen.query_one("#why").data, 46).plain
+        assert "failed" not in why and "agent_0" in why
+        await pilot.press("q")
+
+
+def test_the_generic_panel_shows_continuous_actions_as_a_trace_and_discrete_as_a_histogram() -> None:
+    from marl_tui.stream.frames import StepScene
+    from marl_tui.tui.widgets.external import ExternalPanel, histogram, sparkline
+    from marl_tui.tui.widgets.scene import SceneData
+
+    steps = tuple(StepScene(step=k, env_steps=4 * k, episode=0, t=k, actions=(0.1 * k, 1.0 - 0.1 * k),
+                            reward=(-1.0, -2.0), info={"obs": (0.0, 1.0, 2.0, 3.0)}) for k in range(1, 6))
+    data = SceneData(record=steps[-1], recent=steps, agent_names=("a", "b"), episode_length=10, kpis={})
+    text = ExternalPanel().lines(data, 60).plain
+    assert "(oldest first)" in text  # continuous: each agent's values over time
+    assert "-5" in text and "-10" in text  # each agent's reward summed over the episode so far
+    assert "observations: 2 numbers per agent" in text
+    assert sparkline([0.0, 1.0, 2.0], 10) == " ▄█" and sparkline([3.0, 3.0], 10) == "  "
+    assert histogram([0, 2, 4]) == "0· 1▄ 2█"
+    discrete = ExternalPanel().lines(SceneData(record=steps[-1], recent=steps, agent_names=("a", "b"),
+                                               episode_length=10, discrete_actions=3), 60).plain
+    assert "actions over the last 5 steps:" in discrete
