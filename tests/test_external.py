@@ -165,7 +165,7 @@ def test_train_resume_eval_on_an_external_env_through_the_cli(cli, tmp_path: Pat
                             "--envs", "4", "--out", out)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "finished" and summary["oracle_team_return"] is None
+    assert summary["status"] == "finished" and summary["oracle_team_return"] is None and not summary["has_oracle"]
     code, stdout, err = cli("resume", out, "--steps", "2400")
     assert code == 0, err
     code, stdout, err = cli("eval", out, "--episodes", "6")
