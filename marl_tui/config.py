@@ -337,13 +337,11 @@ class VmasTarget:
         "a VMAS scenario name, e.g. 'navigation' (vmas.scenarios lists them)"))]
 
 
-# Kinds whose environment comes from another package: the schema of their one top-level key,
-# and the optional extra that installs the package.
+# Kinds whose environment comes from another package: the schema of their one top-level key.
 EXTERNAL_TARGETS: dict[str, type[PettingZooTarget | VmasTarget]] = {
     "pettingzoo": PettingZooTarget,
     "vmas": VmasTarget,
 }
-EXTRAS = {"pettingzoo": "pettingzoo", "vmas": "vmas"}
 
 # Hyperparameters for every external env, under a file's own [train.ALGO] tables (measured on
 # MPE simple_spread: README "Your own environment"). QMIX's generic gamma 0.99 and lr 1e-3 let
@@ -603,7 +601,8 @@ def _parse_scenario(text: str, origin: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML ({exc}); fix the syntax at that line") from None
     header_keys = [f.name for f in dataclasses.fields(ScenarioHeader)]
-    target_schema = EXTERNAL_TARGETS.get(data.get("kind"))  # type: ignore[arg-type]
+    kind = data.get("kind")  # checked below: here only whether it names an external kind
+    target_schema = EXTERNAL_TARGETS.get(kind) if isinstance(kind, str) else None
     target_keys = [f.name for f in dataclasses.fields(target_schema)] if target_schema else []
     _refuse_unknown(data, [*header_keys, *target_keys, "model", "train"], "", origin)
     header = check_table(ScenarioHeader, {k: v for k, v in data.items() if k in header_keys}, "", origin)
