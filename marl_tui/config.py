@@ -739,10 +739,13 @@ def load_scenario(name_or_path: str) -> Scenario:
 # below it undercutting.
 NASH_BAND_PCT = 2.0
 
+# The one figure an external env reports per step: nothing knows its best answer.
+EXTERNAL_KPI = "team_reward_per_step"
+
 # The one KPI a progress line or status bar shows first, per kind.
 HEADLINE_KPI = {
     "pricing": "mean_profit",  # a mean price can sit on the oracle's while every store is off it
     "warehouse": "pct_of_optimal",
     "fulfillment": "optimal_choice_rate",
-    **dict.fromkeys(EXTERNAL_TARGETS, "team_reward_per_step"),  # no oracle: the reward itself
+    **dict.fromkeys(EXTERNAL_TARGETS, EXTERNAL_KPI),
 }

@@ -8,15 +8,12 @@ from types import ModuleType
 
 import torch
 
+from marl_tui.config import EXTERNAL_KPI
 from marl_tui.envs.base import ActionSpace, Oracle
 from marl_tui.errors import UserError
 
 # Where the optional packages come from: kind -> the marl-tui extra that installs them.
 EXTRAS = {"pettingzoo": "pettingzoo", "vmas": "vmas"}
-
-# The one figure an external env reports per step: nothing knows its best answer.
-TEAM_REWARD_KPI = "team_reward_per_step"
-
 
 def import_optional(module: str, kind: str) -> ModuleType:
     """Import `module`, or a UserError naming the extra that installs it."""
@@ -41,7 +38,7 @@ def external_info(reward: torch.Tensor, obs: torch.Tensor) -> dict[str, torch.Te
 
 def team_reward_kpi(info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
     """The reward summed over agents, averaged over copies: a 0-dim tensor (no sync)."""
-    return {TEAM_REWARD_KPI: info["team_reward"].mean()}
+    return {EXTERNAL_KPI: info["team_reward"].mean()}
 
 
 def padded_width(sizes: list[int]) -> int:
