@@ -17,9 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from marl_tui import __version__
-from marl_tui.config import Scenario, bundled_names, load_scenario, local_scenario_files
+from marl_tui.config import (
+    Scenario,
+    bundled_names,
+    has_oracle,
+    is_external_shorthand,
+    load_scenario,
+    local_scenario_files,
+)
 from marl_tui.errors import UserError
 from marl_tui.text import printable
+
+
+def find_scenario(name: str) -> Scenario:
+    """What a scenario argument names: a bundled name, a .toml path, or an external env's
+    shorthand (pettingzoo:MODULE[:FACTORY], vmas:SCENARIO; builds the env to read it)."""
+    if is_external_shorthand(name):
+        from marl_tui.envs.external.shorthand import external_shorthand
+
+        return external_shorthand(name)
+    return load_scenario(name)
 
 
 def cache_dir() -> Path:
@@ -30,7 +47,7 @@ def cache_dir() -> Path:
 
 def cached_scenario_info(source: str | Scenario) -> dict[str, Any]:
     """scenario_info(source), from the cache when this exact file was seen before."""
-    sc = source if isinstance(source, Scenario) else load_scenario(source)  # quick; the oracle costs
+    sc = source if isinstance(source, Scenario) else find_scenario(source)  # quick; the oracle costs
     key = hashlib.sha256(f"{__version__}\0{sc.source}\0{sc.text}".encode()).hexdigest()[:32]
     path = cache_dir() / f"{key}.json"
     with contextlib.suppress(OSError, ValueError):
@@ -49,7 +66,7 @@ def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
     from marl_tui.algos.registry import resolve_hparams
     from marl_tui.envs.base import make_env
 
-    sc = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
+    sc = name_or_path if isinstance(name_or_path, Scenario) else find_scenario(name_or_path)
     for algo in sc.train:  # [train.ALGO] tables are checked here too, not only when training
         resolve_hparams(algo, sc)
     env = make_env(sc, n_envs=1)
@@ -68,6 +85,7 @@ def scenario_info(name_or_path: str | Scenario) -> dict[str, Any]:
         "episode_length": spec.episode_length,
         "parallel_envs": sc.parallel_envs,
         "seed": sc.seed,
+        "has_oracle": has_oracle(sc.kind),  # False: an external env, nothing knows its best answer
         "oracle": oracle.values,
         "oracle_summary": oracle.summary,
         "oracle_kpis": oracle.kpis,

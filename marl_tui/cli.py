@@ -16,15 +16,16 @@ import typer
 from typer.exceptions import TyperException
 
 from marl_tui import __version__
+from marl_tui.catalogue import find_scenario
 from marl_tui.config import (
     ALGOS,
     CHECKPOINT_EVERY,
     COPIES,
     DEVICES,
+    EVAL_EPISODES,
     SEED,
     STEPS,
     check_flag,
-    load_scenario,
     scenario_choices,
 )
 from marl_tui.errors import UserError
@@ -61,7 +62,8 @@ def complete_device(incomplete: str) -> list[str]:
 
 
 ScenarioArg = Annotated[
-    str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`) or a .toml path",
+    str, typer.Argument(help="a bundled scenario name (see `marl-tui scenarios`), a .toml path, or an "
+                        "external env: pettingzoo:MODULE[:FACTORY] or vmas:SCENARIO",
                         autocompletion=complete_scenario)
 ]
 
@@ -134,7 +136,7 @@ def info(
     """Describe one scenario: agents, actions, and its exact reference answer."""
     from marl_tui.catalogue import cached_scenario_info, scenario_info_text
 
-    sc = load_scenario(scenario)
+    sc = find_scenario(scenario)
     data = cached_scenario_info(sc)
     stem = Path(sc.source).stem
     if sc.name != stem:  # a copied file keeps the name it was copied from: say so, don't rename it
@@ -188,7 +190,7 @@ def train(
     continues exactly where it stopped."""
     from marl_tui.headless import run_headless
 
-    sc = load_scenario(scenario)
+    sc = find_scenario(scenario)
     overrides = _hp_overrides(lr, gamma, explore, algo)
     code = run_headless(sc, algo=algo, steps=steps, seed=seed, n_envs=envs, device=device,
                         out=out, overrides=overrides, jsonl=jsonl, checkpoint_every=checkpoint_every)
@@ -218,7 +220,7 @@ def resume(
 @app.command(name="eval")
 def eval_(
     target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
-    episodes: Annotated[int, typer.Option(help="episodes of greedy play (each over every copy)")] = 4,
+    episodes: Annotated[int, typer.Option(help="episodes of greedy play, exactly")] = EVAL_EPISODES,
     as_json: Annotated[bool, typer.Option("--json", help="print eval.json instead of a table")] = False,
     device: DeviceOpt = "cpu",
 ) -> None:
@@ -232,7 +234,8 @@ def eval_(
 def run(
     scenario: Annotated[
         str | None,
-        typer.Argument(help="a bundled scenario name or a .toml path (with --load: optional)",
+        typer.Argument(help="a bundled scenario name, a .toml path or pettingzoo:MODULE / vmas:SCENARIO "
+                       "(with --load: optional)",
                        autocompletion=complete_scenario),
     ] = None,
     algo: Annotated[
@@ -256,7 +259,7 @@ def run(
     if load is None:
         if scenario is None:
             raise UserError("marl-tui run needs a scenario (see `marl-tui scenarios`), or --load CHECKPOINT")
-        sc = load_scenario(scenario)
+        sc = find_scenario(scenario)
         algo = algo or "mappo"
         from marl_tui.algos.registry import algorithm_class
 
@@ -279,7 +282,7 @@ def run(
 def watch(
     target: Annotated[Path, typer.Argument(help="a run directory or a checkpoint .pt file")],
     headless: Annotated[bool, typer.Option("--headless", help="no app: play and print the scores")] = False,
-    episodes: Annotated[int, typer.Option(min=1, help="--headless: greedy episodes (each over every copy)")] = 4,
+    episodes: Annotated[int, typer.Option(min=1, help="--headless: episodes of greedy play, exactly")] = EVAL_EPISODES,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Watch a trained policy play, greedily and slowly (no learning), scored against the oracle."""
@@ -400,7 +403,7 @@ def _load_options(load: Path, scenario: str | None, algo: str | None, steps: int
     ckpt = read_checkpoint(ckpt_path)
     cfg = run_config_from(ckpt, ckpt_path, out_dir=None, device="cpu")
     algo = algo or cfg.algo
-    sc = load_scenario(scenario) if scenario is not None else cfg.scenario
+    sc = find_scenario(scenario) if scenario is not None else cfg.scenario
     check_compatible(ckpt, ckpt_path, algo, sc, envs)
     if seed is not None and seed != cfg.seed:
         raise UserError(f"--seed {seed}: the checkpoint was trained with seed {cfg.seed}; leave --seed out")

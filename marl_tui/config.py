@@ -61,6 +61,8 @@ STEPS = Meta(ge=1, description="environment steps over all parallel copies")
 COPIES = Meta(ge=1, le=1_000_000, description="parallel copies of the environment")
 SEED = Meta(ge=0, le=MAX_SEED, description="random seed")
 CHECKPOINT_EVERY = Meta(ge=0, description="env steps between checkpoints; 0: only at the end")
+# `marl-tui eval` and `watch --headless`: greedy episodes played, in all (EPyMARL reports 100).
+EVAL_EPISODES = 100
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = typing.get_args(Device)
 
@@ -261,16 +263,17 @@ class WarehouseModel(PerAgent):
 
 
 @dataclass(frozen=True)
-class FulfillmentModel:
-    """One order per step; cost_i = w_d dist + w_l load + w_i / inv; infeasible if inv=0 or full."""
+class FulfillmentModel(PerAgent):
+    """One order per step; cost_i = w_d dist + w_l load + w_i / inv; infeasible if inv=0 or full.
+    The three weights are one number for all stores or a list, one per store."""
 
     positions: Annotated[
         list[list[float]], Meta(description="store coordinates [x, y] in km, one per agent")
     ] = field(default_factory=list)
     area: Annotated[float, Meta(gt=0, le=MONEY, description="side of the square orders come from (km)")] = 10.0
-    distance_weight: Annotated[float, Money(description="cost per km")] = 1.0
-    load_weight: Annotated[float, Money(description="cost per unit of current load")] = 0.5
-    inventory_weight: Annotated[float, Money(description="cost numerator over stock")] = 2.0
+    distance_weight: per_agent(Money(description="cost per km")) = 1.0
+    load_weight: per_agent(Money(description="cost per unit of current load")) = 0.5
+    inventory_weight: per_agent(Money(description="cost numerator over stock")) = 2.0
     max_inventory: Annotated[int, Meta(ge=1, le=100, description="stock drawn from 0..this")] = 5
     max_load: Annotated[
         int, Meta(ge=1, le=100, description="load drawn from 0..this; at this a store is full")
@@ -288,7 +291,7 @@ class FulfillmentModel:
     reward_scale: Annotated[float, SCALE] = 0.1
 
     def problems(self, agents: int) -> list[tuple[str, str]]:
-        out = []
+        out = self.length_problems(agents)
         if len(self.positions) != agents:
             out.append(("positions", f"{len(self.positions)} entries but agents = {agents}: "
                                      "give one [x, y] per store"))
@@ -299,13 +302,74 @@ class FulfillmentModel:
         return out
 
 
-Model = PricingModel | WarehouseModel | FulfillmentModel
+# --------------------------------------------------------------------------- external environments
+
+# A Python dotted name, for PettingZoo's "module:factory" and VMAS's scenario names.
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
+@dataclass(frozen=True)
+class ExternalModel:
+    """An environment marl-tui did not write: `target` names it (the file's top-level ``env`` or
+    ``scenario`` key), `kwargs` is the file's [model] table, passed as keyword arguments to its
+    factory. It has no oracle: nothing here knows the best answer."""
+
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def problems(self, agents: int) -> list[tuple[str, str]]:
+        return []  # checked against the environment itself when it is built (envs/external/)
+
+
+@dataclass(frozen=True)
+class PettingZooTarget:
+    """The top-level key of a ``kind = "pettingzoo"`` file."""
+
+    env: Annotated[str, Meta(pattern=rf"^{_DOTTED}:{_DOTTED}\Z", description=(
+        "a ParallelEnv factory as 'module:function', e.g. 'mpe2.simple_spread_v3:parallel_env'"))]
+
+
+@dataclass(frozen=True)
+class VmasTarget:
+    """The top-level key of a ``kind = "vmas"`` file."""
+
+    scenario: Annotated[str, Meta(pattern=rf"^{_DOTTED}\Z", description=(
+        "a VMAS scenario name, e.g. 'navigation' (vmas.scenarios lists them)"))]
+
+
+# Kinds whose environment comes from another package: the schema of their one top-level key.
+EXTERNAL_TARGETS: dict[str, type[PettingZooTarget | VmasTarget]] = {
+    "pettingzoo": PettingZooTarget,
+    "vmas": VmasTarget,
+}
+
+# Hyperparameters for every external env, under a file's own [train.ALGO] tables (measured on
+# MPE simple_spread: README "Your own environment"). QMIX's generic gamma 0.99 and lr 1e-3 let
+# Q_total run away there (team return -102 at 100k steps, TD loss rising 30x); with lr 5e-4,
+# gamma 0.95 reaches -58 and 0.9 -53. Budgets: the 200k env steps EPyMARL's comparison uses.
+EXTERNAL_TRAIN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "qmix": {"steps": 200_000, "gamma": 0.9, "lr": 5e-4},
+    "mappo": {"steps": 200_000},
+    "maddpg": {"steps": 200_000},
+}
+
+# Parallel copies of an external env when a shorthand names it (a file says its own): see
+# README "Your own environment" for the measurement behind it.
+EXTERNAL_COPIES = 32
+
+Model = PricingModel | WarehouseModel | FulfillmentModel | ExternalModel
 MODELS: dict[str, type[Model]] = {
     "pricing": PricingModel,
     "warehouse": WarehouseModel,
     "fulfillment": FulfillmentModel,
+    **dict.fromkeys(EXTERNAL_TARGETS, ExternalModel),
 }
 KINDS = tuple(MODELS)
+
+
+def has_oracle(kind: str) -> bool:
+    """Whether the kind's environment comes with an exact reference answer."""
+    return kind not in EXTERNAL_TARGETS
 
 
 @dataclass(frozen=True)
@@ -537,12 +601,20 @@ def _parse_scenario(text: str, origin: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML ({exc}); fix the syntax at that line") from None
     header_keys = [f.name for f in dataclasses.fields(ScenarioHeader)]
-    _refuse_unknown(data, [*header_keys, "model", "train"], "", origin)
+    kind = data.get("kind")  # checked below: here only whether it names an external kind
+    target_schema = EXTERNAL_TARGETS.get(kind) if isinstance(kind, str) else None
+    target_keys = [f.name for f in dataclasses.fields(target_schema)] if target_schema else []
+    _refuse_unknown(data, [*header_keys, *target_keys, "model", "train"], "", origin)
     header = check_table(ScenarioHeader, {k: v for k, v in data.items() if k in header_keys}, "", origin)
     if header.kind not in MODELS:
         raise UserError(f"{origin}: unknown kind {header.kind!r}{did_you_mean(header.kind, KINDS)}; "
                         f"kinds are: {', '.join(KINDS)}")
-    model = check_table(MODELS[header.kind], data.get("model", {}), "model", origin)
+    model: Model
+    if target_schema is not None:
+        target = check_table(target_schema, {k: data.get(k) for k in target_keys if k in data}, "", origin)
+        model = ExternalModel(getattr(target, target_keys[0]), _keyword_table(data.get("model", {}), origin))
+    else:
+        model = check_table(MODELS[header.kind], data.get("model", {}), "model", origin)
     for fname, problem in model.problems(header.agents):
         raise UserError(f"{origin}: model.{fname}: {problem}")
     train = data.get("train", {})
@@ -554,10 +626,24 @@ def _parse_scenario(text: str, origin: str) -> Scenario:
                             f"algorithms are: {', '.join(ALGOS)}")
         if not isinstance(table, dict):
             raise UserError(f"{origin}: [train.{algo}] must be a table of key = value lines")
+    if target_schema is not None:
+        train = {algo: {**EXTERNAL_TRAIN_DEFAULTS.get(algo, {}), **train.get(algo, {})}
+                 for algo in dict.fromkeys([*EXTERNAL_TRAIN_DEFAULTS, *train])}
     fields = {k: getattr(header, k) for k in header_keys}
     # Shown in lists, the app and `info`: escape sequences in it would drive the terminal.
     fields["description"] = printable(header.description)
     return Scenario(**fields, model=model, train=train, source=origin, text=text)
+
+
+def _keyword_table(table: Any, origin: str) -> dict[str, Any]:
+    """An external env's [model] table: any keyword arguments, but finite numbers only."""
+    if not isinstance(table, dict):
+        raise UserError(f"{origin}: [model] must be a table of key = value lines")
+    for key, value in table.items():
+        if not _finite(value):
+            raise UserError(f"{origin}: {_key('model', key)} = {_shown(value)} has the wrong type: "
+                            "expected a finite number")
+    return dict(table)
 
 
 # --------------------------------------------------------------------------- finding files
@@ -623,8 +709,16 @@ def read_scenario_text(path: Path, shown: str) -> str:
         raise UserError(f"scenario file {shown}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
+def is_external_shorthand(text: str) -> bool:
+    """``pettingzoo:...`` or ``vmas:...``: an external env named on the command line, which
+    envs/external/shorthand.py turns into a scenario (it builds the env to read it)."""
+    kind, sep, _ = text.partition(":")
+    return bool(sep) and kind in EXTERNAL_TARGETS
+
+
 def load_scenario(name_or_path: str) -> Scenario:
-    """A bundled name (``pricing``) or a path to a .toml file."""
+    """A bundled name (``pricing``) or a path to a .toml file (catalogue.find_scenario also
+    takes an external env's shorthand)."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.parent != Path("."):
         return parse_scenario(read_scenario_text(path, name_or_path), str(path))
@@ -645,9 +739,13 @@ def load_scenario(name_or_path: str) -> Scenario:
 # below it undercutting.
 NASH_BAND_PCT = 2.0
 
+# The one figure an external env reports per step: nothing knows its best answer.
+EXTERNAL_KPI = "team_reward_per_step"
+
 # The one KPI a progress line or status bar shows first, per kind.
 HEADLINE_KPI = {
     "pricing": "mean_profit",  # a mean price can sit on the oracle's while every store is off it
     "warehouse": "pct_of_optimal",
     "fulfillment": "optimal_choice_rate",
+    **dict.fromkeys(EXTERNAL_TARGETS, EXTERNAL_KPI),
 }

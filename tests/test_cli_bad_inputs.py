@@ -207,9 +207,9 @@ def test_pettingzoo_adapter_without_its_extra(monkeypatch: pytest.MonkeyPatch) -
     from marl_tui.errors import UserError
 
     monkeypatch.setitem(sys.modules, "pettingzoo", None)  # `import pettingzoo` now fails
-    monkeypatch.delitem(sys.modules, "marl_tui.envs.pettingzoo", raising=False)
+    monkeypatch.delitem(sys.modules, "marl_tui.envs.external.pettingzoo", raising=False)
     with pytest.raises(UserError) as err:
-        importlib.import_module("marl_tui.envs.pettingzoo")
+        importlib.import_module("marl_tui.envs.external.pettingzoo")
     line = str(err.value)
     assert err.value.exit_code == 2 and "\n" not in line
     assert "pip install 'marl-tui[pettingzoo]'" in line

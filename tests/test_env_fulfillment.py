@@ -56,12 +56,19 @@ def test_oracle_matches_reference_numbers():
     assert "3.7" in o.summary
 
 
-def test_exact_given_the_order_location():
+PER_STORE_WEIGHTS = {"distance_weight": (1.0, 0.5, 2.0), "load_weight": (0.5, 0.2, 1.0),
+                     "inventory_weight": (2.0, 3.0, 0.5)}
+
+
+@pytest.mark.parametrize("weights", [{}, PER_STORE_WEIGHTS], ids=["one-weight", "per-store"])
+def test_exact_given_the_order_location(weights):
     """At fixed points the formulas equal a count over every stock/load combination of
-    three stores (30^3 equally likely states), with a miss cheap enough to be declined."""
+    three stores (30^3 equally likely states), with a miss cheap enough to be declined; with
+    one set of weights for all stores and with each store's own."""
     model = dataclasses.replace(load_scenario("fulfillment").model,
-                                positions=[[1.0, 2.0], [4.0, 1.0], [2.0, 5.0]], miss_penalty=6.0)
+                                positions=[[1.0, 2.0], [4.0, 1.0], [2.0, 5.0]], miss_penalty=6.0, **weights)
     p = Params.of(model)
+    w = torch.tensor([p.distance_weight, p.load_weight, p.inventory_weight], dtype=torch.float64)
     points = np.array([[0.5, 0.5], [3.0, 2.5], [2.2, 4.1], [9.5, 9.5]])
     exact = given_orders(p, Offsets.of(p), points)
     grids = torch.meshgrid(*[torch.arange(6.0), torch.arange(5.0)] * 3, indexing="ij")
@@ -70,7 +77,7 @@ def test_exact_given_the_order_location():
     positions = torch.tensor(p.positions, dtype=torch.float64)
     for k, xy in enumerate(points):
         order = torch.tensor(xy).expand(len(inventory), 2)
-        c = _costs(_Draw(order, inventory, load), positions, p)
+        c = _costs(_Draw(order, inventory, load), positions, w, p)
         near = c.distance[0].argmin()
         nearest = torch.where(c.feasible[:, near], c.cost[:, near], p.miss_penalty)
         n_able = c.feasible.sum(-1)
@@ -82,7 +89,8 @@ def test_exact_given_the_order_location():
                    "oracle_miss_rate": (c.oracle_store < 0).double().mean()}
         got = reference_values(p, Offsets.of(p), exact[:, k])
         assert got == pytest.approx({key: v.item() for key, v in counted.items()}, abs=1e-12)
-    assert got["oracle_cost"] == 6.0 and got["nearest_optimal_rate"] == 0.0  # far corner
+    if not weights:
+        assert got["oracle_cost"] == 6.0 and got["nearest_optimal_rate"] == 0.0  # far corner
 
 
 def test_sampled_orders_agree_with_the_exact_values():

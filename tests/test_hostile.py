@@ -387,10 +387,20 @@ def test_the_final_evaluation_is_bounded_by_the_budget() -> None:
 
     assert evaluation_cap(20_000, 8) == EVALUATION_FLOOR
     assert evaluation_cap(10**8, 100) == 250_000
-    plan = plan_evaluation(4, 100_000, evaluation_cap(20_000, 8))
+    plan = plan_evaluation(4, 100_000, evaluation_cap(20_000, 8), 8)
     assert plan.partial and plan.steps == EVALUATION_FLOOR
-    assert plan_evaluation(4, 25, 1_000).episodes == 4
-    assert plan_evaluation(100, 25, 1_000).episodes == 40
+    assert plan_evaluation(4, 25, 1_000, 1).episodes == 4
+    assert plan_evaluation(100, 25, 1_000, 1).episodes == 40
+
+
+def test_evaluation_plays_exactly_the_episodes_asked() -> None:
+    from marl_tui.train.evaluation import plan_evaluation
+
+    plan = plan_evaluation(100, 25, 10**9, 32)  # 25 copies x 4 rounds: no copy plays a spare episode
+    assert (plan.episodes, plan.copies, plan.steps) == (100, 25, 100)
+    assert plan_evaluation(7, 25, 10**9, 32).copies == 7
+    assert plan_evaluation(13, 25, 10**9, 4).copies == 1 and plan_evaluation(13, 25, 10**9, 4).episodes == 13
+    assert plan_evaluation(128, 25, 10**9, 32).copies == 32
 
 
 def test_a_long_episode_evaluates_part_of_one(cli, workdir: Path) -> None:

@@ -16,7 +16,7 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test  # noqa: E402
 
 from marl_tui.config import bundled_names, load_scenario  # noqa: E402
 from marl_tui.envs.base import make_env  # noqa: E402
-from marl_tui.envs.pettingzoo import PettingZooBatched, ScenarioParallelEnv  # noqa: E402
+from marl_tui.envs.external.pettingzoo import PettingZooBatched, ScenarioParallelEnv  # noqa: E402
 
 
 @pytest.mark.parametrize("name", bundled_names())
@@ -83,35 +83,53 @@ def test_ansi_render_names_the_step():
 
 @pytest.mark.parametrize("name", ["fulfillment", "pricing"])
 def test_round_trip_matches_the_native_batched_env(name):
+    """Copy b of episode e is the native scenario reset with the wrapper's seed for (e, b)."""
     scenario = load_scenario(name)
-    native = make_env(scenario, n_envs=3, seed=11)
     wrapped = PettingZooBatched(lambda: ScenarioParallelEnv(scenario), n_envs=3, seed=11)
+    native = make_env(scenario, n_envs=1, seed=0)
     assert wrapped.spec.obs_dim == native.spec.obs_dim
     assert wrapped.spec.state_dim == native.spec.state_dim
     assert wrapped.spec.action_space == native.spec.action_space
     assert wrapped.spec.episode_length == native.spec.episode_length
     g = torch.Generator().manual_seed(0)
-    for _ in range(2):  # two episodes: later resets continue each copy's stream
-        obs_n, state_n = native.reset()
+    for _ in range(2):  # two episodes: each reset seeds every copy afresh
+        seeds = [wrapped._copy_seed(b) for b in range(3)]
+        natives = [make_env(scenario, n_envs=1, seed=s) for s in seeds]
+        assert len(set(seeds)) == 3
         obs_w, state_w = wrapped.reset()
-        assert torch.equal(obs_n, obs_w) and torch.equal(state_n, state_w)
+        for b, env in enumerate(natives):
+            obs_n, state_n = env.reset()
+            assert torch.equal(obs_n[0], obs_w[b]) and torch.equal(state_n[0], state_w[b])
         for _ in range(scenario.episode_length):
-            if native.spec.action_space.kind == "discrete":
-                actions = torch.randint(0, native.spec.action_space.n, (3, native.spec.n_agents),
-                                        generator=g)
+            a = native.spec.action_space
+            if a.kind == "discrete":
+                actions = torch.randint(0, a.n, (3, native.spec.n_agents), generator=g)
             else:
-                a = native.spec.action_space
-                actions = a.low + (a.high - a.low) * torch.rand(3, native.spec.n_agents,
-                                                                generator=g)
-            res_n, res_w = native.step(actions), wrapped.step(actions)
-            assert torch.equal(res_n.reward, res_w.reward)
-            assert torch.equal(res_n.obs, res_w.obs) and torch.equal(res_n.state, res_w.state)
-            assert torch.equal(res_n.done, res_w.done)
+                actions = a.low + (a.high - a.low) * torch.rand(3, native.spec.n_agents, generator=g)
+            res_w = wrapped.step(actions)
+            for b, env in enumerate(natives):
+                res_n = env.step(actions[b : b + 1])
+                assert torch.equal(res_n.reward[0], res_w.reward[b])
+                assert torch.equal(res_n.obs[0], res_w.obs[b]) and torch.equal(res_n.state[0], res_w.state[b])
+                assert torch.equal(res_n.done[0], res_w.done[b])
             assert wrapped.kpis(res_w.info)["team_reward_per_step"] == pytest.approx(
-                res_n.reward.sum(-1).mean().item(), rel=1e-5
+                res_w.reward.sum(-1).mean().item(), rel=1e-5
             )
-    oracle = wrapped.oracle()
-    assert oracle.values == {} and oracle.summary == "no reference answer"
+    assert wrapped.oracle().values == {}
+
+
+def test_restored_wrapper_replays_the_interrupted_episode():
+    scenario = load_scenario("fulfillment")
+    a = PettingZooBatched(lambda: ScenarioParallelEnv(scenario), n_envs=2, seed=3)
+    a.reset()
+    a.step(torch.zeros(2, scenario.agents, dtype=torch.long))
+    a.reset()  # episode 2 starts: a checkpoint here is at an episode boundary
+    saved = a.get_state()
+    after = a.step(torch.ones(2, scenario.agents, dtype=torch.long))
+    b = PettingZooBatched(lambda: ScenarioParallelEnv(scenario), n_envs=2, seed=99)
+    b.set_state(saved)
+    again = b.step(torch.ones(2, scenario.agents, dtype=torch.long))
+    assert torch.equal(after.obs, again.obs) and torch.equal(after.reward, again.reward)
 
 
 def test_batched_wrapper_state_falls_back_to_observations():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from marl_tui.catalogue import find_scenario
 from marl_tui.compare import inputs
 from marl_tui.compare.board import Board
 from marl_tui.compare.engines import Engine, Listener, LocalEngine, default_workers
@@ -17,7 +18,6 @@ from marl_tui.compare.headless import PROGRESS_SECONDS, final_table, job_line, p
 from marl_tui.compare.jobrun import TrainSpec
 from marl_tui.compare.jobs import JobState, parse_algos, plan
 from marl_tui.compare.runs import RunTail
-from marl_tui.config import load_scenario
 from marl_tui.errors import UserError
 
 ENGINES = ("local", "ray")
@@ -70,7 +70,7 @@ def board_for_training(o: CompareOptions, on_change: Listener | None) -> tuple[B
         raise UserError(f"--jobs {o.jobs}: give at least 1")
     if o.address is not None and o.engine != "ray":
         raise UserError("--address is the Ray cluster's address: add --engine ray")
-    sc = load_scenario(o.targets[0])
+    sc = find_scenario(o.targets[0])
     algos = parse_algos(o.algos or inputs.DEFAULT_ALGOS)
     seeds = [sc.seed + i for i in range(o.seeds or inputs.DEFAULT_SEEDS)]
     total = {a: int(o.steps or resolve_hparams(a, sc).steps) for a in algos}

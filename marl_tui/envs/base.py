@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 
 from marl_tui.envs.rng import CounterRNG
+from marl_tui.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,11 @@ class DiscretisedEnv(BatchedEnv):
 
     def __init__(self, inner: BatchedEnv) -> None:  # no super().__init__: it wraps `inner`
         self.inner = inner
-        if inner.spec.action_space.kind != "continuous" or not inner.spec.action_levels:
-            raise ValueError("DiscretisedEnv needs a continuous scenario with action_levels")
+        if inner.spec.action_space.kind != "continuous":
+            raise ValueError("DiscretisedEnv needs a continuous scenario")
+        if not inner.spec.action_levels:  # an external env's: marl-tui does not choose levels for it
+            raise UserError("this environment's actions are continuous and it offers no action levels: "
+                            "QMIX needs discrete actions; use mappo or maddpg")
         self.levels = torch.tensor(inner.spec.action_levels, device=inner.device)
         s = inner.spec
         self.spec = EnvSpec(
@@ -181,10 +185,13 @@ class DiscretisedEnv(BatchedEnv):
         return self.inner.t
 
 
-_ENV_CLASSES = {
+# kind -> what builds its env from (scenario, n_envs, seed, device): a class or a function.
+_ENV_BUILDERS = {
     "pricing": "marl_tui.envs.pricing:PricingEnv",
     "warehouse": "marl_tui.envs.warehouse:WarehouseEnv",
     "fulfillment": "marl_tui.envs.fulfillment:FulfillmentEnv",
+    "pettingzoo": "marl_tui.envs.external.pettingzoo:make_pettingzoo",
+    "vmas": "marl_tui.envs.external.vmas:VmasBatched",
 }
 
 
@@ -193,9 +200,9 @@ def make_env(scenario: Any, n_envs: int | None = None, seed: int | None = None,
     """Build the batched env for a validated Scenario (see marl_tui.config)."""
     import importlib
 
-    module, name = _ENV_CLASSES[scenario.kind].split(":")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(
+    module, name = _ENV_BUILDERS[scenario.kind].split(":")
+    build = getattr(importlib.import_module(module), name)
+    return build(
         scenario,
         n_envs=scenario.parallel_envs if n_envs is None else n_envs,
         seed=scenario.seed if seed is None else seed,

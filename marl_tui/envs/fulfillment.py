@@ -4,7 +4,7 @@ Each step one order appears at a uniform point X of the area x area square;
 every store's stock and load are drawn afresh (i.i.d. per step), so the
 cheapest able store is the exact per-step optimum. Store i would ship at
 
-    cost_i = distance_weight * |pos_i - X| + load_weight * load_i + inventory_weight / inv_i
+    cost_i = distance_weight_i * |pos_i - X| + load_weight_i * load_i + inventory_weight_i / inv_i
 
 and cannot ship at all when inv_i = 0 or load_i = max_load. Each store
 accepts (1) or declines (0); the team pays
@@ -67,14 +67,11 @@ class _Costs:
     oracle_cost: torch.Tensor  # [B]
 
 
-def _costs(d: _Draw, positions: torch.Tensor, p: Params) -> _Costs:
+def _costs(d: _Draw, positions: torch.Tensor, weights: torch.Tensor, p: Params) -> _Costs:
+    """weights: [3, N], each store's distance, load and inventory weights."""
     distance = (positions[None] - d.order_xy[:, None]).norm(dim=-1)
     feasible = (d.inventory > 0) & (d.load < p.max_load)
-    raw = (
-        p.distance_weight * distance
-        + p.load_weight * d.load
-        + p.inventory_weight / d.inventory.clamp_min(1)
-    )
+    raw = weights[0] * distance + weights[1] * d.load + weights[2] / d.inventory.clamp_min(1)
     cost = torch.where(feasible, raw, torch.full_like(raw, INFEASIBLE_COST))
     best, store = cost.min(dim=-1)
     # The oracle is the best team action: if even the cheapest able store costs more
@@ -99,6 +96,8 @@ class FulfillmentEnv(BatchedEnv):
         self.model = scenario.model
         self.p = Params.of(self.model)
         self.positions = torch.tensor(self.p.positions, dtype=torch.float32, device=self.device)
+        self.weights = torch.tensor([self.p.distance_weight, self.p.load_weight, self.p.inventory_weight],
+                                    dtype=torch.float32, device=self.device)
         n = len(self.p.positions)
         self.spec = EnvSpec(
             n_agents=n,
@@ -117,7 +116,7 @@ class FulfillmentEnv(BatchedEnv):
     # --- dynamics ---------------------------------------------------------------
     def _show(self, draw: _Draw) -> None:
         self.order = draw
-        self.costs = _costs(draw, self.positions, self.p)
+        self.costs = _costs(draw, self.positions, self.weights, self.p)
 
     def _features(self) -> torch.Tensor:
         """Per store [inv, dist, load], each scaled to [0, 1]: [B, N, 3]."""

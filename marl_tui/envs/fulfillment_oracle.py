@@ -37,25 +37,27 @@ ORACLE_GRID = 128
 
 @dataclass(frozen=True)
 class Params:
-    """The model's numbers as a hashable key (positions as a tuple) for the oracle cache."""
+    """The model's numbers as a hashable key (positions as a tuple) for the oracle cache; the
+    weights one per store."""
 
     positions: tuple[tuple[float, float], ...]
     area: float
-    distance_weight: float
-    load_weight: float
-    inventory_weight: float
+    distance_weight: tuple[float, ...]
+    load_weight: tuple[float, ...]
+    inventory_weight: tuple[float, ...]
     max_inventory: int
     max_load: int
     miss_penalty: float
 
     @classmethod
     def of(cls, model: Any) -> Params:
+        n = len(model.positions)
         return cls(
             positions=tuple((float(x), float(y)) for x, y in model.positions),
             area=float(model.area),
-            distance_weight=float(model.distance_weight),
-            load_weight=float(model.load_weight),
-            inventory_weight=float(model.inventory_weight),
+            distance_weight=model.per_agent("distance_weight", n),
+            load_weight=model.per_agent("load_weight", n),
+            inventory_weight=model.per_agent("inventory_weight", n),
             max_inventory=int(model.max_inventory),
             max_load=int(model.max_load),
             miss_penalty=float(model.miss_penalty),
@@ -64,21 +66,21 @@ class Params:
     @property
     def cost_scale(self) -> float:
         """The dearest feasible cost: far corner, one below full load, one unit of stock."""
-        worst = (
-            self.distance_weight * self.area * math.sqrt(2)
-            + self.load_weight * (self.max_load - 1)
-            + self.inventory_weight
+        worst = max(
+            wd * self.area * math.sqrt(2) + wl * (self.max_load - 1) + wi
+            for wd, wl, wi in zip(self.distance_weight, self.load_weight, self.inventory_weight, strict=True)
         )
         return worst if worst > 0 else 1.0
 
 
 @dataclass(frozen=True)
 class Offsets:
-    """What a feasible store adds to distance_weight * distance: load_weight * load +
-    inventory_weight / inv over inv in 1..max_inventory, load in 0..max_load - 1.
+    """What a feasible store i adds to its distance_weight_i * distance: load_weight_i * load +
+    inventory_weight_i / inv over inv in 1..max_inventory, load in 0..max_load - 1.
 
-    values: the distinct offsets, ascending [U]; counts: how many (inv, load) pairs give
-    each [U]; q: the probability of one (inv, load) pair, 1 / ((max_inventory + 1)(max_load + 1)).
+    values: each store's distinct offsets, ascending [N, U] (padded with +inf); counts: how many
+    (inv, load) pairs give each [N, U] (0 where padded); q: the probability of one (inv, load)
+    pair, 1 / ((max_inventory + 1)(max_load + 1)), the same at every store.
     """
 
     values: np.ndarray
@@ -89,43 +91,54 @@ class Offsets:
     def of(cls, p: Params) -> Offsets:
         inv = np.arange(1, p.max_inventory + 1, dtype=np.float64)
         load = np.arange(p.max_load, dtype=np.float64)
-        every = (p.load_weight * load[None, :] + p.inventory_weight / inv[:, None]).ravel()
-        values, counts = np.unique(every, return_counts=True)
-        return cls(values, counts.astype(np.float64), 1.0 / ((p.max_inventory + 1) * (p.max_load + 1)))
+        stores = [np.unique((wl * load[None, :] + wi / inv[:, None]).ravel(), return_counts=True)
+                  for wl, wi in zip(p.load_weight, p.inventory_weight, strict=True)]
+        width = max(len(v) for v, _ in stores)
+        values = np.full((len(stores), width), np.inf)
+        counts = np.zeros((len(stores), width))
+        for i, (v, c) in enumerate(stores):
+            values[i, : len(v)], counts[i, : len(c)] = v, c
+        return cls(values, counts, 1.0 / ((p.max_inventory + 1) * (p.max_load + 1)))
 
     @property
     def feasible(self) -> float:
-        """P(a store can ship) = max_inventory * max_load * q."""
-        return float(self.counts.sum() * self.q)
+        """P(a store can ship) = max_inventory * max_load * q (the same at every store)."""
+        return float(self.counts[0].sum() * self.q)
 
     @property
-    def mean(self) -> float:
-        """Mean offset given the store can ship."""
-        return float((self.values * self.counts).sum() / self.counts.sum())
+    def mean(self) -> np.ndarray:
+        """Each store's mean offset given it can ship [N]."""
+        finite = np.where(self.counts > 0, self.values, 0.0)
+        return (finite * self.counts).sum(-1) / self.counts.sum(-1)
 
     def survival(self, slack: np.ndarray) -> np.ndarray:
-        """P(C > distance_weight * dist + slack) for one store: 1 - q #{offsets <= slack}."""
-        below = np.concatenate([[0.0], np.cumsum(self.counts)])
-        return 1.0 - self.q * below[np.searchsorted(self.values, slack, side="right")]
+        """P(C_i > distance_weight_i * dist_i + slack[..., i]) for every store i (the last
+        axis): 1 - q #{store i's offsets <= slack}."""
+        out = np.empty_like(slack)
+        for i in range(self.values.shape[0]):
+            below = np.concatenate([[0.0], np.cumsum(self.counts[i])])
+            out[..., i] = 1.0 - self.q * below[np.searchsorted(self.values[i], slack[..., i], side="right")]
+        return out
 
 
 def given_orders(p: Params, o: Offsets, xy: np.ndarray) -> np.ndarray:
     """Exact expectations over stock and load for orders at the points xy [G, 2]: [5, G].
 
     Rows: oracle cost, oracle miss probability, nearest-store cost, P(nearest store is the
-    oracle's), sum of the distances to all stores (for the random-store baseline).
+    oracle's), sum over stores of distance_weight_i * distance_i (for the random-store baseline).
     """
     pos = np.asarray(p.positions, dtype=np.float64)
-    n, u, g = len(pos), len(o.values), len(xy)
+    (n, u), g = o.values.shape, len(xy)
     dist = np.hypot(pos[None, :, 0] - xy[:, None, 0], pos[None, :, 1] - xy[:, None, 1])  # [G, N]
-    base = p.distance_weight * dist
+    base = np.asarray(p.distance_weight)[None, :] * dist
     # Oracle: E[min(min_i C_i, miss)] = int_0^miss prod_i P(C_i > c) dc (costs are >= 0).
-    # The product is a step function that drops at each breakpoint base_i + offset_k. A
+    # The product is a step function that drops at each breakpoint base_i + offset_ik. A
     # store's breakpoints are passed in offset order, so passing (i, k) multiplies the product
-    # by S(k+1) / S(k), S(k) = 1 - q * (pairs with one of the k smallest offsets): sort all
-    # N * U breakpoints, accumulate the log factors, integrate the steps up to the miss cost.
-    surv = 1.0 - o.q * np.concatenate([[0.0], np.cumsum(o.counts)])
-    step = np.tile(np.diff(np.log(surv)), n)  # log S never meets 0: inv = 0 always can happen
+    # by S_i(k+1) / S_i(k), S_i(k) = 1 - q * (pairs with one of store i's k smallest offsets):
+    # sort all N * U breakpoints, accumulate the log factors, integrate the steps up to the miss
+    # cost. (Padding adds breakpoints at +inf with factor 1.)
+    surv = 1.0 - o.q * np.concatenate([np.zeros((n, 1)), np.cumsum(o.counts, -1)], -1)
+    step = np.diff(np.log(surv), axis=-1).ravel()  # log S never meets 0: inv = 0 always can happen
     breaks = (base[:, :, None] + o.values).reshape(g, n * u)
     order = np.argsort(breaks, axis=-1)
     edges = np.empty((g, n * u + 2))
@@ -139,24 +152,24 @@ def given_orders(p: Params, o: Offsets, xy: np.ndarray) -> np.ndarray:
     rows = np.arange(g)
     near = dist.argmin(-1)
     own = base[rows, near]
-    nearest = o.feasible * (own + o.mean) + (1 - o.feasible) * p.miss_penalty
+    nearest = o.feasible * (own + o.mean[near]) + (1 - o.feasible) * p.miss_penalty
     # It is the oracle's store when its cost v = own + offset_k is <= miss and every other
     # store costs > v: P = sum_k q counts_k [v <= miss] prod_{j != near} P(C_j > v).
     # (Equal costs at two stores have probability 0 when distance_weight > 0; they count as
     # not optimal here, whereas the env's argmin would pick the lower index.)
-    slack = (own[:, None] - base)[:, None, :] + o.values[None, :, None]  # [G, U, N]
+    value = own[:, None] + o.values[near]  # [G, U]
+    slack = value[:, :, None] - base[:, None, :]  # [G, U, N]
     others = o.survival(slack)
     others[rows, :, near] = 1.0
-    value = own[:, None] + o.values
-    rate = (o.q * o.counts * (value <= p.miss_penalty) * others.prod(-1)).sum(-1)
-    return np.stack([oracle, miss, nearest, rate, dist.sum(-1)])
+    rate = (o.q * o.counts[near] * (value <= p.miss_penalty) * others.prod(-1)).sum(-1)
+    return np.stack([oracle, miss, nearest, rate, base.sum(-1)])
 
 
 def grid_mean(p: Params, o: Offsets, side: int) -> np.ndarray:
     """Mean of given_orders over the midpoints of a side x side grid on the square: [5]."""
     ticks = (np.arange(side) + 0.5) * (p.area / side)
     xy = np.stack(np.meshgrid(ticks, ticks, indexing="ij"), -1).reshape(-1, 2)
-    per_point = len(p.positions) * len(o.values) * (len(o.values) + 2)
+    per_point = len(p.positions) * o.values.shape[1] * (o.values.shape[1] + 2)
     chunk = max(1, (1 << 19) // per_point)  # bounds memory; the sum does not depend on it
     total = sum(given_orders(p, o, xy[s : s + chunk]).sum(-1) for s in range(0, len(xy), chunk))
     return total / len(xy)
@@ -164,13 +177,13 @@ def grid_mean(p: Params, o: Offsets, side: int) -> np.ndarray:
 
 def reference_values(p: Params, o: Offsets, mean: np.ndarray) -> dict[str, float]:
     """The reference values from the location means of given_orders."""
-    oracle, miss, nearest, rate, dist_sum = mean.tolist()
+    oracle, miss, nearest, rate, weighted_dist_sum = mean.tolist()
     # Random able store: each store can ship with probability f, independently, so store i
     # ships with probability f E[1 / (1 + Binomial(N - 1, f))] = (1 - (1 - f)^N) / N, at the
-    # mean cost distance_weight * dist_i + mean offset given it can; a miss when none can.
+    # mean cost distance_weight_i * dist_i + its mean offset given it can; a miss when none can.
     n, f = len(p.positions), o.feasible
     none = (1 - f) ** n
-    able = p.distance_weight * dist_sum / n + o.mean
+    able = (weighted_dist_sum + float(o.mean.sum())) / n
     return {
         "oracle_cost": oracle,
         "nearest_cost": nearest,

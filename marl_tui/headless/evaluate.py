@@ -35,7 +35,7 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
         load_algorithm(trainer, ckpt, ckpt_path)
         copies = trainer.env.n_envs
         plan = plan_evaluation(episodes, cfg.scenario.episode_length,
-                               evaluation_cap(trainer.total_steps, copies))
+                               evaluation_cap(trainer.total_steps, copies), copies)
         signals.phase = "evaluation"
         progress = EvaluationProgress(o, plan.steps, jsonl=False)
         started = time.monotonic()
@@ -54,7 +54,7 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
     result = {
         "checkpoint": str(ckpt_path), "scenario": cfg.scenario.name, "algo": cfg.algo,
         "env_steps": env_steps_of(ckpt), "episodes": plan.episodes, "steps": plan.steps,
-        "partial_episode": plan.partial, "copies": copies,
+        "partial_episode": plan.partial, "copies": plan.copies,
         "kpis": {k: {"learned": finite(v), "oracle": finite(ref.get(k))} for k, v in evaluation.items()},
         "oracle_summary": oracle.summary, "wall_seconds": round(wall, 3),
     }
@@ -65,7 +65,7 @@ def evaluate_checkpoint(target: Path, episodes: int, as_json: bool = False,
         o.say(json.dumps(result, indent=2))
         return 0
     o.say(f"marl-tui: greedy evaluation of {cfg.algo} on {cfg.scenario.name} after "
-          f"{env_steps_of(ckpt):,} training steps: {plan.describe(copies)}")
+          f"{env_steps_of(ckpt):,} training steps: {plan.describe()}")
     o.say(f"reference: {oracle.summary}")
     o.say("\n".join(kpi_rows(evaluation, ref)))
     if written:

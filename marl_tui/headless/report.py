@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from marl_tui.config import NASH_BAND_PCT
+from marl_tui.config import NASH_BAND_PCT, has_oracle
 from marl_tui.headless.output import Out, fmt
 from marl_tui.train.rundir import write_json
 from marl_tui.train.stats import Stats
@@ -88,7 +88,8 @@ def run_summary(trainer: Run, stats: Stats, wall: float, steps_here: int) -> dic
         "wall_seconds": round(wall, 3), "wall_seconds_total": round(trainer.elapsed_seconds(), 3),
         "steps_per_second": round(steps_here / wall, 1) if wall > 0 else None,
         "status": stats.status, "device": str(trainer.device), "envs": trainer.env.n_envs,
-        "training_kpis": stats.kpis, "oracle": oracle.values, "oracle_kpis": oracle.kpis,
+        "training_kpis": stats.kpis, "has_oracle": has_oracle(trainer.scenario.kind),
+        "oracle": oracle.values, "oracle_kpis": oracle.kpis,
         "oracle_team_return": oracle.team_return,
         "hyperparameters": dataclasses.asdict(trainer.hp),
         "checkpoint": str(trainer.last_checkpoint) if trainer.last_checkpoint else None,

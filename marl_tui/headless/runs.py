@@ -252,15 +252,16 @@ def _ended_by_stop(trainer: Run, run_dir: Path, o: Out, jsonl: bool, stats: Stat
 def _evaluate(trainer: Run, o: Out, jsonl: bool, signals: StopOnSignal) -> dict[str, float] | None:
     """The final greedy evaluation as a phase: bounded by the training budget, with progress,
     stopped by a signal like training (None then)."""
-    from marl_tui.train.evaluation import FINAL_EPISODES, evaluation_cap, plan_evaluation
+    from marl_tui.train.evaluation import FINAL_ROUNDS, evaluation_cap, plan_evaluation
 
     signals.phase = "evaluation"
     copies = trainer.env.n_envs
-    plan = plan_evaluation(FINAL_EPISODES, trainer.scenario.episode_length, evaluation_cap(trainer.total_steps, copies))
+    plan = plan_evaluation(FINAL_ROUNDS * copies, trainer.scenario.episode_length,
+                           evaluation_cap(trainer.total_steps, copies), copies)
     if jsonl:
         o.say(json.dumps({"phase": "evaluation", "episodes": plan.episodes, "steps": plan.steps}))
     else:
-        o.say(f"marl-tui: greedy evaluation: {plan.describe(copies)}")
+        o.say(f"marl-tui: greedy evaluation: {plan.describe()}")
     progress = EvaluationProgress(o, plan.steps, jsonl)
     try:
         return trainer.evaluate(plan.episodes, plan=plan, on_step=progress.tick, stop=signals.stopped)

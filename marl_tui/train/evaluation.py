@@ -36,7 +36,7 @@ def acting_on(algo: Algorithm, env: BatchedEnv) -> Iterator[None]:
 # episode of 100,000 steps after 2,000 training steps does not evaluate for minutes.
 EVALUATION_FLOOR = 1_000
 EVALUATION_SHARE = 0.25
-FINAL_EPISODES = 4  # episodes a run's final evaluation asks for (each over every copy)
+FINAL_ROUNDS = 4  # a run's final evaluation: this many episodes of every copy
 
 
 def evaluation_cap(total_steps: int, copies: int) -> int:
@@ -46,10 +46,12 @@ def evaluation_cap(total_steps: int, copies: int) -> int:
 
 @dataclass(frozen=True)
 class EvaluationPlan:
-    """What greedy play will do: `episodes` whole episodes, or (partial) the first `steps` steps
-    of one episode when a single episode is longer than the cap."""
+    """What greedy play will do: `episodes` whole episodes in all, `copies` at a time, or
+    (partial) the first `steps` steps of one episode of each copy when an episode is longer
+    than the cap."""
 
-    episodes: int
+    episodes: int  # whole episodes over all copies; 0 when partial
+    copies: int  # copies of the env playing side by side
     steps: int  # batched steps
     asked: int  # episodes asked for
 
@@ -57,31 +59,32 @@ class EvaluationPlan:
     def partial(self) -> bool:
         return self.episodes == 0
 
-    def describe(self, copies: int) -> str:
+    def describe(self) -> str:
         if self.partial:
-            return (f"the first {self.steps:,} steps of one episode x {copies:,} copies (an episode is "
+            return (f"the first {self.steps:,} steps of one episode x {self.copies:,} copies (an episode is "
                     "longer than the evaluation's bound)")
         fewer = f" (of {self.asked:,} asked: the evaluation's bound)" if self.episodes < self.asked else ""
-        return f"{self.episodes:,} episodes{fewer} x {copies:,} copies, {self.steps:,} steps"
+        return f"{self.episodes:,} episodes{fewer}, {self.copies:,} at a time, {self.steps:,} steps"
 
 
-def plan_evaluation(episodes: int, episode_length: int, cap: int) -> EvaluationPlan:
-    """As many of `episodes` whole episodes as fit in `cap` batched steps, else part of one."""
-    whole = min(episodes, cap // episode_length)
-    if whole == 0:
-        return EvaluationPlan(0, min(cap, episode_length), episodes)
-    return EvaluationPlan(whole, whole * episode_length, episodes)
+def plan_evaluation(episodes: int, episode_length: int, cap: int, copies: int) -> EvaluationPlan:
+    """Exactly `episodes` whole episodes, played by the most copies (at most `copies`) that
+    divide them evenly, as many rounds as fit in `cap` batched steps, else part of one."""
+    side_by_side = max(d for d in range(1, min(episodes, copies) + 1) if episodes % d == 0)
+    rounds = min(episodes // side_by_side, cap // episode_length)
+    if rounds == 0:
+        return EvaluationPlan(0, side_by_side, min(cap, episode_length), episodes)
+    return EvaluationPlan(rounds * side_by_side, side_by_side, rounds * episode_length, episodes)
 
 
-def evaluate(algo: Algorithm, env: BatchedEnv, episodes: int,
-             plan: EvaluationPlan | None = None, on_step: Callable[[int], None] | None = None,
+def evaluate(algo: Algorithm, env: BatchedEnv, plan: EvaluationPlan,
+             on_step: Callable[[int], None] | None = None,
              stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
-    """The scenario's KPIs, averaged over `episodes` greedy episodes of every copy, and team return.
+    """The scenario's KPIs and team return, averaged over the plan's greedy episodes (env: of
+    plan.copies copies), or over the first steps of one episode when the plan is partial.
 
-    plan: a bounded evaluation (plan_evaluation): its episodes, or KPIs over the first steps of
-    one episode. on_step(steps done) after each batched step; stop() checked before each: True
-    ends the evaluation with None."""
-    plan = plan or EvaluationPlan(episodes, episodes * env.spec.episode_length, episodes)
+    on_step(steps done) after each batched step; stop() checked before each: True ends the
+    evaluation with None."""
     loop = Loop(env, algo, seed=None, learn=False)  # the env as built: its own seed
     ends = []
     with acting_on(algo, env), torch.no_grad():

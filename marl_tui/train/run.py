@@ -13,6 +13,7 @@ Runs on one thread (the caller's, or `start_thread`); views on other threads rea
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 import traceback
@@ -30,11 +31,12 @@ from marl_tui.errors import UserError
 from marl_tui.train.controls import Controls
 from marl_tui.train.evaluation import (
     EVALUATION_SEED_OFFSET,
-    FINAL_EPISODES,
+    FINAL_ROUNDS,
     GREEDY_VIEW_SEED_OFFSET,
     EvaluationPlan,
     acting_on,
     evaluate,
+    plan_evaluation,
 )
 from marl_tui.train.loop import EpisodeEnd, Loop, StepOutcome
 from marl_tui.train.metrics import MetricsWriter
@@ -372,10 +374,14 @@ class Run:
         thread.start()
         return thread
 
-    def evaluate(self, episodes: int = FINAL_EPISODES, plan: EvaluationPlan | None = None,
+    def evaluate(self, episodes: int | None = None, plan: EvaluationPlan | None = None,
                  on_step: Callable[[int], None] | None = None,
                  stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
-        """Greedy play on an env of its own seed, as many copies as the run's: the scenario's
-        KPIs and team return (see evaluation.evaluate for plan, on_step and stop)."""
-        env = self.make_env(self.env.n_envs, self.seed + EVALUATION_SEED_OFFSET)
-        return evaluate(self.algo, env, episodes, plan=plan, on_step=on_step, stop=stop)
+        """Greedy play on an env of its own seed: the scenario's KPIs and team return over exactly
+        `episodes` episodes (default: FINAL_ROUNDS of every copy), or as `plan` says (see
+        evaluation.evaluate for on_step and stop)."""
+        copies = self.env.n_envs
+        plan = plan or plan_evaluation(episodes or FINAL_ROUNDS * copies, self.scenario.episode_length,
+                                       sys.maxsize, copies)
+        env = self.make_env(plan.copies, self.seed + EVALUATION_SEED_OFFSET)
+        return evaluate(self.algo, env, plan, on_step=on_step, stop=stop)

@@ -31,7 +31,8 @@ def scene_data(frame: Frame, ready: Ready, scenario: Scenario, algo: str, paused
         record=frame.scene, greedy=frame.greedy, kpis=dict(frame.stats.kpis), kpi_episodes=frame.stats.episodes,
         oracle_kpis=dict(ready.oracle.kpis), oracle_values=dict(ready.oracle.values), model=scenario.model,
         agent_names=tuple(ready.spec.agent_names), episode_length=ready.spec.episode_length,
-        n_envs=ready.n_envs, explain=frame.explain, algo=algo, paused=paused,
+        n_envs=ready.n_envs, discrete_actions=ready.spec.action_space.n, explain=frame.explain, algo=algo,
+        paused=paused,
         recent=(*(trail or frame.trail), frame.scene),
     )
 

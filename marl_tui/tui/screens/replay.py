@@ -11,6 +11,7 @@ is tailed: new moments appear, and `f` follows the newest.
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -241,16 +242,18 @@ class ReplayScreen(Screen[None]):
         t.append(f"{h.scenario} · {ALGO_TITLES.get(h.algo, h.algo)} · ", style="bold")
         t.append("⟲ replay", style="bold magenta")
         s = frame.stats
+        oracle_team = self.ready.oracle.team_return
+        versus = f"vs oracle {num(oracle_team)}" if math.isfinite(oracle_team) else "(no oracle)"
         if c.episode is None:
             t.append(f" · moment {c.frame + 1:,}/{len(self.source.frames):,} · step {frame.scene.step:,}"
                      f" · env steps {frame.scene.env_steps:,} · episodes done {s.episodes:,} · updates {s.updates:,}")
-            t.append(f" · team return {num(s.team_return)} vs oracle {num(self.ready.oracle.team_return)}")
+            t.append(f" · team return {num(s.team_return)} {versus}")
         else:
             e = self.source.episodes[c.episode]
             t.append(" GREEDY EPISODE ", style="reverse bold")
             t.append(f" checkpoint {c.episode + 1} of {len(self.source.episodes)} at env step {e.env_steps:,}"
                      f" · step {c.step + 1}/{len(e.frames)} · its team return {num(e.team_return)} over "
-                     f"{e.copies} copies vs oracle {num(self.ready.oracle.team_return)}")
+                     f"{e.copies} copies {versus}")
         if self.source.reader.torn:
             t.append(" · the stream ends in an unfinished record (a kill, or a run still writing)", style="dim")
         self.query_one("#status", Static).update(t)

@@ -168,9 +168,9 @@ class FulfillmentPanel(ScenePanel):
         if data.explain is None and data.algo not in ("random", "oracle"):
             note = Text("(the learner's view of this order shows when paused: press space, then n)",
                         style="dim")
-        wd, wl, wi = (getattr(m, k, None) for k in ("distance_weight", "load_weight",
-                                                    "inventory_weight"))
-        legend = Text(f"cost = {num(wd)}·km + {num(wl)}·ld + {num(wi)}/stk (— can't ship) · "
+        wd, wl, wi = ("/".join(num(v) for v in w) if isinstance(w, tuple) else num(w)  # per store: a/b/c
+                      for w in (getattr(m, k, None) for k in ("distance_weight", "load_weight", "inventory_weight")))
+        legend = Text(f"cost = {wd}·km + {wl}·ld + {wi}/stk (— can't ship) · "
                       "extra: accepted, not needed · ✗ accepted, can't ship · ★ the oracle's choice",
                       style="dim")
         parts = [head, body, summary, note, kpi_lines(data, width), legend, self.history(data),

@@ -27,6 +27,7 @@ class SceneData:
     agent_names: tuple[str, ...] = ()
     episode_length: int = 0
     n_envs: int = 1
+    discrete_actions: int = 0  # actions to choose from; 0: continuous
     explain: Explain | None = None  # explain() for the decision taken in this step
     algo: str = ""
     recent: tuple[StepScene, ...] = ()  # consecutive steps of the same view, oldest first, ending at `record`
@@ -52,11 +53,13 @@ def packed(parts: list[Text], width: int, sep: str = " · ", sep_style: str = "d
 
 def kpi_lines(data: SceneData, width: int) -> Text:
     """'last episode (oracle)' for every KPI, packed into as few lines as fit."""
-    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched (oracle): "
-            if data.greedy else "KPIs, last episode (oracle): ")
+    oracle = "(oracle)" if data.oracle_kpis else "(no oracle for this environment)"
+    head = (f"greedy KPIs, {data.kpi_episodes} episode{'s' * (data.kpi_episodes != 1)} watched {oracle}: "
+            if data.greedy else f"KPIs, last episode {oracle}: ")
     if not data.kpis:
         return Text.assemble((head, "bold"), ("none yet — the first episode is still running", "dim"))
-    items = [Text(f"{humanise(k)} {kpi_value(k, v)} ({kpi_value(k, data.oracle_kpis.get(k))})")
+    items = [Text(f"{humanise(k)} {kpi_value(k, v)}"
+                  + (f" ({kpi_value(k, data.oracle_kpis.get(k))})" if data.oracle_kpis else ""))
              for k, v in data.kpis.items()]
     items[0] = Text.assemble((head, "bold"), items[0])
     return packed(items, width)
@@ -116,20 +119,6 @@ class ScenePanel(Panel):
 
     def lines(self, data: SceneData, width: int) -> Any:
         raise NotImplementedError
-
-
-class GenericPanel(ScenePanel):
-    """Any other kind: the record's numbers as they are."""
-
-    TITLE = "scenario"
-
-    def lines(self, data: SceneData, width: int) -> Any:
-        t = step_header(data, "t")
-        for k, v in data.record.info.items():
-            t.append(f"\n{k}: {v}")
-        t.append("\n")
-        t.append(kpi_lines(data, width))
-        return t
 
 
 def styled_cells(cells: list[str], styles: list[str]) -> Text:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from marl_tui.tui.widgets.external import ExternalPanel
 from marl_tui.tui.widgets.fulfillment import FulfillmentPanel
 from marl_tui.tui.widgets.pricing import PricingPanel
-from marl_tui.tui.widgets.scene import GenericPanel, ScenePanel
+from marl_tui.tui.widgets.scene import ScenePanel
 from marl_tui.tui.widgets.warehouse import WarehousePanel
 
 PANELS: dict[str, type[ScenePanel]] = {"pricing": PricingPanel, "warehouse": WarehousePanel,
@@ -13,4 +14,4 @@ PANELS: dict[str, type[ScenePanel]] = {"pricing": PricingPanel, "warehouse": War
 
 def scene_panel_for(kind: str) -> ScenePanel:
     """The panel for a scenario kind; any other kind (an external env) gets the generic one."""
-    return PANELS.get(kind, GenericPanel)(id="scene")
+    return PANELS.get(kind, ExternalPanel)(id="scene")

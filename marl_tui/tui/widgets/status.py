@@ -96,13 +96,15 @@ def _items(info: StatusInfo, short: bool = False) -> list[list[tuple[str, str]]]
                 gap = f" ({100 * (value - ref):+.1f} points)"
             elif short and "," in gap:
                 gap = " (" + gap.split(", ")[1]
-            items.append([("" if short else "gap to oracle: ", ""),
+            no_oracle = not info.oracle_kpis  # an external env: nothing knows its best answer
+            items.append([("" if short or no_oracle else "gap to oracle: ", ""),
                           (f"{humanise(info.headline)} {kpi_value(info.headline, value)}", "bold"),
-                          (f" vs oracle {kpi_value(info.headline, ref)}{gap}", "")])
+                          (" (no oracle)" if no_oracle else f" vs oracle {kpi_value(info.headline, ref)}{gap}", "")])
         if info.oracle_return is not None:
             label = ("greedy return" if f.greedy else "return") if short else \
                 ("greedy team return" if f.greedy else "team return")
-            items.append([(f"{label} {num(s.team_return)} vs {num(info.oracle_return)}", "")])
+            versus = f" vs {num(info.oracle_return)}" if finite(info.oracle_return) else ""
+            items.append([(f"{label} {num(s.team_return)}{versus}", "")])
     # Live counters, ahead of the frame while running: kept apart, dim.
     total = max(p.total_steps, 1)
     sps = p.steps_per_second if info.state == "running" and p.steps_per_second > 0 else None

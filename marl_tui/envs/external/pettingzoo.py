@@ -2,7 +2,8 @@
 
 `ScenarioParallelEnv` is one copy of any scenario behind PettingZoo's parallel
 API, so other toolkits can train on it. `PettingZooBatched` runs B copies of an
-external ParallelEnv (e.g. MPE simple_spread) so our algorithms can train on it.
+external ParallelEnv (e.g. MPE simple_spread) so our algorithms can train on it;
+`make_pettingzoo` builds it for a ``kind = "pettingzoo"`` scenario.
 
 pettingzoo and gymnasium come with the extra ``marl-tui[pettingzoo]``; without them,
 importing this module is a one-line UserError saying so.
@@ -10,6 +11,8 @@ importing this module is a one-line UserError saying so.
 
 from __future__ import annotations
 
+import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,14 +20,20 @@ import numpy as np
 import torch
 
 from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult, make_env
+from marl_tui.envs.external.common import (
+    check_agents,
+    external_info,
+    import_optional,
+    no_oracle,
+    padded_width,
+    same_action_space,
+    team_reward_kpi,
+)
 from marl_tui.errors import UserError
 
-try:  # an optional extra; nothing imports this module until a user asks for PettingZoo
-    from gymnasium import spaces
-    from pettingzoo import ParallelEnv
-except ImportError as exc:
-    raise UserError(f"the PettingZoo adapter needs {exc.name or 'pettingzoo'}, which is not installed: "
-                    "install it with pip install 'marl-tui[pettingzoo]'") from None
+# An optional extra: nothing imports this module until a user asks for PettingZoo.
+spaces = import_optional("gymnasium.spaces", "pettingzoo")
+ParallelEnv = import_optional("pettingzoo", "pettingzoo").ParallelEnv
 
 
 def _box(size: int) -> spaces.Box:
@@ -38,7 +47,7 @@ def _gym_action_space(a: ActionSpace) -> spaces.Space:
     return spaces.Box(a.low, a.high, shape=(1,), dtype=np.float32)
 
 
-class ScenarioParallelEnv(ParallelEnv):
+class ScenarioParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
     """One copy of a bundled or user scenario as a PettingZoo ParallelEnv.
 
     Episodes end by time limit: at the last step every agent is truncated and
@@ -142,12 +151,87 @@ class ScenarioParallelEnv(ParallelEnv):
         pass
 
 
-class PettingZooBatched(BatchedEnv):
-    """B copies of an external ParallelEnv with homogeneous agents, as a BatchedEnv.
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
-    Agents must share one observation shape and one action space: Discrete(n) or
-    a Box of shape (1,). Copy b is seeded with seed + b at the first reset (or at
-    reset(seed)). Episodes last `episode_length` steps (default: the env's
+
+def resolve_factory(target: str, where: str) -> Callable[..., Any]:
+    """The callable `target` ("module:function") names, or a UserError saying what is wrong."""
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"{where}: env = {target!r}: no module named {exc.name!r}; install the package "
+                        "that provides it (e.g. pip install mpe2) or fix the name") from None
+    except Exception as exc:  # noqa: BLE001 - importing someone's module can raise anything
+        raise UserError(f"{where}: env = {target!r}: importing {module_name} failed ({_first_line(exc)})") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attr, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UserError(f"{where}: env = {target!r}: module {module_name} has no {attr!r}{hint}; "
+                        "name its ParallelEnv factory, e.g. parallel_env")
+    if not callable(factory):
+        raise UserError(f"{where}: env = {target!r}: {attr} is a {type(factory).__name__}, not a function "
+                        "that returns a ParallelEnv")
+    return factory
+
+
+def parallel_env_maker(target: str, kwargs: dict[str, Any], where: str) -> Callable[[], ParallelEnv]:
+    """A no-argument function building one copy, whose failures are one-line UserErrors."""
+    factory = resolve_factory(target, where)
+
+    def make() -> ParallelEnv:
+        try:
+            env = factory(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - a user's factory raises anything
+            raise UserError(f"{where}: {target}(...) with the [model] arguments raised "
+                            f"{_first_line(exc)}; check [model]") from None
+        if not isinstance(env, ParallelEnv):
+            raise UserError(f"{where}: {target} returned a {type(env).__name__}, not a PettingZoo "
+                            "ParallelEnv: name the module's parallel factory (e.g. module:parallel_env)")
+        return env
+
+    return make
+
+
+def probe(target: str, kwargs: dict[str, Any], where: str) -> tuple[int, int | None]:
+    """(agents, horizon or None) of the env `target` builds, for a shorthand's scenario."""
+    env = parallel_env_maker(target, kwargs, where)()
+    return len(env.possible_agents), getattr(env.unwrapped, "max_cycles", None)
+
+
+def make_pettingzoo(scenario: Any, n_envs: int, seed: int, device: torch.device | str = "cpu") -> BatchedEnv:
+    """The batched env of a ``kind = "pettingzoo"`` scenario (see marl_tui.config.ExternalModel)."""
+    m = scenario.model
+    env = PettingZooBatched(parallel_env_maker(m.target, m.kwargs, scenario.source), n_envs, seed, device,
+                            episode_length=scenario.episode_length, where=scenario.source)
+    check_agents(env.spec.n_agents, scenario.agents, scenario.source)
+    return env
+
+
+def _action_space(space: Any, where: str) -> ActionSpace:
+    if isinstance(space, spaces.Discrete):
+        return ActionSpace("discrete", n=int(space.n))
+    if isinstance(space, spaces.Box) and space.shape == (1,):
+        return ActionSpace("continuous", low=float(space.low[0]), high=float(space.high[0]))
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        raise UserError(f"{where}: actions are vectors of {space.shape[0]} numbers; marl-tui's learners take "
+                        "one number (or one choice) per agent: use the env's discrete actions "
+                        "(MPE: continuous_actions = false)")
+    raise UserError(f"{where}: unsupported action space {space}: marl-tui takes Discrete(n) or a Box of shape (1,)")
+
+
+class PettingZooBatched(BatchedEnv):
+    """B copies of an external ParallelEnv, as a BatchedEnv.
+
+    Agents must share one action space: Discrete(n) or a Box of shape (1,).
+    Observations of different sizes are zero-padded to the largest. Every reset
+    seeds copy b afresh from (seed, episode number, b), so an episode's start
+    depends on nothing before it and a resumed run restarts its interrupted
+    episode exactly. Episodes last `episode_length` steps (default: the env's
     `max_cycles`); a copy whose agents leave earlier is padded with their last
     observation and zero reward until then. The global state is the env's
     `state()` when it has a state_space, otherwise all observations concatenated.
@@ -160,47 +244,38 @@ class PettingZooBatched(BatchedEnv):
         seed: int,
         device: torch.device | str = "cpu",
         episode_length: int | None = None,
+        where: str = "PettingZoo env",
     ) -> None:
         super().__init__(n_envs, seed, device)
         self.envs = [make_parallel_env() for _ in range(n_envs)]
         first = self.envs[0]
         self.agent_ids = list(first.possible_agents)
-        obs_shapes = {first.observation_space(a).shape for a in self.agent_ids}
-        act_spaces = {repr(first.action_space(a)) for a in self.agent_ids}
-        if len(obs_shapes) != 1 or len(act_spaces) != 1:
-            raise ValueError("PettingZooBatched needs agents with one observation shape "
-                             "and one action space")
+        self._obs_sizes = [int(np.prod(first.observation_space(a).shape)) for a in self.agent_ids]
+        obs_dim = padded_width(self._obs_sizes)
+        space = same_action_space([_action_space(first.action_space(a), where) for a in self.agent_ids], where)
         self._gym_action = first.action_space(self.agent_ids[0])
-        obs_dim = int(np.prod(next(iter(obs_shapes))))
         self._has_state = hasattr(first, "state_space")
         n = len(self.agent_ids)
         state_dim = int(np.prod(first.state_space.shape)) if self._has_state else n * obs_dim
         horizon = episode_length or getattr(first.unwrapped, "max_cycles", None)
         if not horizon:
-            raise ValueError("give episode_length: the env has no max_cycles to read it from")
+            raise UserError(f"{where}: give episode_length: the env has no max_cycles to read it from")
         self.spec = EnvSpec(
             n_agents=n,
             agent_names=tuple(str(a) for a in self.agent_ids),
             obs_dim=obs_dim,
             state_dim=state_dim,
-            action_space=self._action_space(self._gym_action),
+            action_space=space,
             episode_length=int(horizon),
         )
-        self._next_seed: int | None = seed  # the first reset seeds every copy
+        self.seed = seed
+        self.episode = 0  # resets so far: with the seed, it fixes every copy's next start
         self._obs = np.zeros((n_envs, n, obs_dim), dtype=np.float32)
-
-    @staticmethod
-    def _action_space(space: spaces.Space) -> ActionSpace:
-        if isinstance(space, spaces.Discrete):
-            return ActionSpace("discrete", n=int(space.n))
-        if isinstance(space, spaces.Box) and space.shape == (1,):
-            return ActionSpace("continuous", low=float(space.low[0]), high=float(space.high[0]))
-        raise ValueError(f"unsupported action space {space}: use Discrete(n) or Box of shape (1,)")
 
     def _store(self, b: int, obs: dict[str, Any]) -> None:
         for i, agent in enumerate(self.agent_ids):
             if agent in obs:  # a departed agent keeps its last observation
-                self._obs[b, i] = np.asarray(obs[agent], dtype=np.float32).reshape(-1)
+                self._obs[b, i, : self._obs_sizes[i]] = np.asarray(obs[agent], dtype=np.float32).reshape(-1)
 
     def _outputs(self) -> tuple[torch.Tensor, torch.Tensor]:
         obs = torch.as_tensor(self._obs.copy(), device=self.device)
@@ -210,14 +285,16 @@ class PettingZooBatched(BatchedEnv):
             return obs, torch.as_tensor(state, device=self.device)
         return obs, obs.flatten(1)
 
+    def _copy_seed(self, b: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.episode, b]).generate_state(1)[0])
+
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if seed is not None:
-            self._next_seed = seed
+            self.seed, self.episode = seed, 0
         for b, env in enumerate(self.envs):
-            s = None if self._next_seed is None else self._next_seed + b
-            obs, _ = env.reset(seed=s)
+            obs, _ = env.reset(seed=self._copy_seed(b))
             self._store(b, obs)
-        self._next_seed = None  # later resets continue each copy's own random stream
+        self.episode += 1
         self.t = 0
         return self._outputs()
 
@@ -242,19 +319,20 @@ class PettingZooBatched(BatchedEnv):
         obs, state = self._outputs()
         reward_t = torch.as_tensor(reward, device=self.device)
         done = torch.full((self.n_envs,), self.t >= self.spec.episode_length, device=self.device)
-        info = {"team_reward": reward_t.sum(-1)}
-        return StepResult(obs, state, reward_t, done, info)
+        return StepResult(obs, state, reward_t, done, external_info(reward_t, obs))
 
     def oracle(self) -> Oracle:
-        return Oracle(values={}, summary="no reference answer", kpis={}, team_return=float("nan"))
+        return no_oracle()
 
     def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-        return {"team_reward_per_step": info["team_reward"].mean()}
+        return team_reward_kpi(info)
 
     def get_state(self) -> dict[str, torch.Tensor]:
-        return {"t": torch.tensor(self.t)}
+        return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "episode": torch.tensor(self.episode)}
 
     def set_state(self, state: dict[str, torch.Tensor]) -> None:
-        # An external env's internals are not tensors we can restore.
-        raise UserError("runs on an external PettingZoo environment cannot be resumed: "
-                        "start a new run")
+        """An external env's internals are not tensors we can save: replay the interrupted
+        episode's start (exact when the checkpoint fell at an episode's end) and keep its clock."""
+        self.seed, self.episode = int(state["seed"]), int(state["episode"]) - 1
+        self.reset()
+        self.t = int(state["t"])
