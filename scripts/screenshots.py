@@ -93,6 +93,20 @@ async def _wait(pilot: object, cond: object, timeout: float) -> bool:
     return False
 
 
+async def _trained_then_one_step(pilot: object, app: object, train_seconds: float) -> None:
+    """Let the dashboard's run learn a little, pause it and take one step (`n`): every panel
+    then shows exactly that step."""
+    await _wait(pilot, lambda: getattr(app.screen, "charts", None) is not None, 60)  # type: ignore[attr-defined]
+    screen = app.screen  # type: ignore[attr-defined]
+    await _wait(pilot, lambda: False, train_seconds)
+    await pilot.press("space")  # type: ignore[attr-defined]
+    await _wait(pilot, lambda: screen.progress is not None and screen.progress.status == "paused", 10)
+    await pilot.pause(0.3)  # type: ignore[attr-defined]
+    before = screen.frame.scene.step if screen.frame else 0
+    await pilot.press("n")  # type: ignore[attr-defined]
+    await _wait(pilot, lambda: screen.frame is not None and screen.frame.scene.step > before, 10)
+
+
 async def picker(stem: str, size: tuple[int, int], out: Path) -> Path:
     from marl_tui.tui.app import MarlApp
     from marl_tui.tui.screens.picker import PickerScreen
@@ -117,15 +131,7 @@ async def dashboard(stem: str, scenario: str, algo: str, size: tuple[int, int], 
     request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=64)
     app = MarlApp(request=request, run_dir=no_run_dir)
     async with app.run_test(size=size) as pilot:
-        await _wait(pilot, lambda: getattr(app.screen, "charts", None) is not None, 60)
-        screen = app.screen
-        await _wait(pilot, lambda: False, train_seconds)  # let it learn a little
-        await pilot.press("space")
-        await _wait(pilot, lambda: screen.progress is not None and screen.progress.status == "paused", 10)
-        await pilot.pause(0.3)
-        before = screen.frame.scene.step if screen.frame else 0
-        await pilot.press("n")  # one step while paused: every panel shows exactly that step
-        await _wait(pilot, lambda: screen.frame is not None and screen.frame.scene.step > before, 10)
+        await _trained_then_one_step(pilot, app, train_seconds)
         await pilot.pause(0.5)
         path = Path(app.save_screenshot(f"{stem}.svg", str(out)))
         await pilot.press("q")
@@ -243,15 +249,8 @@ async def whatif(stem: str, scenario: str, algo: str, size: tuple[int, int], key
     request = RunRequest(scenario=load_scenario(scenario), algo=algo, seed=0, n_envs=64)
     app = MarlApp(request=request, run_dir=no_run_dir)
     async with app.run_test(size=size) as pilot:
-        await _wait(pilot, lambda: getattr(app.screen, "charts", None) is not None, 60)
-        screen = app.screen
-        await _wait(pilot, lambda: False, train_seconds)
-        await pilot.press("space")
-        await _wait(pilot, lambda: screen.progress is not None and screen.progress.status == "paused", 10)
-        await pilot.pause(0.3)
-        before = screen.frame.scene.step if screen.frame else 0
-        await pilot.press("n")  # a step taken while paused: the run keeps the state it started from
-        await _wait(pilot, lambda: screen.frame is not None and screen.frame.scene.step > before, 10)
+        # The step taken while paused: the run keeps the state it started from, what-if's ground.
+        await _trained_then_one_step(pilot, app, train_seconds)
         await pilot.press("w", *keys)
         view = app.screen
         await _wait(pilot, lambda: isinstance(view, WhatIfScreen) and view.answer is not None

@@ -8,13 +8,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from marl_tui.tui.app import HEAVY_MODULES, MarlApp
 from marl_tui.tui.screens.picker import PickerScreen, ScenarioList
 from marl_tui.tui.session import no_run_dir
+from tests.test_picker import until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,14 +44,6 @@ class HeldPreload(MarlApp):
             if self.is_running is False:  # the app closed first
                 return
         super().import_heavy()
-
-
-async def until(pilot: Any, cond: Any, what: str, pauses: int = 500) -> None:
-    for _ in range(pauses):
-        if cond():
-            return
-        await pilot.pause()
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.mark.usefixtures("workdir")

@@ -9,7 +9,7 @@ from types import ModuleType
 import torch
 
 from marl_tui.config import EXTERNAL_KPI
-from marl_tui.envs.base import ActionSpace, Oracle
+from marl_tui.envs.base import ActionSpace, BatchedEnv, Oracle, StepResult
 from marl_tui.errors import UserError
 
 # Where the optional packages come from: kind -> the marl-tui extra that installs them.
@@ -25,20 +25,23 @@ def import_optional(module: str, kind: str) -> ModuleType:
                         f"pip install 'marl-tui[{EXTRAS[kind]}]'") from None
 
 
-def no_oracle() -> Oracle:
-    """An external env's reference: none. Views show "no oracle" where a figure would be."""
-    return Oracle(values={}, summary="no oracle (external environment)", kpis={}, team_return=float("nan"))
+class ExternalEnv(BatchedEnv):
+    """What every external adapter's BatchedEnv shares: no oracle, a step's info (the team reward
+    and every agent's observation: the generic scene panel draws them, an external env has no
+    domain quantities marl-tui knows), and the one KPI."""
 
+    def oracle(self) -> Oracle:
+        # Views show "no oracle" where a figure would be.
+        return Oracle(values={}, summary="no oracle (external environment)", kpis={}, team_return=float("nan"))
 
-def external_info(reward: torch.Tensor, obs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """A step's info: the team reward and every agent's observation [B, N, O] (the generic scene
-    panel draws them: an external env has no domain quantities marl-tui knows)."""
-    return {"team_reward": reward.sum(-1), "obs": obs}
+    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
+        # The reward summed over agents, averaged over copies: a 0-dim tensor (no sync).
+        return {EXTERNAL_KPI: info["team_reward"].mean()}
 
-
-def team_reward_kpi(info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-    """The reward summed over agents, averaged over copies: a 0-dim tensor (no sync)."""
-    return {EXTERNAL_KPI: info["team_reward"].mean()}
+    def _result(self, obs: torch.Tensor, state: torch.Tensor, reward: torch.Tensor) -> StepResult:
+        """A step's result [B, N, O] / [B, N]; every copy's episode ends at the horizon."""
+        done = torch.full((self.n_envs,), self.t >= self.spec.episode_length, device=self.device)
+        return StepResult(obs, state, reward, done, {"team_reward": reward.sum(-1), "obs": obs})
 
 
 def padded_width(sizes: list[int]) -> int:

@@ -19,15 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult, make_env
+from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, StepResult, make_env
 from marl_tui.envs.external.common import (
+    ExternalEnv,
     check_agents,
-    external_info,
     import_optional,
-    no_oracle,
     padded_width,
     same_action_space,
-    team_reward_kpi,
 )
 from marl_tui.errors import UserError
 
@@ -224,7 +222,7 @@ def _action_space(space: Any, where: str) -> ActionSpace:
     raise UserError(f"{where}: unsupported action space {space}: marl-tui takes Discrete(n) or a Box of shape (1,)")
 
 
-class PettingZooBatched(BatchedEnv):
+class PettingZooBatched(ExternalEnv):
     """B copies of an external ParallelEnv, as a BatchedEnv.
 
     Agents must share one action space: Discrete(n) or a Box of shape (1,).
@@ -318,14 +316,7 @@ class PettingZooBatched(BatchedEnv):
         self.t += 1
         obs, state = self._outputs()
         reward_t = torch.as_tensor(reward, device=self.device)
-        done = torch.full((self.n_envs,), self.t >= self.spec.episode_length, device=self.device)
-        return StepResult(obs, state, reward_t, done, external_info(reward_t, obs))
-
-    def oracle(self) -> Oracle:
-        return no_oracle()
-
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-        return team_reward_kpi(info)
+        return self._result(obs, state, reward_t)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "episode": torch.tensor(self.episode)}

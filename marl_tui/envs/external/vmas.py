@@ -17,15 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, Oracle, StepResult
+from marl_tui.envs.base import ActionSpace, EnvSpec, StepResult
 from marl_tui.envs.external.common import (
+    ExternalEnv,
     check_agents,
-    external_info,
     import_optional,
-    no_oracle,
     padded_width,
     same_action_space,
-    team_reward_kpi,
 )
 from marl_tui.errors import UserError
 
@@ -96,7 +94,7 @@ def _action_space(space: Any, where: str) -> ActionSpace:
                     "agent: add continuous_actions = false to [model] for VMAS's discrete actions")
 
 
-class VmasBatched(BatchedEnv):
+class VmasBatched(ExternalEnv):
     """One VMAS environment of B copies. Copies that finish early (every agent at its goal)
     wait with zero reward and their last observation until the horizon, as all copies end
     episodes together. Observations of different sizes are zero-padded to the largest."""
@@ -153,14 +151,7 @@ class VmasBatched(BatchedEnv):
         self._over = self._over | dones
         self.t += 1
         obs_t, state = self._store(obs, live)
-        done = torch.full((self.n_envs,), self.t >= self.spec.episode_length, device=self.device)
-        return StepResult(obs_t, state, reward, done, external_info(reward, obs_t))
-
-    def oracle(self) -> Oracle:
-        return no_oracle()
-
-    def kpis(self, info: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float]:
-        return team_reward_kpi(info)
+        return self._result(obs_t, state, reward)
 
     def get_state(self) -> dict[str, torch.Tensor]:
         return {"t": torch.tensor(self.t), "seed": torch.tensor(self.seed), "rng": self._rng[0].clone()}
