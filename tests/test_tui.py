@@ -538,7 +538,8 @@ async def step_to(pilot: Any, steps: int) -> None:
     screen = await started(pilot)
     controls, copies = screen.session.controls, screen.session.source.ready.n_envs
     controls.change(steps_granted=controls.state.steps_granted + steps)
-    await until(pilot, lambda: screen.progress.env_steps == steps * copies, what=f"{steps} steps")
+    # A hang guard, not a speed bound: a learner's steps take minutes on a loaded 2-core machine.
+    await until(pilot, lambda: screen.progress.env_steps == steps * copies, timeout=900.0, what=f"{steps} steps")
     controls.grant_frame()
     await until(pilot, lambda: shown_step(screen) == steps, what=f"the frame of step {steps}")
     await settled(pilot)
@@ -592,7 +593,7 @@ async def test_a_tall_screen_fills_the_scene_panel_and_a_smaller_one_takes_it_ba
 
 # Each learner on its own kind, paused at a known step after its first updates: its why panel
 # filled with its numbers.
-LEARNER_SNAPSHOTS = [("pricing", "maddpg", 300), ("warehouse", "mappo", 200), ("fulfillment", "qmix", 300)]
+LEARNER_SNAPSHOTS = [("pricing", "maddpg", 150), ("warehouse", "mappo", 200), ("fulfillment", "qmix", 150)]
 EARLY_UPDATES = {"maddpg": {"learning_starts": 400, "batch_size": 64}, "mappo": {"rollout_length": 32},
                  "qmix": {"learning_starts": 400, "batch_size": 64}}
 
