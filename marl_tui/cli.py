@@ -26,6 +26,7 @@ from marl_tui.config import (
     SEED,
     STEPS,
     check_flag,
+    is_external_shorthand,
     scenario_choices,
 )
 from marl_tui.errors import UserError
@@ -139,7 +140,8 @@ def info(
     sc = find_scenario(scenario)
     data = cached_scenario_info(sc)
     stem = Path(sc.source).stem
-    if sc.name != stem:  # a copied file keeps the name it was copied from: say so, don't rename it
+    # A copied file keeps the name it was copied from: say so, don't rename it (a shorthand has no file).
+    if sc.name != stem and not is_external_shorthand(sc.source):
         data["note"] = (f"this file says name = {sc.name!r}, not {stem!r}: its runs are named {sc.name}-…; "
                         f"change `name` in {sc.source} to tell them apart")
     if as_json:  # msgspec writes NaN/inf (Δ where Nash = collusion) as null: valid JSON

@@ -79,6 +79,12 @@ def test_shorthand_reads_agents_and_horizon_from_the_env() -> None:
     assert find_scenario(sc.source).text == sc.text  # the same scenario every time
 
 
+def test_info_on_a_shorthand_has_no_file_to_rename(cli) -> None:
+    """The name-differs-from-the-file note is for copied files; a shorthand names no file."""
+    code, out, _ = cli("info", "pettingzoo:mpe2.simple_spread_v3", "--json")
+    assert code == 0 and len(json.loads(out)["agents"]) == 3 and "note" not in json.loads(out)
+
+
 @needs_vmas
 def test_vmas_shorthand_uses_discrete_actions() -> None:
     sc = find_scenario("vmas:navigation")
