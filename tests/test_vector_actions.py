@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from marl_tui.algos.base import Transition
 from marl_tui.algos.maddpg import MADDPG, MADDPGExplain, MADDPGHyperparameters
 from marl_tui.algos.mappo import MAPPO, MAPPOExplain, MAPPOHyperparameters
-from marl_tui.algos.base import Transition
 from marl_tui.config import load_scenario
 from marl_tui.envs.base import ActionSpace, EnvSpec, continuous_space
 from marl_tui.train.build import build_run
@@ -22,10 +22,10 @@ from marl_tui.train.run_config import RunConfig
 from tests.test_cli_bad_inputs import assert_refused
 from tests.test_external import needs_mpe, needs_vmas
 
-B, N, O, D = 6, 2, 4, 3
+B, N, OBS, D = 6, 2, 4, 3
 # Per-dim bounds that differ: every dim must land in its own.
 SPACE = continuous_space([0.0, -1.0, 10.0], [1.0, 1.0, 20.0])
-SPEC = EnvSpec(n_agents=N, agent_names=("a", "b"), obs_dim=O, state_dim=N * O, action_space=SPACE,
+SPEC = EnvSpec(n_agents=N, agent_names=("a", "b"), obs_dim=OBS, state_dim=N * OBS, action_space=SPACE,
                episode_length=5)
 
 
@@ -46,12 +46,12 @@ def _within_bounds(a: torch.Tensor) -> bool:
 def _drive(algo: MADDPG | MAPPO, steps: int) -> list[dict[str, float]]:
     """Act, observe and update on random observations; the updates' metrics."""
     torch.manual_seed(0)
-    obs, state = torch.randn(B, N, O), torch.randn(B, N * O)
+    obs, state = torch.randn(B, N, OBS), torch.randn(B, N * OBS)
     metrics = []
     for _ in range(steps):
         out = algo.act(obs, state, explore=True)
         assert out.actions.shape == (B, N, D) and _within_bounds(out.actions)
-        next_obs, next_state = torch.randn(B, N, O), torch.randn(B, N * O)
+        next_obs, next_state = torch.randn(B, N, OBS), torch.randn(B, N * OBS)
         algo.observe(Transition(obs=obs, state=state, actions=out.actions, reward=-out.actions[..., 0] ** 2,
                                 next_obs=next_obs, next_state=next_state, terminated=torch.zeros(B),
                                 truncated=torch.zeros(B, dtype=torch.bool), extras=out.extras))
@@ -68,10 +68,10 @@ def test_maddpg_acts_learns_and_explains_with_vector_actions() -> None:
     algo = MADDPG(SPEC, MADDPGHyperparameters(learning_starts=12, batch_size=8, updates_per_step=1),
                   torch.device("cpu"))
     # Critic i sees s, every o_j and every agent's d-vector.
-    assert algo.Q_target(torch.zeros(1, N, N * O + N * O + N * D)).shape == (1, N, 1)
+    assert algo.Q_target(torch.zeros(1, N, N * OBS + N * OBS + N * D)).shape == (1, N, 1)
     metrics = _drive(algo, 8)
     assert metrics and all(math.isfinite(m["critic_loss"]) for m in metrics)
-    ex = algo.explain(torch.randn(1, N, O), torch.randn(1, N * O))
+    ex = algo.explain(torch.randn(1, N, OBS), torch.randn(1, N * OBS))
     assert isinstance(ex, MADDPGExplain) and len(ex.mu_i) == N and len(ex.dQ_da) == N
     assert all(0.0 <= m <= 1.0 for m in ex.mu_i)  # the first number's bounds
 
@@ -80,8 +80,8 @@ def test_mappo_is_a_diagonal_gaussian_whose_log_prob_sums_the_dims() -> None:
     torch.manual_seed(0)
     algo = MAPPO(SPEC, MAPPOHyperparameters(rollout_length=4, minibatches=1, epochs=1), torch.device("cpu"))
     assert algo.policy.log_std.shape == (N, D)
-    obs = torch.randn(B, N, O)
-    out = algo.act(obs, torch.randn(B, N * O), explore=True)
+    obs = torch.randn(B, N, OBS)
+    out = algo.act(obs, torch.randn(B, N * OBS), explore=True)
     u = out.extras["u"]
     assert u.shape == (B, N, D) and out.extras["log_prob"].shape == (B, N)
     log_prob, entropy = algo.policy.log_prob_entropy(obs, u)
@@ -92,14 +92,14 @@ def test_mappo_is_a_diagonal_gaussian_whose_log_prob_sums_the_dims() -> None:
     metrics = _drive(algo, 8)
     assert len(metrics) == 2 and all(math.isfinite(m["policy_loss"]) for m in metrics)
     assert metrics[-1]["action_std"] > 0
-    ex = algo.explain(obs, torch.randn(B, N * O))
+    ex = algo.explain(obs, torch.randn(B, N * OBS))
     assert isinstance(ex, MAPPOExplain) and len(ex.mean) == N and len(ex.std) == N
     assert all(0.0 <= m <= 1.0 for m in ex.mean)  # the first number's bounds
 
 
 def test_frames_keep_every_agents_vector_and_its_first_number() -> None:
     acts = torch.tensor([[[0.1, 0.2, 15.0], [0.3, -0.4, 11.0]]])
-    step = StepOutcome(obs=torch.zeros(1, N, O), state=torch.zeros(1, N * O), actions=acts, native_actions=acts,
+    step = StepOutcome(obs=torch.zeros(1, N, OBS), state=torch.zeros(1, N * OBS), actions=acts, native_actions=acts,
                        reward=torch.zeros(1, N), info={"team_reward": torch.zeros(1)}, step=1, env_steps=1,
                        episode=0, t=1)
     (scene,) = scenes([step])
@@ -124,7 +124,7 @@ def test_the_panels_show_vector_actions_without_crashing() -> None:
     assert "action norms ‖a‖ over the last 3 steps" in text
     torch.manual_seed(0)
     algo = MADDPG(SPEC, MADDPGHyperparameters(), torch.device("cpu"))
-    why = why_text(WhyData(explain=algo.explain(torch.randn(1, N, O), torch.randn(1, N * O)), algo="maddpg",
+    why = why_text(WhyData(explain=algo.explain(torch.randn(1, N, OBS), torch.randn(1, N * OBS)), algo="maddpg",
                            agent_names=("a", "b"), actions=steps[-1].actions, action_dims=D), 60).plain
     assert f"actions are {D} numbers per agent: figures show the first one" in why
 
