@@ -200,3 +200,17 @@ def test_qmix_refuses_vector_actions_in_one_line(cli, tmp_path: Path) -> None:
     f.write_text(SPREAD_CONTINUOUS)
     assert_refused(cli("train", f, "--algo", "qmix", "--steps", "100", "--out", tmp_path / "out"),
                    "QMIX needs discrete actions", "use mappo or maddpg")
+
+
+def test_one_number_actions_keep_their_shapes_and_float_storage() -> None:
+    """d = 1 (the bundled scenarios): [B, N] actions, and the replay buffer stores floats (an
+    integer buffer would round every price)."""
+    one = EnvSpec(n_agents=N, agent_names=("a", "b"), obs_dim=OBS, state_dim=N * OBS,
+                  action_space=ActionSpace("continuous", low=1.0, high=60.0), episode_length=5)
+    torch.manual_seed(0)
+    algo = MADDPG(one, MADDPGHyperparameters(), torch.device("cpu"))
+    assert algo.buffer.data["actions"].shape[1:] == (N,) and algo.buffer.data["actions"].dtype == torch.float32
+    assert algo.act(torch.randn(B, N, OBS), torch.randn(B, N * OBS), explore=True).actions.shape == (B, N)
+    mappo = MAPPO(one, MAPPOHyperparameters(), torch.device("cpu"))
+    assert mappo.policy.log_std.shape == (N,)
+    assert mappo.act(torch.randn(B, N, OBS), torch.randn(B, N * OBS), explore=True).actions.shape == (B, N)

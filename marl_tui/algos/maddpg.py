@@ -225,8 +225,9 @@ class MADDPG(Algorithm):
         self.mu_opt = torch.optim.Adam(self.mu.parameters(), lr=hp.lr)
         self.Q_opt = torch.optim.Adam(self.Q.parameters(), lr=hp.critic_lr)
 
-        # One number per agent (an index, or a continuous action of one dim), else a d-vector.
-        act_field = ((n,), torch.long) if self.discrete or self.d_act == 1 else ((n, self.d_act), torch.float32)
+        # An index, or a continuous action: one number ([n]) or a d-vector ([n, d]) per agent.
+        act_shape = (n,) if self.d_act == 1 else (n, self.d_act)
+        act_field = ((n,), torch.long) if self.discrete else (act_shape, torch.float32)
         self.buffer = ReplayBuffer(
             hp.buffer_size,
             {
