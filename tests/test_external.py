@@ -191,7 +191,6 @@ BAD = [
     (SPREAD.replace(":parallel_env", ":paralel_env"), ["has no 'paralel_env' (did you mean 'parallel_env'?)"], "mpe2"),
     (SPREAD.replace(":parallel_env", ":env"), ["not a PettingZoo ParallelEnv"], "mpe2"),
     (SPREAD + "\n[model]\nbogus = 1\n", ["raised TypeError", "check [model]"], "mpe2"),
-    (SPREAD + "\n[model]\ncontinuous_actions = true\n", ["vectors of 5 numbers", "continuous_actions = false"], "mpe2"),
     (SPREAD.replace("agents = 3", "agents = 4"), ["has 3 agents", "set agents = 3"], "mpe2"),
     (SPREAD.replace('env = "mpe2.simple_spread_v3:parallel_env"', 'env = "mpe2"'),
      ["'module:function'"], None),
@@ -200,8 +199,6 @@ BAD = [
     (NAVIGATION.replace('scenario = "navigation"', 'scenario = "navigaton"'),
      ["no VMAS scenario named 'navigaton' (did you mean 'navigation'?)"], "vmas"),
     (NAVIGATION + "num_envs = 3\n", ["model.num_envs is set by marl-tui", "parallel_envs"], "vmas"),
-    (NAVIGATION.replace("continuous_actions = false", "continuous_actions = true"),
-     ["continuous_actions = false"], "vmas"),
 ]
 
 

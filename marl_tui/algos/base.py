@@ -68,7 +68,7 @@ class ActOutput:
 class Transition:
     obs: torch.Tensor  # [B, N, O]
     state: torch.Tensor  # [B, S]
-    actions: torch.Tensor  # [B, N]
+    actions: torch.Tensor  # [B, N], or [B, N, d] for continuous actions of d > 1 numbers
     reward: torch.Tensor  # [B, N], already x spec.reward_scale
     next_obs: torch.Tensor
     next_state: torch.Tensor
@@ -192,11 +192,25 @@ def mean_metrics(n: int, step: Callable[[], Mapping[str, float | torch.Tensor]])
     return dict(zip(names, means.tolist(), strict=True))
 
 
-def scaled_to_bounds(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+def as_vectors(a: torch.Tensor, dims: int) -> torch.Tensor:
+    """Continuous actions as the env takes them ([..., N] when dims == 1, else [..., N, dims])
+    as [..., N, dims]: the learners' one shape."""
+    return a.unsqueeze(-1) if dims == 1 else a
+
+
+def as_env_actions(a: torch.Tensor, dims: int) -> torch.Tensor:
+    """[..., N, dims] back to the env's shape (see as_vectors)."""
+    return a.squeeze(-1) if dims == 1 else a
+
+
+Bound = float | torch.Tensor  # a float, or one per action dim ([dims], see ActionSpace.bounds)
+
+
+def scaled_to_bounds(x: torch.Tensor, low: Bound, high: Bound) -> torch.Tensor:
     """Map a value in [-1, 1] (tanh output) to [low, high]."""
     return low + (x + 1.0) * 0.5 * (high - low)
 
 
-def bounds_to_unit(a: torch.Tensor, low: float, high: float) -> torch.Tensor:
+def bounds_to_unit(a: torch.Tensor, low: Bound, high: Bound) -> torch.Tensor:
     """Map an action in [low, high] back to [-1, 1] (what critics and policies see)."""
     return 2.0 * (a - low) / (high - low) - 1.0

@@ -51,8 +51,10 @@ class RandomPolicy(Algorithm):
         space = self.spec.action_space
         if space.kind == "discrete":
             a = torch.randint(0, space.n, shape, generator=generator)
-        else:
-            a = space.low + (space.high - space.low) * torch.rand(shape, generator=generator)
+        else:  # vector actions: [B, N, d], each dim within its own bounds
+            low, high = space.bounds()
+            dims = () if space.dims == 1 else (space.dims,)
+            a = low + (high - low) * torch.rand((*shape, *dims), generator=generator)
         return ActOutput(a.to(self.device))
 
     def explain(self, obs: torch.Tensor, state: torch.Tensor) -> RandomExplain:

@@ -14,8 +14,10 @@ every agent's observation and every agent's action (or, with critic = "mean_fiel
 own observation and action and the others' mean action: guide Part 8); actions enter the
 critics in unit scale [-1, 1] (continuous) or as one-hot vectors (discrete).
 
-Continuous actions: mu_i = tanh(net_i(o_i)) mapped to [low, high]; Gaussian exploration
-noise whose std is `noise_std` x the action range, annealed linearly to `noise_final`.
+Continuous actions: mu_i = tanh(net_i(o_i)) mapped to [low, high], d numbers per agent (d = 1
+for the bundled scenarios; an external env's vector actions have more, each dim scaled to its own
+bounds); Gaussian exploration noise whose std is `noise_std` x the action range, annealed
+linearly to `noise_final`. Critics see every agent's d-vector.
 Discrete actions: straight-through Gumbel-softmax actors (Lowe et al. 2017): the forward
 pass is a hard one-hot action, the gradient is the soft one's; acting samples the
 categorical policy (Gumbel-max), plus a uniformly random action with probability epsilon
@@ -52,6 +54,8 @@ from marl_tui.algos.base import (
     Explain,
     Transition,
     WhatIfValues,
+    as_env_actions,
+    as_vectors,
     bounds_to_unit,
     child_generator,
     counterfactual_advantage,
@@ -101,6 +105,7 @@ class MADDPGExplain(Explain, kw_only=True):
     """Copy 0's greedy joint action a = mu(o), what each critic makes of it, and the last
     update's target. One entry per agent i; values in the trainer's reward units (reward x
     reward_scale). Continuous scenarios fill mu_i and dQ_da, discrete ones greedy and dQ_da_onehot.
+    Vector actions (d > 1 numbers per agent): mu_i and dQ_da are those of the first number.
     """
 
     Q_i: tuple[float, ...]  # critic i's value Q_i(s, mu_1(o_1)..mu_n(o_n))
@@ -157,7 +162,7 @@ def critic_width(spec: EnvSpec, critic: str) -> int:
     """Inputs of one critic Q_i: s, then every o_j and a_j ("full") or o_i, a_i and the mean
     of the others' a_j ("mean_field"; no mean when there are no others)."""
     n, o = spec.n_agents, spec.obs_dim
-    d = spec.action_space.n if spec.action_space.kind == "discrete" else 1
+    d = spec.action_space.n if spec.action_space.kind == "discrete" else spec.action_space.dims
     if critic == "mean_field":
         return spec.state_dim + o + d * (2 if n > 1 else 1)
     return spec.state_dim + n * o + n * d
@@ -202,7 +207,7 @@ class MADDPG(Algorithm):
         super().__init__(spec, hp, device)
         n, o = spec.n_agents, spec.obs_dim
         self.discrete = spec.action_space.kind == "discrete"
-        self.d_act = spec.action_space.n if self.discrete else 1  # width of one agent's action
+        self.d_act = spec.action_space.n if self.discrete else spec.action_space.dims  # one agent's action
         # The trainer seeds the global RNG before building us; draw our own streams from it.
         self.generator = child_generator(high=2**31 - 1)
 
@@ -220,7 +225,9 @@ class MADDPG(Algorithm):
         self.mu_opt = torch.optim.Adam(self.mu.parameters(), lr=hp.lr)
         self.Q_opt = torch.optim.Adam(self.Q.parameters(), lr=hp.critic_lr)
 
-        act_field = ((n,), torch.long) if self.discrete else ((n,), torch.float32)
+        # An index, or a continuous action: one number ([n]) or a d-vector ([n, d]) per agent.
+        act_shape = (n,) if self.d_act == 1 else (n, self.d_act)
+        act_field = ((n,), torch.long) if self.discrete else (act_shape, torch.float32)
         self.buffer = ReplayBuffer(
             hp.buffer_size,
             {
@@ -288,7 +295,7 @@ class MADDPG(Algorithm):
         """Stored actions in critic units: [B, N, d_act]."""
         if self.discrete:
             return F.one_hot(a, self.d_act).float()
-        return a.unsqueeze(-1)
+        return as_vectors(a, self.d_act)
 
     # --- act ---------------------------------------------------------------------
     @torch.no_grad()
@@ -306,26 +313,24 @@ class MADDPG(Algorithm):
             # Gumbel-max samples the categorical policy; epsilon adds uniform actions on top.
             a = (logits + gumbel_noise(logits, self.generator)).argmax(-1)
             return ActOutput(torch.where(self._rand(b, n) < self.noise(), uniform, a))
-        space = self.spec.action_space
+        d = self.d_act
         if warm:
-            unit = self._rand(b, n) * 2.0 - 1.0
+            unit = self._rand(b, n, d) * 2.0 - 1.0
         else:
-            unit = torch.tanh(self.mu(obs)).squeeze(-1)
+            unit = torch.tanh(self.mu(obs))
             if explore:
                 # noise_std is a fraction of the range; the range is 2 in unit scale.
-                eps = torch.randn((b, n), generator=self.generator).to(self.device)
+                eps = torch.randn((b, n, d), generator=self.generator).to(self.device)
                 unit = (unit + 2.0 * self.noise() * eps).clamp(-1.0, 1.0)
-        return ActOutput(scaled_to_bounds(unit, space.low, space.high))
+        low, high = self.spec.action_space.bounds(self.device)
+        return ActOutput(as_env_actions(scaled_to_bounds(unit, low, high), d))
 
     # --- observe -----------------------------------------------------------------
     def observe(self, transition: Transition) -> None:
         """Store (o, s, a, r, o', s') in B; continuous actions in unit scale."""
-        a = transition.actions
-        if self.discrete:
-            a = a.long()
-        else:
-            space = self.spec.action_space
-            a = bounds_to_unit(a.float(), space.low, space.high)
+        space = self.spec.action_space
+        a = transition.actions.long() if self.discrete else bounds_to_unit(
+            transition.actions.float(), *space.bounds(self.device))
         self.buffer.add({
             "obs": transition.obs,
             "state": transition.state,
@@ -449,10 +454,10 @@ class MADDPG(Algorithm):
         if self.discrete:
             greedy, dQ_da_onehot = tuple(raw[0].argmax(-1).tolist()), float_rows(dq)
         else:
-            space = self.spec.action_space
-            mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], space.low, space.high))
+            low, high = self.spec.action_space.dim_range(0)  # vector actions: the first number's
+            mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], low, high))
             # Unit scale [-1, 1] spans (high - low) action units: per action unit, x 2 / range.
-            dQ_da = floats(dq[:, 0] * 2.0 / (space.high - space.low))
+            dQ_da = floats(dq[:, 0] * 2.0 / (high - low))
         last = {k: floats(v) for k, v in self.last.items()}  # empty before the first update
         return MADDPGExplain(
             Q_i=floats(Q_i[0].detach() * sigma), gamma=self.hp.gamma,

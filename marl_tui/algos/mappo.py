@@ -80,7 +80,7 @@ class MAPPOExplain(Explain, kw_only=True):
     """Copy 0's policy pi_i and value V^cen(s), and the last update's clipped surrogate.
 
     Per-agent tuples hold one entry per agent i. Continuous scenarios fill mean and std,
-    discrete ones probs.
+    discrete ones probs. Vector actions (d > 1 numbers per agent): mean and std of the first number.
     """
 
     V: tuple[float, ...]  # V^cen(s) of copy 0's state, scaled reward units (a team value: repeated)
@@ -212,22 +212,30 @@ class Policy(nn.Module):
     """pi_i(a | o_i): one network for all agents (agent id appended to o_i).
 
     Continuous: a Gaussian N(mu_i(o_i), sigma_i^2) in the unit space [-1, 1] with a
-    learned, state-independent log sigma per agent. Discrete: a categorical over
-    the n actions.
+    learned, state-independent log sigma per agent; for actions of d > 1 numbers a diagonal
+    Gaussian (one mu and one log sigma per dim, log pi the sum over dims). Discrete: a
+    categorical over the n actions.
     """
 
     def __init__(self, spec: EnvSpec, hidden: int, init_log_std: float) -> None:
         super().__init__()
         self.continuous = spec.action_space.kind == "continuous"
-        d_out = 1 if self.continuous else spec.action_space.n
+        self.dims = spec.action_space.dims if self.continuous else 1
+        d_out = self.dims if self.continuous else spec.action_space.n
         self.net = AgentMLP(spec.n_agents, spec.obs_dim, d_out, hidden, shared=True, out_gain=0.01,
                             activation=nn.ReLU)
-        self.log_std = nn.Parameter(torch.full((spec.n_agents,), init_log_std))
+        per_agent = (spec.n_agents,) if self.dims == 1 else (spec.n_agents, self.dims)
+        self.log_std = nn.Parameter(torch.full(per_agent, init_log_std))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """mu_i in unit space [..., N] (continuous) or logits [..., N, n] (discrete)."""
+        """mu_i in unit space [..., N] (continuous; [..., N, d] for d > 1) or logits [..., N, n]."""
         out = self.net(obs)
-        return out.squeeze(-1) if self.continuous else out
+        return out.squeeze(-1) if self.continuous and self.dims == 1 else out
+
+    def joint_over_dims(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-dim log densities or entropies [..., N, d] -> per agent [..., N]: a diagonal
+        Gaussian's dims are independent, so they add (one-dim actions pass as they are)."""
+        return x if self.dims == 1 else x.sum(-1)
 
     def log_prob_entropy(
         self, obs: torch.Tensor, a: torch.Tensor
@@ -240,7 +248,7 @@ class Policy(nn.Module):
         if self.continuous:
             log_std = self.log_std.expand_as(out)
             z = (a - out) * torch.exp(-log_std)
-            return gaussian_log_prob(z, log_std), gaussian_entropy(log_std)
+            return self.joint_over_dims(gaussian_log_prob(z, log_std)), self.joint_over_dims(gaussian_entropy(log_std))
         log_p = F.log_softmax(out, -1)
         log_prob = log_p.gather(-1, a.long().unsqueeze(-1)).squeeze(-1)
         return log_prob, -(log_p.exp() * log_p).sum(-1)
@@ -296,7 +304,7 @@ class MAPPO(Algorithm):
         self.last: dict[str, float] = {}  # the last update's numbers, for explain()
         with torch.no_grad():  # before any update: entropy of the initial policy
             self.entropy = (
-                float(gaussian_entropy(float(self.policy.log_std.mean())))
+                self.policy.dims * float(gaussian_entropy(float(self.policy.log_std.mean())))
                 if self.continuous else math.log(spec.action_space.n)  # 0.01 head: ~uniform
             )
 
@@ -307,8 +315,8 @@ class MAPPO(Algorithm):
         Gaussian stays unbounded, so log pi(u) of the stored raw sample u is exact (a tanh
         squash would need a Jacobian term and saturates at the bounds, where pricing-guide's
         answer lies)."""
-        space = self.spec.action_space
-        return scaled_to_bounds(u.clamp(-1.0, 1.0), space.low, space.high)
+        low, high = self.spec.action_space.bounds(self.device)
+        return scaled_to_bounds(u.clamp(-1.0, 1.0), low, high)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
@@ -320,7 +328,8 @@ class MAPPO(Algorithm):
             z = torch.randn(out.shape, generator=self.generator).to(self.device)
             log_std = self.policy.log_std
             u = out + log_std.exp() * z
-            return ActOutput(self._to_env(u), {"u": u, "log_prob": gaussian_log_prob(z, log_std)})
+            log_prob = self.policy.joint_over_dims(gaussian_log_prob(z, log_std))
+            return ActOutput(self._to_env(u), {"u": u, "log_prob": log_prob})
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the categorical.
         a = (out + gumbel_noise(out, self.generator)).argmax(-1)
         log_prob = F.log_softmax(out, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
@@ -353,7 +362,7 @@ class MAPPO(Algorithm):
 
     def update(self) -> dict[str, float]:
         hp, buf = self.hp, self.buffer
-        T, B, N = buf["a"].shape
+        T, B, N = buf["log_prob"].shape
         K = self.n_values
         # -- ADVANTAGE COMPUTATION (old policy, old V^cen) --
         with torch.no_grad():
@@ -372,7 +381,7 @@ class MAPPO(Algorithm):
             A_hat = (A_hat - A_hat.mean()) / (A_hat.std() + 1e-8)
 
         M = T * B
-        obs, a = buf["obs"].reshape(M, N, -1), buf["a"].reshape(M, N)
+        obs, a = buf["obs"].reshape(M, N, -1), buf["a"].reshape(M, N, *buf["a"].shape[3:])
         state = buf["state"].reshape(M, -1)
         log_prob_old = buf["log_prob"].reshape(M, N)  # log pi_i_old(a_i | o_i), from act()
         A_hat, G_norm = A_hat.reshape(M, K).expand(M, N), G_norm.reshape(M, K)
@@ -421,10 +430,11 @@ class MAPPO(Algorithm):
         metrics["V_mean"] = float(values.mean())
         metrics["return_mean"] = float(returns.mean())
         if self.continuous:  # sigma in action units, so it reads like a price or an order size
-            space = self.spec.action_space
-            metrics["action_std"] = float(
-                self.policy.log_std.detach().exp().mean() * (space.high - space.low) / 2
-            )
+            low, high = self.spec.action_space.bounds(self.device)
+            sigma, half_range = self.policy.log_std.detach().exp(), (high - low) / 2
+            # Per-dim bounds: each dim's sigma in its own units, then the mean.
+            metrics["action_std"] = float((sigma * half_range).mean() if torch.is_tensor(half_range)
+                                          else sigma.mean() * half_range)
         self.entropy = metrics["entropy"]
         self.last = {
             "ratio": sample[0], "clipped_ratio": sample[1], "A_hat": sample[2],
@@ -445,10 +455,12 @@ class MAPPO(Algorithm):
         """Copy 0's policy and value, and the last update's PPO numbers (see MAPPOExplain)."""
         out = self.policy(obs[:1])[0]
         mean = std = probs = None  # mean and std, or probs: see MAPPOExplain
-        if self.continuous:
-            space = self.spec.action_space
-            mean = floats(self._to_env(out))
-            std = floats(self.policy.log_std.exp() * (space.high - space.low) / 2)
+        if self.continuous:  # vector actions: the first number's
+            low, high = self.spec.action_space.dim_range(0)
+            first = out if self.policy.dims == 1 else out[:, 0]
+            log_std = self.policy.log_std if self.policy.dims == 1 else self.policy.log_std[:, 0]
+            mean = floats(scaled_to_bounds(first.clamp(-1.0, 1.0), low, high))
+            std = floats(log_std.exp() * (high - low) / 2)
         else:
             probs = float_rows(torch.softmax(out, -1))
         V = self.value_norm.denormalise(self.V(state[:1]))[0]

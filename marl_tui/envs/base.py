@@ -1,8 +1,10 @@
 """The batched environment contract every scenario follows.
 
 B independent copies step together as torch tensors on one device. Every agent
-takes one scalar action per step: a float in [low, high] for continuous
-scenarios, an integer index in [0, n) for discrete ones. All copies start and
+takes one action per step: an integer index in [0, n) for discrete scenarios, a
+float in [low, high] for continuous ones, or for continuous actions of `dims` > 1
+numbers (external environments: MPE's 5 forces, VMAS's 2) a vector, each number
+within its own bounds. Actions are [B, N] tensors, or [B, N, dims] when dims > 1. All copies start and
 end episodes together (fixed horizon); the trainer calls `reset()` after a
 step reports done. Episodes end by time limit (truncation), so learners should
 bootstrap from the final observation.
@@ -23,14 +25,42 @@ from marl_tui.errors import UserError
 @dataclass(frozen=True)
 class ActionSpace:
     kind: Literal["continuous", "discrete"]
-    low: float = 0.0  # continuous bounds
+    low: float = 0.0  # continuous bounds (when they differ per dim: the lowest and the highest)
     high: float = 1.0
     n: int = 0  # discrete count
+    dims: int = 1  # continuous: numbers in one agent's action
+    # Continuous, dims > 1, bounds that differ per dim: each dim's (low, high); empty when
+    # every dim shares [low, high].
+    dim_bounds: tuple[tuple[float, float], ...] = ()
 
     def describe(self) -> str:
         if self.kind == "discrete":
             return f"discrete({self.n})"
-        return f"continuous[{self.low:g}, {self.high:g}]"
+        if self.dims == 1:
+            return f"continuous[{self.low:g}, {self.high:g}]"
+        if self.dim_bounds:
+            return "continuous " + " × ".join(f"[{lo:g}, {hi:g}]" for lo, hi in self.dim_bounds)
+        return f"continuous[{self.low:g}, {self.high:g}]^{self.dims}"
+
+    def dim_range(self, k: int) -> tuple[float, float]:
+        """(low, high) of dim k of a continuous action."""
+        return self.dim_bounds[k] if self.dim_bounds else (self.low, self.high)
+
+    def bounds(self, device: torch.device | str = "cpu") -> tuple[float | torch.Tensor, float | torch.Tensor]:
+        """(low, high) to scale actions with: floats when every dim shares them (one number per
+        agent keeps the same arithmetic as always), [dims] tensors when they differ per dim."""
+        if not self.dim_bounds:
+            return self.low, self.high
+        lo, hi = zip(*self.dim_bounds, strict=True)
+        return torch.tensor(lo, device=device), torch.tensor(hi, device=device)
+
+
+def continuous_space(low: list[float], high: list[float]) -> ActionSpace:
+    """The continuous ActionSpace of per-dim bounds (a Box's low and high, flattened)."""
+    dims = len(low)
+    same = len(set(low)) == 1 and len(set(high)) == 1
+    per_dim = () if same else tuple(zip(low, high, strict=True))
+    return ActionSpace("continuous", low=min(low), high=max(high), dims=dims, dim_bounds=per_dim)
 
 
 @dataclass(frozen=True)
@@ -87,7 +117,7 @@ class BatchedEnv(ABC):
 
     @abstractmethod
     def step(self, actions: torch.Tensor) -> StepResult:
-        """actions: [B, N] float (continuous) or long (discrete)."""
+        """actions: [B, N] float (continuous) or long (discrete); [B, N, dims] when dims > 1."""
 
     @abstractmethod
     def oracle(self) -> Oracle:

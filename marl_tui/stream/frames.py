@@ -30,16 +30,20 @@ AnyWhatIfValues = Union[what_if_types()]  # noqa: UP007 - built from a tuple at 
 Quantity = float | tuple[float, ...]
 
 
-class StepScene(msgspec.Struct, frozen=True, kw_only=True):
-    """One step of copy 0 as plain numbers."""
+class StepScene(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One step of copy 0 as plain numbers. (Defaults are left out of the encoding, so a scene
+    of one-number actions encodes as it always has.)"""
 
     step: int  # batched steps its view (training, or the greedy view) has taken, this one included
     env_steps: int  # environment steps of training over all copies when it was taken
     episode: int  # episodes its view had finished before this step
     t: int  # step within the episode (1..T)
-    actions: tuple[float, ...]  # one per agent, in the scenario's units
+    # One per agent, in the scenario's units; for vector actions each agent's first number.
+    actions: tuple[float, ...]
     reward: tuple[float, ...]  # one per agent, raw units
     info: dict[str, Quantity]  # the env's domain quantities (price, stock, order_xy, ...)
+    # Vector actions (d > 1 numbers per agent, external envs): every agent's whole action.
+    action_vectors: tuple[tuple[float, ...], ...] = ()
 
 
 class FrameStats(msgspec.Struct, frozen=True, kw_only=True):

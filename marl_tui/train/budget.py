@@ -92,8 +92,8 @@ def estimate(algo: str, hp: Any, spec: EnvSpec, copies: int, env_floats_per_copy
     set the number of copies (the flag, or the scenario's parallel_envs)."""
     n, o, s = spec.n_agents, spec.obs_dim, spec.state_dim
     discrete = spec.action_space.kind == "discrete"
-    d_act = spec.action_space.n if discrete else 1
-    a_bytes = LONG if discrete else FLOAT
+    d_act = spec.action_space.n if discrete else spec.action_space.dims
+    a_bytes = LONG if discrete else FLOAT * spec.action_space.dims  # one agent's action
     knob = f"train.{algo}"
     # One step as a StepOutcome holds it: obs, state, actions (twice), reward, a few info fields.
     step = copies * (FLOAT * (n * o + s + 6 * n) + 2 * a_bytes * n)

@@ -25,6 +25,8 @@ def scenes(outcomes: Sequence[StepOutcome], env_steps: int | None = None) -> lis
     rows = torch.cat(parts, dim=1).tolist()
     widths = [p.shape[1] for p in parts]
     scalar = [last.info[k][0].dim() == 0 for k in keys]
+    # Vector actions ([N, d] per copy): the scene keeps every agent's vector and its first number.
+    dims = last.native_actions.shape[-1] if last.native_actions[0].dim() == 2 else 0
     out = []
     for o, row in zip(outcomes, rows, strict=True):
         cut, fields = 0, []
@@ -32,8 +34,13 @@ def scenes(outcomes: Sequence[StepOutcome], env_steps: int | None = None) -> lis
             fields.append(tuple(row[cut:cut + w]))
             cut += w
         info = {k: (v[0] if one else v) for k, v, one in zip(keys, fields[2:], scalar, strict=True)}
+        actions, vectors = fields[0], ()
+        if dims:
+            vectors = tuple(actions[i:i + dims] for i in range(0, len(actions), dims))
+            actions = tuple(v[0] for v in vectors)
         out.append(StepScene(step=o.step, env_steps=o.env_steps if env_steps is None else env_steps,
-                             episode=o.episode, t=o.t, actions=fields[0], reward=fields[1], info=info))
+                             episode=o.episode, t=o.t, actions=actions, reward=fields[1], info=info,
+                             action_vectors=vectors))
     return out
 
 

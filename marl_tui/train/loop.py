@@ -33,8 +33,8 @@ class StepOutcome:
 
     obs: torch.Tensor  # [B, N, O] the observation the actions were chosen on
     state: torch.Tensor  # [B, S]
-    actions: torch.Tensor  # [B, N] as the algorithm chose them (indices on discretised envs)
-    native_actions: torch.Tensor  # [B, N] in the scenario's units
+    actions: torch.Tensor  # [B, N] (or [B, N, d]) as the algorithm chose them (indices on discretised envs)
+    native_actions: torch.Tensor  # [B, N] (or [B, N, d]) in the scenario's units
     reward: torch.Tensor  # [B, N] raw units
     info: dict[str, torch.Tensor]
     step: int  # batched steps of this loop so far, this one included

@@ -55,11 +55,12 @@ def _answer(run: Run, query: WhatIfQuery) -> WhatIfAnswer:
     replacement = _algorithm_action(env, query.action)
     taken = last.actions[:1]  # [1, N] as the algorithm chose them
     candidates = _candidates(env).to(taken.dtype)
+    # First: an env that cannot be copied (an external one, vector actions included) is refused.
+    copy = _copy_before(run, env, 2 + len(candidates))
     rows = taken.repeat(2 + len(candidates), 1)
     rows[1, i] = replacement
     rows[2:, i] = candidates
     with torch.no_grad():
-        copy = _copy_before(run, env, len(rows))
         result = copy.step(rows)
         reward = result.reward.double()
         if not torch.allclose(reward[0], last.reward[0].double(), rtol=1e-5, atol=1e-6):

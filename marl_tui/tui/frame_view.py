@@ -44,7 +44,7 @@ def why_data(frame: Frame, ready: Ready, algo: str, kind: str) -> WhyData:
         explain=frame.explain, algo=algo, agent_names=tuple(spec.agent_names), kind=kind,
         discrete_levels=tuple(spec.action_levels), step=frame.scene.step, greedy=frame.greedy,
         note=f"explain() failed: {frame.explain_error}" if frame.explain_error else "",
-        reward_scale=spec.reward_scale, actions=frame.scene.actions,
+        reward_scale=spec.reward_scale, actions=frame.scene.actions, action_dims=spec.action_space.dims,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, StepResult, make_env
+from marl_tui.envs.base import ActionSpace, BatchedEnv, EnvSpec, StepResult, continuous_space, make_env
 from marl_tui.envs.external.common import (
     ExternalEnv,
     check_agents,
@@ -42,7 +42,7 @@ def _box(size: int) -> spaces.Box:
 def _gym_action_space(a: ActionSpace) -> spaces.Space:
     if a.kind == "discrete":
         return spaces.Discrete(a.n)
-    return spaces.Box(a.low, a.high, shape=(1,), dtype=np.float32)
+    return spaces.Box(a.low, a.high, shape=(a.dims,), dtype=np.float32)
 
 
 class ScenarioParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
@@ -213,19 +213,15 @@ def make_pettingzoo(scenario: Any, n_envs: int, seed: int, device: torch.device 
 def _action_space(space: Any, where: str) -> ActionSpace:
     if isinstance(space, spaces.Discrete):
         return ActionSpace("discrete", n=int(space.n))
-    if isinstance(space, spaces.Box) and space.shape == (1,):
-        return ActionSpace("continuous", low=float(space.low[0]), high=float(space.high[0]))
-    if isinstance(space, spaces.Box) and len(space.shape) == 1:
-        raise UserError(f"{where}: actions are vectors of {space.shape[0]} numbers; marl-tui's learners take "
-                        "one number (or one choice) per agent: use the env's discrete actions "
-                        "(MPE: continuous_actions = false)")
-    raise UserError(f"{where}: unsupported action space {space}: marl-tui takes Discrete(n) or a Box of shape (1,)")
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:  # d numbers, each in its own bounds
+        return continuous_space([float(x) for x in space.low], [float(x) for x in space.high])
+    raise UserError(f"{where}: unsupported action space {space}: marl-tui takes Discrete(n) or a Box of shape (d,)")
 
 
 class PettingZooBatched(ExternalEnv):
     """B copies of an external ParallelEnv, as a BatchedEnv.
 
-    Agents must share one action space: Discrete(n) or a Box of shape (1,).
+    Agents must share one action space: Discrete(n) or a Box of shape (d,).
     Observations of different sizes are zero-padded to the largest. Every reset
     seeds copy b afresh from (seed, episode number, b), so an episode's start
     depends on nothing before it and a resumed run restarts its interrupted
@@ -299,7 +295,7 @@ class PettingZooBatched(ExternalEnv):
     def _native(self, value: torch.Tensor) -> Any:
         if self.spec.action_space.kind == "discrete":
             return int(value)
-        return np.array([float(value)], dtype=self._gym_action.dtype)
+        return value.reshape(-1).numpy().astype(self._gym_action.dtype)  # [1] or the d-vector
 
     def step(self, actions: torch.Tensor) -> StepResult:
         acts = actions.detach().cpu()

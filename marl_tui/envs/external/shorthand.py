@@ -16,8 +16,9 @@ from marl_tui.errors import UserError
 
 # The shorthand's default factory: PettingZoo's own name for a module's parallel env.
 DEFAULT_FACTORY = "parallel_env"
-# Set where the shorthand names a VMAS scenario: marl-tui's learners take one action number per
-# agent, and VMAS's continuous actions are vectors (README "Your own environment").
+# Set where the shorthand names a VMAS scenario: VMAS's discrete actions, so every algorithm
+# (QMIX included) runs on it; its continuous forces need a scenario file (README "Your own
+# environment").
 VMAS_SHORTHAND_MODEL = {"continuous_actions": False}
 
 

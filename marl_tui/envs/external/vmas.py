@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marl_tui.envs.base import ActionSpace, EnvSpec, StepResult
+from marl_tui.envs.base import ActionSpace, EnvSpec, StepResult, continuous_space
 from marl_tui.envs.external.common import (
     ExternalEnv,
     check_agents,
@@ -88,9 +88,9 @@ def _own_random(state: list[Any]) -> Iterator[list[Any]]:
 def _action_space(space: Any, where: str) -> ActionSpace:
     if isinstance(space, spaces.Discrete):
         return ActionSpace("discrete", n=int(space.n))
-    if isinstance(space, spaces.Box) and space.shape == (1,):
-        return ActionSpace("continuous", low=float(space.low[0]), high=float(space.high[0]))
-    raise UserError(f"{where}: actions are {space}; marl-tui's learners take one number or one choice per "
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:  # VMAS's forces: [B, d] per agent
+        return continuous_space([float(x) for x in space.low], [float(x) for x in space.high])
+    raise UserError(f"{where}: actions are {space}; marl-tui's learners take a choice or a vector of numbers per "
                     "agent: add continuous_actions = false to [model] for VMAS's discrete actions")
 
 
@@ -142,8 +142,10 @@ class VmasBatched(ExternalEnv):
 
     def step(self, actions: torch.Tensor) -> StepResult:
         a = actions.to(self.device)
-        per_agent = [a[:, i] if self.spec.action_space.kind == "discrete" else a[:, i, None]
-                     for i in range(self.spec.n_agents)]
+        space = self.spec.action_space
+        # VMAS takes [B] indices or [B, d] forces per agent; ours are [B, N] or [B, N, d].
+        one_number = space.kind == "continuous" and space.dims == 1
+        per_agent = [a[:, i, None] if one_number else a[:, i] for i in range(self.spec.n_agents)]
         with _own_random(self._rng):
             obs, rew, dones, _ = self.env.step(per_agent)
         live = ~self._over

@@ -1,6 +1,8 @@
 """The scene of an environment marl-tui has no panel of its own for (PettingZoo, VMAS): episode
 progress, then one row per agent (this step's reward, its sum over the episode so far, the
-action, what it observed), then the actions over the recent steps and the KPIs.
+action, what it observed), then the actions over the recent steps and the KPIs. Actions of d > 1
+numbers (MPE's or VMAS's continuous forces) show as their norm ‖a‖ per step, and this step's
+numbers below the table.
 
 Observations come from the step's info["obs"] (the external adapters put every agent's there,
 flattened); each agent's is drawn as one bar per number, scaled to that agent's own range."""
@@ -55,6 +57,18 @@ def histogram(counts: list[int]) -> str:
     return " ".join(f"{i}{BARS[round(c / top * (len(BARS) - 1))] if c else '·'}" for i, c in enumerate(counts))
 
 
+def norm(v: tuple[float, ...]) -> float:
+    """The Euclidean norm ‖a‖ of one agent's vector action."""
+    return sum(x * x for x in v) ** 0.5
+
+
+def vector_row(v: tuple[float, ...], width: int) -> str:
+    """'+0.12 -0.50 +0.33 …': an action's numbers, as many as fit `width`."""
+    cells = [f"{x:+.2f}" for x in v]
+    fit = max(1, (width + 1) // 6)
+    return " ".join(cells[:fit]) + (" …" if len(cells) > fit else "")
+
+
 def this_episode(data: SceneData) -> list[StepScene]:
     """The steps on hand of the episode on screen (the trail may not reach its start)."""
     r = data.record
@@ -78,14 +92,17 @@ class ExternalPanel(ScenePanel):
         since = episode[0].t if episode else r.t
         name_w = min(12, max(len(n) for n in names))
         discrete = data.discrete_actions > 0
+        vectors = bool(r.action_vectors)
         obs = r.info.get("obs")
         per_agent = len(obs) // len(names) if isinstance(obs, tuple) and names else 0
-        head = f"\n{'agent':<{name_w}} {'reward':>8} {'Σ t≥' + str(since):>9} {'action':>7}  observation"
+        head = (f"\n{'agent':<{name_w}} {'reward':>8} {'Σ t≥' + str(since):>9} "
+                f"{'‖a‖' if vectors else 'action':>7}  observation")
         t.append(head, style="bold")
         spark_w = max(4, width - name_w - 29)
         for i, name in enumerate(names):
             total = sum(s.reward[i] for s in episode)
-            action = f"{int(r.actions[i])}" if discrete else f"{r.actions[i]:.3g}"
+            action = (f"{int(r.actions[i])}" if discrete else
+                      f"{norm(r.action_vectors[i]):.3g}" if vectors else f"{r.actions[i]:.3g}")
             t.append(f"\n{name[:name_w]:<{name_w}} {r.reward[i]:>8.3g} {total:>9.4g} {action:>7}  ")
             if per_agent:
                 values = obs[i * per_agent:(i + 1) * per_agent]  # type: ignore[index]
@@ -96,16 +113,22 @@ class ExternalPanel(ScenePanel):
             t.append(f"\nobservations: {per_agent} numbers per agent, each row scaled to its own range",
                      style="dim")
         span = data.recent[-min(len(data.recent), 50):]
+        if vectors:
+            t.append(f"\nactions: {len(r.action_vectors[0])} numbers per agent, this step's:", style="bold")
+            for i, name in enumerate(names):
+                t.append(f"\n{name[:name_w]:<{name_w}} {vector_row(r.action_vectors[i], width - name_w - 1)}")
         if discrete:
             t.append(f"\nactions over the last {len(span)} steps:", style="bold")
             for i, name in enumerate(names):
                 counts = action_counts(list(span), i, data.discrete_actions)
                 t.append(f"\n{name[:name_w]:<{name_w}} {histogram(counts)}")
         else:
-            t.append(f"\nactions over the last {len(span)} steps (oldest first):", style="bold")
+            what = "action norms ‖a‖" if vectors else "actions"
+            t.append(f"\n{what} over the last {len(span)} steps (oldest first):", style="bold")
             for i, name in enumerate(names):
                 t.append(f"\n{name[:name_w]:<{name_w}} ")
-                t.append(sparkline([s.actions[i] for s in span], width - name_w - 1), style="magenta")
+                trace = [norm(s.action_vectors[i]) if vectors and s.action_vectors else s.actions[i] for s in span]
+                t.append(sparkline(trace, width - name_w - 1), style="magenta")
         t.append("\n")
         t.append(kpi_lines(data, width))
         return t

@@ -32,6 +32,8 @@ class WhyData:
     note: str = ""
     reward_scale: float = 1.0  # learners see reward × this (the scenario's reward_scale)
     actions: tuple[float, ...] = ()  # the actions taken in this step (copy 1), in the scenario's units
+    # Numbers in one agent's continuous action: when > 1, every action figure is the first number's.
+    action_dims: int = 1
 
 
 ACTION_WORD = {"pricing": "price", "warehouse": "order", "fulfillment": "choice"}
@@ -270,6 +272,8 @@ def why_text(d: WhyData, width: int) -> Text:
         w.aside(f"the decision taken in {'greedy step' if d.greedy else 'step'} {d.step:,}")
     if d.algo in ("maddpg", "mappo", "qmix") and d.reward_scale != 1.0:
         w.aside(f"rewards × {d.reward_scale:g} (reward_scale)")
+    if d.action_dims > 1:
+        w.aside(f"actions are {d.action_dims} numbers per agent: figures show the first one")
     match d.explain:
         case MADDPGExplain():
             _maddpg(w, d, d.explain, width)
