@@ -113,7 +113,7 @@ class Row:
 
 
 def time_one(scenario: str, algo: str, seed: int, threads: int, evals: int, cap: float,
-             overrides: dict[str, Any]) -> Row | None:
+             overrides: dict[str, Any], n_envs: int | None = None) -> Row | None:
     spec = time_target(scenario, algo)
     if spec is None:
         return None
@@ -124,7 +124,7 @@ def time_one(scenario: str, algo: str, seed: int, threads: int, evals: int, cap:
     torch.set_num_threads(threads)
     watch = TargetWatch(every, check)
     run = build_run(RunConfig(scenario=sc, algo=algo, seed=seed, steps=int(budget * cap),
-                                    overrides=overrides), extra=[watch])
+                                    n_envs=n_envs, overrides=overrides), extra=[watch])
     wall, cpu = time.perf_counter(), time.process_time()
     run.run()
     if watch.reached is not None:
@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--evals", type=int, default=100, help="evaluations per default budget")
     ap.add_argument("--cap", type=float, default=1.0, help="cap as a multiple of the default budget")
+    ap.add_argument("--envs", type=int, default=None, help="parallel copies (default: the scenario's)")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="a hyperparameter of the algorithms run (repeatable; default settings otherwise)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "time_to_target.json")
@@ -160,7 +161,7 @@ def main() -> None:
     rows: list[Row] = []
     for n_threads in threads:
         for scenario, algo in jobs:
-            r = time_one(scenario, algo, args.seed, n_threads, args.evals, args.cap, overrides)
+            r = time_one(scenario, algo, args.seed, n_threads, args.evals, args.cap, overrides, args.envs)
             if r is None:
                 print(f"{scenario:<18}{algo:<7} no target: skipped", flush=True)
                 continue
@@ -178,7 +179,7 @@ def write(args: argparse.Namespace, overrides: dict[str, Any], rows: list[Row]) 
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "load_average": os.getloadavg(), "torch": torch.__version__, "seed": args.seed,
-            "evals_per_budget": args.evals, "cap": args.cap, "overrides": overrides}
+            "evals_per_budget": args.evals, "cap": args.cap, "envs": args.envs, "overrides": overrides}
     out = [asdict(r) | {"steps_per_second": round(r.steps_per_second, 1)} for r in rows]
     args.out.write_text(json.dumps({"meta": meta, "runs": out}, indent=2, default=str) + "\n")
 
