@@ -20,7 +20,7 @@ from marl_tui.train.framing import scenes
 from marl_tui.train.loop import StepOutcome
 from marl_tui.train.run_config import RunConfig
 from tests.test_cli_bad_inputs import assert_refused
-from tests.test_external import needs_mpe, needs_vmas
+from tests.test_external import NAVIGATION, SPREAD, needs_mpe, needs_vmas
 
 B, N, OBS, D = 6, 2, 4, 3
 # Per-dim bounds that differ: every dim must land in its own.
@@ -131,31 +131,9 @@ def test_the_panels_show_vector_actions_without_crashing() -> None:
 
 # --------------------------------------------------------------------------- on the real envs
 
-SPREAD_CONTINUOUS = """name = "spread"
-kind = "pettingzoo"
-env = "mpe2.simple_spread_v3:parallel_env"
-description = "test"
-agents = 3
-episode_length = 25
-parallel_envs = 4
-seed = 0
-
-[model]
-continuous_actions = true
-"""
-NAVIGATION_CONTINUOUS = """name = "nav"
-kind = "vmas"
-scenario = "navigation"
-description = "test"
-agents = 2
-episode_length = 20
-parallel_envs = 4
-seed = 0
-
-[model]
-n_agents = 2
-continuous_actions = true
-"""
+# The external tests' files, with the envs' own continuous actions: vectors (MPE 5 numbers, VMAS 2).
+SPREAD_CONTINUOUS = SPREAD + "\n[model]\ncontinuous_actions = true\n"
+NAVIGATION_CONTINUOUS = NAVIGATION.replace("continuous_actions = false", "continuous_actions = true")
 SHORT = {"maddpg": {"learning_starts": 400, "batch_size": 64, "updates_per_step": 1},
          "mappo": {"rollout_length": 16}}
 
