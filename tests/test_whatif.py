@@ -19,6 +19,7 @@ from marl_tui.train.build import build_run
 from marl_tui.train.callbacks.live_tap import LiveTap
 from marl_tui.train.controls import Controls
 from marl_tui.train.run_config import RunConfig
+from tests.test_tui import started, step_to, until
 
 FAST = {"maddpg": {"learning_starts": 0, "batch_size": 8, "updates_per_step": 1},
         "mappo": {"rollout_length": 4}, "qmix": {"learning_starts": 0, "batch_size": 8, "updates_per_step": 1}}
@@ -218,28 +219,19 @@ def test_asking_changes_nothing_in_the_run(driven, algo: str, scenario: str) -> 
 # ---------------------------------------------------------------------------- the view
 
 async def _open_what_if(pilot: Any, steps: int) -> Any:
-    from test_tui import started, step_to
-
     from marl_tui.tui.screens.whatif import WhatIfScreen
 
     screen = await started(pilot)
     await step_to(pilot, steps)
     await pilot.press("w")
-    await _until(pilot, lambda: isinstance(pilot.app.screen, WhatIfScreen), "the what-if view")
+    await until(pilot, lambda: isinstance(pilot.app.screen, WhatIfScreen), what="the what-if view")
     view = pilot.app.screen
     await _answered(pilot, view)
     return screen, view
 
 
-async def _until(pilot: Any, cond: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 120
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.02)
-
-
 async def _answered(pilot: Any, view: Any) -> None:
-    await _until(pilot, lambda: view.answer is not None and view.answer.id == view.asked, "the run's answer")
+    await until(pilot, lambda: view.answer is not None and view.answer.id == view.asked, what="the run's answer")
 
 
 async def test_the_view_moves_the_action_and_shows_the_runs_answer() -> None:
@@ -266,13 +258,13 @@ async def test_the_view_moves_the_action_and_shows_the_runs_answer() -> None:
         await _answered(pilot, view)
         assert view.answer.agent == 2 and view.answer.action == pytest.approx(taken[2])
         await pilot.press("n")  # the run steps; the view asks again about the new step
-        await _until(pilot, lambda: view.frame.scene.step == 4, "the next step")
+        await until(pilot, lambda: view.frame.scene.step == 4, what="the next step")
         await _answered(pilot, view)
         assert view.answer.step == 4
         await pilot.press("escape")
         assert isinstance(app.screen, DashboardScreen)
         await pilot.press("space")  # running: w says to pause first, and opens nothing
-        await _until(pilot, lambda: dashboard.state() == "running", "the run to resume")
+        await until(pilot, lambda: dashboard.state() == "running", what="the run to resume")
         await pilot.press("w")
         assert isinstance(app.screen, DashboardScreen) and dashboard.check_action("whatif", ()) is False
         await pilot.press("q")
@@ -288,7 +280,7 @@ def test_what_if_snapshot(size: tuple[int, int], snap_compare: Any, tmp_path: Pa
     async def run_before(pilot: Any) -> None:
         _, view = await _open_what_if(pilot, 80)
         await pilot.press("m", "m")
-        await _until(pilot, lambda: view.answer.id == view.asked and view.answer.action == 50.0, "the answer")
+        await until(pilot, lambda: view.answer.id == view.asked and view.answer.action == 50.0, what="the answer")
         await settled(pilot)
 
     app = snapshot_app("pricing", "maddpg", {"learning_starts": 160, "batch_size": 32})
