@@ -199,6 +199,39 @@ def train(
     raise typer.Exit(code)
 
 
+@app.command(name="train-seeds")
+def train_seeds(
+    scenario: ScenarioArg,
+    seed: Annotated[list[int], typer.Option("--seed", help="a seed to train (give --seed once per seed)",
+                                            min=SEED.ge, max=SEED.le, show_default=False)],
+    algo: AlgoOpt = "mappo",
+    steps: StepsOpt = None,
+    envs: EnvsOpt = None,
+    device: DeviceOpt = "cpu",
+    out: Annotated[list[Path] | None, typer.Option(
+        "--out", help="a run directory per --seed, in the same order [default: runs/NAME-ALGO-SEED-TIME]",
+        show_default=False)] = None,
+    lr: LrOpt = None,
+    gamma: GammaOpt = None,
+    explore: ExploreOpt = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
+    checkpoint_every: CheckpointEveryOpt = None,
+) -> None:
+    """Train several seeds batched in one process: one stacked learner, each seed's numbers those
+    of its own `marl-tui train`, each into its own run directory (resume, eval, watch each alone).
+
+    Progress lines follow the first seed; Ctrl-C, SIGTERM and SIGHUP save every seed's checkpoint."""
+    from marl_tui.headless.seed_batch import run_seed_batch
+    from marl_tui.train.rundir import default_run_dir
+
+    sc = find_scenario(scenario)
+    overrides = _hp_overrides(lr, gamma, explore, algo)
+    outs = out or [default_run_dir(sc.name, algo, s) for s in seed]
+    code = run_seed_batch(sc, algo=algo, seeds=seed, outs=outs, steps=steps, n_envs=envs, device=device,
+                          overrides=overrides, jsonl=jsonl, checkpoint_every=checkpoint_every)
+    raise typer.Exit(code)
+
+
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="the run directory to continue (runs/...)")],
@@ -358,6 +391,11 @@ def compare(
                                                      "Ray instance]")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", help="runs at a time [default: one per core]")] = None,
     headless: Annotated[bool, typer.Option("--headless", help="no app: progress lines and a final table")] = False,
+    batched_seeds: Annotated[bool | None, typer.Option(
+        "--batched-seeds/--separate-seeds",
+        help="train an algorithm's seeds batched in one process (one stacked learner; each seed's "
+             "numbers those of its own run) or as separate runs [default: batched where that is "
+             "faster]", show_default=False)] = None,
 ) -> None:
     """Compare algorithms over seeds against the exact answer: train the matrix (or read runs that
     exist, even while they train), chart each algorithm's mean and 95 % band, score the final
@@ -366,7 +404,7 @@ def compare(
 
     raise typer.Exit(run_compare(CompareOptions(
         targets=tuple(targets), algos=algos, seeds=seeds, steps=steps, out=out, engine=engine,
-        address=address, jobs=jobs, headless=headless)))
+        address=address, jobs=jobs, headless=headless, batched_seeds=batched_seeds)))
 
 
 def _print_records(source: ReplaySource, jsonl: bool) -> None:

@@ -185,7 +185,7 @@ def test_a_killed_job_is_resumed_by_the_next_comparison(tmp_path: Path) -> None:
     engine = LocalEngine([job], spec, workers=1)
     engine.start()
     _wait(lambda: (job.run_dir / "checkpoints" / "latest.pt").is_file() and job.name in engine._procs)
-    engine._procs[job.name].kill()  # kill -9: no chance to save
+    engine._procs[job.name][1].kill()  # kill -9: no chance to save
     assert engine.join(60)
     assert engine.states()[job.name].status == "failed"
     assert not jobrun.finished(job.run_dir)

@@ -98,6 +98,11 @@ class Algorithm(ABC):
     needs_env: ClassVar[bool] = False
     # What what_if() returns; None for a policy with no networks to ask (the baselines).
     what_if_type: ClassVar[type[WhatIfValues] | None] = None
+    # True for a learner that trains several seeds as one stacked learner (train/seed_batch.py's
+    # SeedStackable: stack, write_back, update_seeds).
+    supports_seed_stack: ClassVar[bool] = False
+    # True where that was measured faster than separate runs: `compare` then batches by default.
+    seed_stack_faster: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, hp: Any, device: torch.device) -> None:
         self.spec = spec

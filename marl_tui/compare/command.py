@@ -35,11 +35,14 @@ class CompareOptions:
     address: str | None = None
     jobs: int | None = None
     headless: bool = False
+    batched_seeds: bool | None = None  # None: batched for the algorithms where that is faster
 
 
 def _training_only(o: CompareOptions) -> None:
     given = [flag for flag, v in (("--algos", o.algos), ("--seeds", o.seeds), ("--steps", o.steps),
-                                  ("--address", o.address), ("--jobs", o.jobs)) if v is not None]
+                                  ("--address", o.address), ("--jobs", o.jobs),
+                                  ("--batched-seeds" if o.batched_seeds else "--separate-seeds", o.batched_seeds))
+             if v is not None]
     if o.engine != "local":
         given.append("--engine")
     if given:
@@ -77,23 +80,41 @@ def board_for_training(o: CompareOptions, on_change: Listener | None) -> tuple[B
     out = o.out or inputs.default_out(sc)
     jobs = plan(out, algos, seeds)
     existing = inputs.check_out(out, jobs, sc, total)
+    batched, note = batched_algos(algos, len(seeds), o.batched_seeds)
     target = o.targets[0]  # the jobs load it as given: a bundled name, or a file (from any folder)
     spec = TrainSpec(scenario=str(Path(target).resolve()) if target.endswith(".toml") else target, steps=total)
     engine: Engine
     if o.engine == "ray":
         from marl_tui.compare.ray_engine import RayEngine
 
-        engine = RayEngine(jobs, spec, o.address, on_change=on_change)
+        engine = RayEngine(jobs, spec, o.address, on_change=on_change, batched=batched)
         where = f"Ray ({o.address or 'a local instance'})"
     else:
         workers = o.jobs or default_workers()
-        engine = LocalEngine(jobs, spec, workers, on_change=on_change)
+        engine = LocalEngine(jobs, spec, workers, on_change=on_change, batched=batched)
         where = f"{workers} local process{'es' if workers > 1 else ''}, one torch thread each"
     out.mkdir(parents=True, exist_ok=True)
     again = f"; {existing} run(s) already there are kept or resumed" if existing else ""
     line = (f"marl-tui: comparing {', '.join(algos)} on {sc.name}: {len(seeds)} seed(s) each, {len(jobs)} runs "
-            f"on {where} -> {out}{again}")
+            f"on {where} -> {out}{again}{note}")
     return Board.for_jobs(sc.name, jobs, total, engine, out), line
+
+
+def batched_algos(algos: tuple[str, ...], seeds: int, asked: bool | None) -> tuple[frozenset[str], str]:
+    """The algorithms whose seeds train batched in one process (train/seed_batch.py), and a note
+    for the starting line. asked None: those whose stacked learner is faster than separate runs."""
+    from marl_tui.algos.registry import algorithm_class
+
+    if seeds < 2 or asked is False:
+        return frozenset(), ""
+    classes = {a: algorithm_class(a) for a in algos}
+    chosen = frozenset(a for a, cls in classes.items()
+                       if cls.supports_seed_stack and (asked or cls.seed_stack_faster))
+    if not chosen:
+        return chosen, "; seeds train as separate runs" if asked else ""
+    separate = [a for a in algos if a not in chosen]
+    return chosen, (f"; seeds batched for {', '.join(sorted(chosen))}"
+                    + (f" (separate runs for {', '.join(separate)})" if separate else ""))
 
 
 def run_compare(o: CompareOptions, stream: TextIO | None = None) -> int:

@@ -3,7 +3,8 @@ directory, which is all a view reads; an engine only says which jobs are queued,
 over, and how they ended.
 
 LocalEngine: child processes on this machine, at most `workers` at a time (default: one per
-core, one torch thread each), started in order from a queue. The Ray engine is in ray_engine.py.
+core, one torch thread each), started in order from a queue; a process trains one job, or the
+seeds of an algorithm batched (--batched-seeds: jobs.tasks). The Ray engine is in ray_engine.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from marl_tui.compare import jobrun
 from marl_tui.compare.jobrun import TrainSpec
-from marl_tui.compare.jobs import Job, JobState
+from marl_tui.compare.jobs import Job, JobState, Task, tasks
 
 POLL_SECONDS = 0.2  # how often the engine looks at its child processes
 
@@ -65,11 +66,12 @@ class Engine:
 
 class LocalEngine(Engine):
     def __init__(self, jobs: Sequence[Job], spec: TrainSpec, workers: int,
-                 on_change: Listener | None = None) -> None:
+                 on_change: Listener | None = None, batched: frozenset[str] = frozenset()) -> None:
         super().__init__(jobs, on_change)
         self.spec, self.workers = spec, max(1, workers)
+        self.tasks = tasks(self.jobs, batched)
         self._stop = threading.Event()
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: dict[str, tuple[Task, subprocess.Popen[bytes]]] = {}
         self._signalled: set[str] = set()
 
     def start(self) -> None:
@@ -79,47 +81,55 @@ class LocalEngine(Engine):
         self._stop.set()
 
     def _loop(self) -> None:
-        queue = list(self.jobs)
+        queue = list(self.tasks)
         try:
             while queue or self._procs:
                 if self._stop.is_set():
                     self._terminate()
-                    for job in queue:
-                        self._set(JobState(job, "stopped", error="not started"))
+                    for task in queue:
+                        for job in task.jobs:
+                            self._set(JobState(job, "stopped", error="not started"))
                     queue = []
                 while queue and len(self._procs) < self.workers:
-                    self._launch(queue.pop(0))
+                    self._launch(queue.pop(0), queue)
                 self._reap()
                 self._stop.wait(POLL_SECONDS)
         finally:
             self._done.set()
 
-    def _launch(self, job: Job) -> None:
-        if jobrun.finished(job.run_dir):  # a comparison run again: this one is done already
-            self._set(JobState(job, "finished", exit_code=0))
+    def _launch(self, task: Task, queue: list[Task]) -> None:
+        """Start `task`, or what of it is left to start (jobrun.startable) at the queue's head."""
+        left = jobrun.startable(task)
+        for job in task.jobs:  # a comparison run again: these are done already
+            if not any(job in part.jobs for part in left):
+                self._set(JobState(job, "finished", exit_code=0))
+        if left != [task]:
+            queue[0:0] = left
             return
         try:
-            proc = jobrun.start(job, self.spec)
+            proc = jobrun.start(task, self.spec)
         except OSError as exc:
-            self._set(JobState(job, "failed", error=f"could not start: {exc}"))
+            for job in task.jobs:
+                self._set(JobState(job, "failed", error=f"could not start: {exc}"))
             return
-        self._procs[job.name] = proc
-        self._set(JobState(job, "running", started=time.time()))
+        self._procs[task.name] = (task, proc)
+        for job in task.jobs:
+            self._set(JobState(job, "running", started=time.time()))
 
     def _reap(self) -> None:
-        for name, proc in list(self._procs.items()):
+        for name, (task, proc) in list(self._procs.items()):
             code = proc.poll()
             if code is None:
                 continue
             del self._procs[name]
-            before = self.states()[name]
-            result = jobrun.outcome(before.job, code)
-            self._set(JobState(before.job, jobrun.status_of(code), started=before.started, ended=time.time(),
-                               exit_code=code, error=result.error))
+            for job, status, result in jobrun.outcomes(task, code):
+                before = self.states()[job.name]
+                self._set(JobState(job, status, started=before.started, ended=time.time(),
+                                   exit_code=result.exit_code, error=result.error))
 
     def _terminate(self) -> None:
         """SIGTERM: each `marl-tui train` saves a checkpoint and exits 143 (resumable)."""
-        for name, proc in self._procs.items():
+        for name, (_, proc) in self._procs.items():
             if name not in self._signalled and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 self._signalled.add(name)

@@ -32,6 +32,46 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Task:
+    """What one process trains: one job, or several seeds of one algorithm batched
+    (`marl-tui train-seeds`, --batched-seeds)."""
+
+    jobs: tuple[Job, ...]
+
+    @property
+    def batched(self) -> bool:
+        return len(self.jobs) > 1
+
+    @property
+    def name(self) -> str:
+        first = self.jobs[0]
+        return first.name if not self.batched else f"{first.algo}-s{'-'.join(str(j.seed) for j in self.jobs)}"
+
+    @property
+    def log(self) -> Path:
+        """The process's output (a batch's goes to a log of its own beside the jobs')."""
+        first = self.jobs[0]
+        return first.log if not self.batched else first.log.with_name(f"{self.name}.log")
+
+
+def tasks(jobs: Sequence[Job], batched: frozenset[str]) -> list[Task]:
+    """The jobs as processes: every job alone, except those of an algorithm in `batched`, whose
+    jobs train together (in the order of their first job)."""
+    out: list[Task] = []
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.algo not in batched:
+            out.append(Task((job,)))
+        elif job.algo in groups:
+            groups[job.algo].append(job)
+        else:
+            groups[job.algo] = [job]
+            out.append(Task(()))  # a place in the order, filled below
+    filled = iter(Task(tuple(g)) for g in groups.values())
+    return [t if t.jobs else next(filled) for t in out]
+
+
+@dataclass(frozen=True)
 class JobState:
     job: Job
     status: Status

@@ -1,6 +1,7 @@
-"""The Ray engine (`--engine ray [--address ADDR]`, the `marl-tui[ray]` extra): each job is a Ray
-task that runs exactly what a local job runs (jobrun.run: `marl-tui train`, or `marl-tui resume`
-when its run directory already has a checkpoint) and writes the same run directory under --out,
+"""The Ray engine (`--engine ray [--address ADDR]`, the `marl-tui[ray]` extra): each job (or each
+algorithm's seeds, with --batched-seeds) is a Ray task that runs exactly what a local process runs
+(jobrun.run: `marl-tui train`, `marl-tui train-seeds`, or `marl-tui resume` when a run directory
+already has a checkpoint) and writes the same run directory under --out,
 which must be storage every node sees at the same path. Ray schedules the tasks (one CPU each);
 a task whose node is lost is retried by Ray and resumes from the run's last checkpoint.
 Progress is read from the run directories, as for local jobs.
@@ -17,7 +18,7 @@ from typing import Any
 from marl_tui.compare import jobrun
 from marl_tui.compare.engines import Engine, Listener
 from marl_tui.compare.jobrun import JobOutcome, TrainSpec
-from marl_tui.compare.jobs import Job, JobState
+from marl_tui.compare.jobs import Job, JobState, Status, Task, tasks
 from marl_tui.errors import UserError
 
 RETRIES = 3  # retries of a task whose worker or node died (Ray's max_retries)
@@ -65,27 +66,33 @@ def connect(address: str | None) -> Any:
     return ray
 
 
-def _task(job: Job, spec: TrainSpec) -> JobOutcome:
-    return jobrun.run(job, spec)
+def _task(task: Task, spec: TrainSpec) -> list[tuple[Job, Status, JobOutcome]]:
+    return jobrun.run(task, spec)
 
 
 class RayEngine(Engine):
     def __init__(self, jobs: Sequence[Job], spec: TrainSpec, address: str | None,
-                 on_change: Listener | None = None) -> None:
+                 on_change: Listener | None = None, batched: frozenset[str] = frozenset()) -> None:
         super().__init__(jobs, on_change)
         self.spec = spec
+        self.tasks = tasks(self.jobs, batched)
         self.ray = connect(address)
         self._remote = self.ray.remote(num_cpus=1, max_retries=RETRIES)(_task)
-        self._refs: dict[Any, Job] = {}
+        self._refs: dict[Any, Task] = {}
         self._stop = threading.Event()
 
     def start(self) -> None:
-        for job in self.jobs:
-            if jobrun.finished(job.run_dir):
-                self._set(JobState(job, "finished", exit_code=0))
+        for task in self.tasks:
+            left = [job for job in task.jobs if not jobrun.finished(job.run_dir)]
+            for job in task.jobs:
+                if job not in left:
+                    self._set(JobState(job, "finished", exit_code=0))
+            if not left:
                 continue
-            self._refs[self._remote.options(name=f"marl-tui {job.name}").remote(job, self.spec)] = job
-            self._set(JobState(job, "running", started=time.time()))
+            task = Task(tuple(left))
+            self._refs[self._remote.options(name=f"marl-tui {task.name}").remote(task, self.spec)] = task
+            for job in left:
+                self._set(JobState(job, "running", started=time.time()))
         threading.Thread(target=self._loop, name="marl-tui-compare-ray", daemon=True).start()
 
     def stop(self) -> None:
@@ -99,18 +106,19 @@ class RayEngine(Engine):
             while self._refs:
                 ready, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=WAIT_SECONDS)
                 for ref in ready:
-                    job = self._refs.pop(ref)
-                    self._set(self._ended(job, ref))
+                    for state in self._ended(self._refs.pop(ref), ref):
+                        self._set(state)
         finally:
             self._done.set()
 
-    def _ended(self, job: Job, ref: Any) -> JobState:
-        before = self.states()[job.name]
+    def _ended(self, task: Task, ref: Any) -> list[JobState]:
+        states = self.states()
         try:
-            result: JobOutcome = self.ray.get(ref)
+            ended: list[tuple[Job, Status, JobOutcome]] = self.ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a cancelled task, a task that ran out of retries
             status = "stopped" if self._stop.is_set() else "failed"
-            return JobState(job, status, started=before.started, ended=time.time(),
-                            error=str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__)
-        return JobState(job, jobrun.status_of(result.exit_code), started=before.started, ended=time.time(),
-                        exit_code=result.exit_code, error=result.error)
+            error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            return [JobState(job, status, started=states[job.name].started, ended=time.time(), error=error)
+                    for job in task.jobs]
+        return [JobState(job, status, started=states[job.name].started, ended=time.time(),
+                         exit_code=result.exit_code, error=result.error) for job, status, result in ended]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -145,16 +146,22 @@ def resume_headless(target: Path, steps: int | None, device: str | None = None, 
 
 def drive(trainer: Run, run_dir: Path, o: Out, jsonl: bool, signals: StopOnSignal) -> int:
     """Run the trainer in a worker thread with progress, then the ending, all under `signals`."""
+    started_steps = trainer.env_steps
+    started = time.monotonic()
+    follow(trainer.start_thread(), trainer, o, jsonl, signals)
+    return ending(trainer, run_dir, o, jsonl, signals, time.monotonic() - started, started_steps)
+
+
+def follow(thread: threading.Thread, trainer: Run, o: Out, jsonl: bool, signals: StopOnSignal) -> None:
+    """Show `trainer`'s progress, its doctor's findings and failed saves until `thread` (the
+    training) ends."""
     from marl_tui.train.allocator import keep_freed_memory
 
     keep_freed_memory()  # this process trains: no page faults step after step
-    started_steps = trainer.env_steps
-    started = time.monotonic()
     progress = Progress(o, trainer, jsonl)
     notes_seen = None
     findings_seen: tuple[str, ...] = ()
     signals.phase = "training"
-    thread = trainer.start_thread()
     try:
         while thread.is_alive():
             thread.join(timeout=0.1)
@@ -175,7 +182,12 @@ def drive(trainer: Run, run_dir: Path, o: Out, jsonl: bool, signals: StopOnSigna
                           "checkpoint)")
     finally:
         progress.close()
-    wall = time.monotonic() - started
+
+
+def ending(trainer: Run, run_dir: Path, o: Out, jsonl: bool, signals: StopOnSignal, wall: float,
+           started_steps: int) -> int:
+    """How the training ended, said and written (summary.json); the final evaluation when it
+    finished. Returns the exit code."""
     stats = trainer.stats
     summary = run_summary(trainer, stats, wall, stats.env_steps - started_steps)
     if stats.error:

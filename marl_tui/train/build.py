@@ -20,14 +20,16 @@ from marl_tui.train.run_config import RunConfig, seed_everything
 
 
 def build_run(config: RunConfig, controls: Controls | None = None, extra: Sequence[Callback] = (),
-              run_class: type[Run] = Run) -> Run:
+              run_class: type[Run] = Run, training_frames: bool = True) -> Run:
+    """training_frames=False: the flight recorder keeps only the checkpoints' greedy episodes
+    (a seed trained batched: train/seed_batch.py)."""
     check_budget(config)  # before anything is allocated
     seed_everything(config.resolved_seed())
     # The order matters at the end: the checkpoint (holding metrics rows not yet written) before
     # metrics.csv is flushed; the recorder after the checkpointer (a checkpoint's greedy episode
     # follows it); views last, so they see what the others did.
     out = config.out_dir
-    files = [] if out is None else [Recorder(out)] + ([TensorBoard(out / "tensorboard")]
+    files = [] if out is None else [Recorder(out, training_frames)] + ([TensorBoard(out / "tensorboard")]
                                                       if tensorboard_available() else [])
     return run_class(config, controls,
                      callbacks=[NanGuard(), Checkpointer(), MetricsCsv(), Doctor(), *files, *extra])

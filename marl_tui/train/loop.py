@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from marl_tui.algos.base import Algorithm, Transition
+from marl_tui.algos.base import ActOutput, Algorithm, Transition
 from marl_tui.envs.base import BatchedEnv
 
 TRAIL = 100  # steps kept for frames' trails (a price trail across a 120-column screen)
@@ -119,16 +119,26 @@ class Loop:
         return metrics
 
     def step(self) -> tuple[StepOutcome, EpisodeEnd | None]:
+        outcome, ended, _ = self.advance(self.algo.act(self.obs, self.state, explore=self.learn))
+        return outcome, ended
+
+    def advance(self, out: ActOutput, observe: bool = True) -> tuple[StepOutcome, EpisodeEnd | None, Transition | None]:
+        """Take the step `out` decided (act() on this loop's obs): the env steps, the learner
+        observes (observe=False: the transition is returned instead, for a learner that observes
+        several loops at once: train/seed_batch.py), and the episode is accounted for."""
         obs, state = self.obs, self.state
-        out = self.algo.act(obs, state, explore=self.learn)
         res = self.env.step(out.actions)
+        transition = None
         if self.learn:
-            self.algo.observe(Transition(
+            transition = Transition(
                 obs=obs, state=state, actions=out.actions,
                 reward=res.reward * self.env.spec.reward_scale,
                 next_obs=res.obs, next_state=res.state,
                 terminated=torch.zeros_like(res.done), truncated=res.done, extras=out.extras,
-            ))
+            )
+            if observe:
+                self.algo.observe(transition)
+                transition = None
         self.step_count += 1
         if self.learn:
             self.env_steps += self.env.n_envs
@@ -146,7 +156,7 @@ class Loop:
             self.obs, self.state = self.env.reset()
         else:
             self.obs, self.state = res.obs, res.state
-        return outcome, ended
+        return outcome, ended, transition
 
     def state_dict(self) -> dict[str, Any]:
         return {"iteration": self.step_count, "env_steps": self.env_steps, "episodes": self.episodes,

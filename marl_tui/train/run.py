@@ -112,6 +112,9 @@ class Run:
         self.oracle: Oracle = self.env.oracle()
         self.algo: Algorithm = make_algorithm(run.algo, self.env, self.hp, self.device)
         self.loop = Loop(self.env, self.algo, self.seed)
+        # What acts and learns for this run: its own algo, or the learner several seeds share when
+        # they train batched (train/seed_batch.py), whose figures are the current ones.
+        self.learner: Algorithm = self.algo
         self.greedy: Loop | None = None  # the greedy view's own loop, made on first use
         self.greedy_means = RunningMeans()  # what the greedy view's finished episodes scored
         every = run.checkpoint_every
@@ -183,18 +186,14 @@ class Run:
 
         linger: once the budget is spent, the greedy view goes on answering (a view watching
         the final policy) until the controls say stop; nothing is learned or saved then."""
-        self.status = "running"
-        self._rate = (time.monotonic(), self.env_steps)
-        self._segment_start = time.monotonic()
+        self.begin()
         last_stats = 0.0
         try:
-            self._call("on_start")
             while self.env_steps < self.total_steps:
                 if not self.controls.wait_turn(on_idle=self._idle):
                     self.status = "stopped"
                     break
-                if self._rate is None:  # the first step after a pause starts the steps/s window
-                    self._rate = (time.monotonic(), self.env_steps)
+                self.resume_rate()
                 if self.controls.greedy:
                     self._greedy_step()
                 else:
@@ -206,32 +205,59 @@ class Run:
             else:
                 self.status = "finished"
         except Exception as exc:
-            self.status = "error"
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            self.error = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+            self.fail(exc)
             raise
         finally:
-            self.elapsed = self.elapsed_seconds()
-            self._segment_start = None
-            self.publish()
-            self._call("on_end")
-            self.publish()
+            self.end()
         if linger and self.status == "finished":
             while self.controls.wait_turn(on_idle=self._idle, greedy_only=True):
                 self._greedy_step()
             self.publish()
         return self._stats
 
+    def begin(self) -> None:
+        """The loop is about to step (its first step, or its first after a resume)."""
+        self.status = "running"
+        self._rate = (time.monotonic(), self.env_steps)
+        self._segment_start = time.monotonic()
+        self._call("on_start")
+
+    def resume_rate(self) -> None:
+        if self._rate is None:  # the first step after a pause starts the steps/s window
+            self._rate = (time.monotonic(), self.env_steps)
+
+    def fail(self, exc: BaseException) -> None:
+        """A fault stopped the loop: `error` names it and where it happened."""
+        self.status = "error"
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        self.error = f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"
+
+    def end(self) -> None:
+        """The loop has ended (status says how): callbacks' on_end, whatever happened."""
+        self.elapsed = self.elapsed_seconds()
+        self._segment_start = None
+        self.publish()
+        self._call("on_end")
+        self.publish()
+
     def train_step(self) -> None:
         metrics = self.loop.update_if_ready()
         if metrics is not None:
-            self.metrics = metrics
-            for k, v in metrics.items():
-                self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
-            self._call("on_update", metrics)
+            self.record_update(metrics)
         before = self._env_state_if_paused(self.env)
         outcome, ended = self.loop.step()
         self._keep_state_before(False, outcome.step, before)
+        self.after_step(outcome, ended)
+
+    def record_update(self, metrics: dict[str, float]) -> None:
+        """A learning step's metrics: the run's figures, then the callbacks' on_update."""
+        self.metrics = metrics
+        for k, v in metrics.items():
+            self.loss_history.setdefault(k, BoundedSeries()).append(self.env_steps, v)
+        self._call("on_update", metrics)
+
+    def after_step(self, outcome: StepOutcome, ended: EpisodeEnd | None) -> None:
+        """A training step was taken: its episode's end (if it ended one), then on_step."""
         if ended is not None:
             self._episode_ended(ended)
         self._call("on_step", outcome)
@@ -295,7 +321,7 @@ class Run:
         self._stats = Stats(
             status=status, iteration=self.iteration, greedy_steps=self.greedy_steps,
             env_steps=self.env_steps, total_steps=self.total_steps, episodes=self.episodes,
-            updates=self.updates, steps_per_second=self._sps, exploration=self.algo.exploration(),
+            updates=self.updates, steps_per_second=self._sps, exploration=self.learner.exploration(),
             metrics=dict(self.metrics), kpis=dict(self.kpis), team_return=self.team_return,
             agent_returns=self.agent_returns, team_history=self.team_history.snapshot(),
             agent_history=tuple(s.snapshot() for s in self.agent_history),

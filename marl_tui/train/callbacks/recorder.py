@@ -54,8 +54,9 @@ def _env_steps_of(record: StreamRecord) -> int | None:
 
 
 class Recorder(Callback):
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, training_frames: bool = True) -> None:
         self.path = records_path(run_dir)
+        self.training_frames = training_frames  # False: checkpoints' greedy episodes only
         self.writer: RecordWriter | None = None
         self.chart = ChartCollector()
         self._recorded_step = -1
@@ -93,7 +94,7 @@ class Recorder(Callback):
         self.chart.update(run.env_steps, metrics)
 
     def on_step(self, run: Run, outcome: StepOutcome) -> None:
-        if due(outcome.step):
+        if self.training_frames and due(outcome.step):
             self._record_training_frame(run)
 
     def _record_training_frame(self, run: Run) -> None:
