@@ -50,8 +50,8 @@ def stack(solos: Sequence[Algorithm]) -> SeedStackable:
 
 def check_stackable(algo: type[Algorithm]) -> None:
     if not algo.supports_seed_stack:
-        raise UserError(f"--batched-seeds: {algo.title} does not train seeds batched; leave out "
-                        "--batched-seeds to train its seeds as separate runs")
+        raise UserError(f"--algo {algo.name}: {algo.title} does not train seeds batched; train each "
+                        "seed on its own with `marl-tui train --seed N`")
 
 
 def cat_transitions(parts: Sequence[Transition]) -> Transition:
