@@ -85,6 +85,7 @@ SeedOpt = Annotated[int | None, typer.Option(help="random seed [default: the sce
 EnvsOpt = Annotated[int | None, typer.Option("--envs", help=f"{COPIES.description} [default: the scenario's]",
                                              min=COPIES.ge, max=COPIES.le)]
 DeviceOpt = Annotated[str, typer.Option(help=DEVICE_HELP, autocompletion=complete_device)]
+JsonlOpt = Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")]
 LrOpt = Annotated[float | None, typer.Option("--lr", help="learning rate [default: per algorithm]")]
 GammaOpt = Annotated[float | None, typer.Option("--gamma", help="discount factor γ [default: per algorithm]")]
 ExploreOpt = Annotated[
@@ -183,7 +184,7 @@ def train(
     lr: LrOpt = None,
     gamma: GammaOpt = None,
     explore: ExploreOpt = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
+    jsonl: JsonlOpt = False,
     checkpoint_every: CheckpointEveryOpt = None,
 ) -> None:
     """Train headless (no terminal needed): progress, a run directory, a final evaluation.
@@ -214,7 +215,7 @@ def train_seeds(
     lr: LrOpt = None,
     gamma: GammaOpt = None,
     explore: ExploreOpt = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
+    jsonl: JsonlOpt = False,
     checkpoint_every: CheckpointEveryOpt = None,
 ) -> None:
     """Train several seeds batched in one process: one stacked learner, each seed's numbers those
@@ -242,7 +243,7 @@ def resume(
     ] = None,
     device: Annotated[str | None, typer.Option(help=f"{DEVICE_HELP} [default: where it trained]",
                                                autocompletion=complete_device)] = None,
-    jsonl: Annotated[bool, typer.Option("--jsonl", help="one JSON object per progress line")] = False,
+    jsonl: JsonlOpt = False,
 ) -> None:
     """Continue a stopped run exactly where its last checkpoint left it (same numbers on CPU).
 
