@@ -73,7 +73,7 @@ from marl_tui.algos.base import (
     scaled_to_bounds,
 )
 from marl_tui.algos.buffers import ReplayBuffer
-from marl_tui.algos.networks import AgentMLP, gumbel_noise, soft_update
+from marl_tui.algos.networks import AgentMLP, forward_in_blocks, gumbel_noise, soft_update
 from marl_tui.envs.base import EnvSpec
 
 
@@ -180,13 +180,22 @@ def critic_width(spec: EnvSpec, critic: str) -> int:
     return spec.state_dim + n * o + n * d
 
 
-def clip_per_agent_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Clip each agent's gradient separately (parameters stacked as [N, ...]).
+def seed_blocks(x: torch.Tensor, seeds: int, dim: int) -> list[torch.Tensor]:
+    """Each seed's block of x along dim (seeds side by side), as a dense copy laid out as a solo
+    run's tensor is: a reduction over it sums in the solo's order. (One reduction over all seeds
+    vectorises across their blocks, which changes the last bits.)"""
+    return [block.clone() for block in x.chunk(seeds, dim)]
+
+
+def clip_per_agent_(params: list[nn.Parameter], max_norm: float, seeds: int = 1) -> torch.Tensor:
+    """Clip each agent's gradient separately (parameters stacked as [N, ...], or [S*N, ...] for
+    S seeds).
 
     Returns the pre-clip norm of every agent, [N]. Per agent, because MADDPG gives each
     agent its own optimiser: one agent's large gradient must not shrink another's step.
     """
-    sq = torch.stack([p.grad.flatten(1).pow(2).sum(1) for p in params]).sum(0)
+    per_param = torch.stack([p.grad.flatten(1).pow(2).sum(1) for p in params])
+    sq = torch.cat([block.sum(0) for block in seed_blocks(per_param, seeds, 1)])
     norms = sq.sqrt()
     scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for p in params:
@@ -385,16 +394,20 @@ class MADDPG(Algorithm):
 
     def _mu(self, net: AgentMLP, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(greedy action in critic units [..., N, d_act], raw output for the regulariser)."""
-        raw = net(obs)
+        raw = self._net(net, obs)
         if self.discrete:
             return F.one_hot(raw.argmax(-1), self.d_act).float(), raw
         return torch.tanh(raw), raw
+
+    def _net(self, net: AgentMLP, x: torch.Tensor) -> torch.Tensor:
+        """net(x) on [..., S*N, d]: every seed's block of agents on its own rows (forward_in_blocks)."""
+        return forward_in_blocks(net, x, self.seeds)
 
     def _on_rows(self, net: AgentMLP, obs: torch.Tensor) -> torch.Tensor:
         """net on seeds-major rows [S*b, N, O] (act's layout) -> [S*b, N, d_out]."""
         s, n = self.seeds, self.spec.n_agents
         b = obs.shape[0] // s
-        out = net(obs.view(s, b, n, -1).transpose(0, 1).reshape(b, s * n, -1))
+        out = self._net(net, obs.view(s, b, n, -1).transpose(0, 1).reshape(b, s * n, -1))
         return out.view(b, s, n, -1).transpose(0, 1).reshape(s * b, n, -1)
 
     def _critic_in(self, state: torch.Tensor, obs: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
@@ -430,10 +443,8 @@ class MADDPG(Algorithm):
         return as_vectors(a, self.d_act)
 
     def _seed_means(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
-        """[S]: each seed's mean of x over its N agents along dim (and all else), summed in the
-        order a solo's tensor is: a dense copy of the slice keeps its memory layout."""
-        n = self.spec.n_agents
-        return torch.stack([x.narrow(dim, s * n, n).clone().mean() for s in range(self.seeds)])
+        """[S]: each seed's mean of x (its N agents along dim, and everything else)."""
+        return torch.stack([block.mean() for block in seed_blocks(x, self.seeds, dim)])
 
     # --- act ---------------------------------------------------------------------
     @torch.no_grad()
@@ -498,7 +509,7 @@ class MADDPG(Algorithm):
         with torch.no_grad():
             a_next, _ = self._mu(self.mu_target, batch["next_obs"])
             x_next = self._critic_in(batch["next_state"], batch["next_obs"], a_next.flatten(1))
-            Q_next = self.Q_target(x_next).squeeze(-1)
+            Q_next = self._net(self.Q_target, x_next).squeeze(-1)
             sigma = torch.tensor(self.reward_stds, dtype=batch["reward"].dtype, device=self.device)[:, None]
             r = batch["reward"].view(b, S, -1) / sigma
             y_i = td_target(r, Q_next.view(b, S, -1), self.hp.gamma, batch["terminated"].view(b, S))
@@ -539,16 +550,16 @@ class MADDPG(Algorithm):
 
         # -- critic update: L_i = (Q_i(s, a) - y_i)^2, each critic its own mean --
         y_i, Q_next = self.target_values(batch)
-        Q_i = self.Q(self._critic_in(state, obs, a_buf.flatten(1))).squeeze(-1)  # [B, S*N]
+        Q_i = self._net(self.Q, self._critic_in(state, obs, a_buf.flatten(1))).squeeze(-1)  # [B, S*N]
         td = F.huber_loss(Q_i, y_i, reduction="none") if hp.huber else (Q_i - y_i).pow(2)
         critic_loss = td.mean(0).sum()  # a sum over seeds too: each seed's gradient is its solo's
         self.Q_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
-        critic_norm = clip_per_agent_(list(self.Q.parameters()), hp.grad_clip)
+        critic_norm = clip_per_agent_(list(self.Q.parameters()), hp.grad_clip, self.seeds)
         self.Q_opt.step()
 
         # -- actor update: ascend Q_i at a_i = mu_i(o_i); a_j from the current actors or B --
-        raw = self.mu(obs)
+        raw = self._net(self.mu, obs)
         a_mu = (gumbel_softmax_st(raw, hp.gumbel_temperature, noise=self._gumbel(raw, 1))
                 if self.discrete else torch.tanh(raw))
         if hp.other_actions == "buffer":
@@ -561,14 +572,15 @@ class MADDPG(Algorithm):
         own = torch.eye(n, dtype=torch.bool, device=self.device)[None, None, :, :, None]
         # joint[b, s, i, j] = a_mu[b, s, j] if j == i else a_other[b, s, j]: critic i's input.
         joint = torch.where(own, a_mu.view(b, S, 1, n, -1), a_other.view(b, S, 1, n, -1)).flatten(3)
-        Q_mu = self.Q(self._critic_in(state, obs, joint.flatten(1, 2))).squeeze(-1)  # Q_i(s, a | a_i = mu_i(o_i))
+        # Q_i(s, a | a_i = mu_i(o_i)):
+        Q_mu = self._net(self.Q, self._critic_in(state, obs, joint.flatten(1, 2))).squeeze(-1)
         actor_loss = -Q_mu.mean(0).sum() + hp.action_reg * raw.pow(2).mean(0).sum()
         # Gradients w.r.t. mu's parameters only: the chain rule still runs through Q_i's
         # input (dQ_i/da_i), but Q's own weight gradients, unused here, are never computed.
         mu_params = list(self.mu.parameters())
         for p, g in zip(mu_params, torch.autograd.grad(actor_loss, mu_params), strict=True):
             p.grad = g
-        actor_norm = clip_per_agent_(mu_params, hp.grad_clip)
+        actor_norm = clip_per_agent_(mu_params, hp.grad_clip, self.seeds)
         self.mu_opt.step()
 
         # -- target updates: theta^- <- tau theta + (1 - tau) theta^- --
@@ -580,8 +592,9 @@ class MADDPG(Algorithm):
         # device (update() reads every metric of its gradient steps back at once). One per seed.
         sigma = torch.tensor(self.reward_stds, dtype=torch.float64, device=self.device)
         sigma32 = sigma.float()[:, None]
-        self.last = {"y_i": y_i.mean(0).view(S, n) * sigma32, "r_i": batch["reward"].mean(0).view(S, n),
-                     "Q_next": Q_next.mean(0).view(S, n) * sigma32}
+        last = {k: torch.stack([block.mean(0) for block in seed_blocks(v, S, 1)])
+                for k, v in (("y_i", y_i), ("r_i", batch["reward"]), ("Q_next", Q_next))}
+        self.last = {"y_i": last["y_i"] * sigma32, "r_i": last["r_i"], "Q_next": last["Q_next"] * sigma32}
         return {
             "critic_loss": self._seed_means(td.detach()),
             "actor_loss": -self._seed_means(Q_mu.detach()),
