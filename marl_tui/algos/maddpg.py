@@ -408,7 +408,12 @@ class MADDPG(Algorithm):
         s, n = self.seeds, self.spec.n_agents
         b = obs.shape[0] // s
         out = self._net(net, obs.view(s, b, n, -1).transpose(0, 1).reshape(b, s * n, -1))
-        return out.view(b, s, n, -1).transpose(0, 1).reshape(s * b, n, -1)
+        if s == 1:
+            return out
+        # Agent-major over every seed's copies, the memory order of a solo's output (its agents'
+        # networks write agent after agent): each seed's rows, made dense (seed_batch.seed_rows),
+        # are then laid out as its solo's are, and an env summing over them sums in the same order.
+        return out.view(b, s, n, -1).permute(2, 1, 0, 3).contiguous().permute(1, 2, 0, 3).reshape(s * b, n, -1)
 
     def _critic_in(self, state: torch.Tensor, obs: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         """[B, S*N, d_critic]: critic i's input; state [B, S*state_dim], obs [B, S*N, O], joint

@@ -63,9 +63,20 @@ def cat_transitions(parts: Sequence[Transition]) -> Transition:
 
 
 def seed_rows(out: ActOutput, s: int, copies: int) -> ActOutput:
-    """Seed s's part of an act over every seed's copies."""
+    """Seed s's part of an act over every seed's copies, laid out in memory as the whole is."""
     rows = slice(s * copies, (s + 1) * copies)
-    return ActOutput(out.actions[rows], {k: v[rows] for k, v in out.extras.items()})
+    return ActOutput(laid_out_as(out.actions[rows], out.actions),
+                     {k: laid_out_as(v[rows], v) for k, v in out.extras.items()})
+
+
+def laid_out_as(part: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
+    """`part` dense, its dims in `whole`'s memory order. A learner's act may return a transposed
+    layout (agent-major networks); a solo run's env then reduces over that layout, and summing
+    in another order would change the last bits of its KPIs."""
+    if whole.is_contiguous():
+        return part  # a slice of dim 0 of a contiguous tensor is contiguous
+    order = sorted(range(whole.dim()), key=lambda d: -whole.stride(d))
+    return part.permute(order).contiguous().permute([order.index(d) for d in range(whole.dim())])
 
 
 class SeedBatch:
