@@ -133,8 +133,23 @@ class SeedLinear(nn.Module):
         self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        seeds = zip(x.unbind(0), self.weight.unbind(0), self.bias.unbind(0), strict=True)
-        return torch.stack([F.linear(x_s, w_s, b_s) for x_s, w_s, b_s in seeds])
+        return torch.stack(self.each(x.unbind(0)))
+
+    def each(self, xs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Seed s's nn.Linear on xs[s], for every seed."""
+        seeds = zip(xs, self.weight.unbind(0), self.bias.unbind(0), strict=True)
+        return [F.linear(x_s, w_s, b_s) for x_s, w_s, b_s in seeds]
+
+
+class SeedSequential(nn.Sequential):
+    """An nn.Sequential of SeedLinear and parameter-free layers, run seed by seed and stacked
+    once at the end: each seed's activations stay as small (cache-sized) as its solo's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xs = list(x.unbind(0))
+        for layer in self:
+            xs = layer.each(xs) if isinstance(layer, SeedLinear) else [layer(h) for h in xs]
+        return torch.stack(xs)
 
 
 class SeedAgentLinear(nn.Module):
@@ -161,6 +176,15 @@ def seed_stacked(modules: Sequence[nn.Module]) -> nn.Module:
         if kind is not None:
             parent, _, child = name.rpartition(".")
             setattr(stacked.get_submodule(parent), child, kind([m.get_submodule(name) for m in modules]))
+    # Sequentials of SeedLinears run seed by seed (deepest first, so a parent takes the new child).
+    for name, layer in reversed(list(stacked.named_modules())):
+        if type(layer) is nn.Sequential and all(isinstance(c, SeedLinear) or next(c.parameters(), None) is None
+                                                for c in layer):
+            if not name:
+                stacked = SeedSequential(*layer)
+            else:
+                parent, _, child = name.rpartition(".")
+                setattr(stacked.get_submodule(parent), child, SeedSequential(*layer))
     loose = [n for n, _ in stacked.named_parameters(recurse=True)
              if not isinstance(stacked.get_submodule(n.rpartition(".")[0]), SeedLinear | SeedAgentLinear)]
     if loose:
