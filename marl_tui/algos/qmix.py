@@ -216,7 +216,7 @@ class QMIX(Algorithm):
         )
         self.env_steps = 0  # transitions seen, over all copies (of one seed)
         self.n_updates = 0
-        self.last_y = torch.zeros(1)  # per seed: mean y over the last update's batch
+        self.last_y = torch.zeros(1, device=device)  # per seed: mean y over the last update's batch
 
     def _hold_networks(self) -> None:
         """Targets, parameter list and optimiser for the online networks self.Q, self.mixer."""
@@ -428,7 +428,7 @@ class QMIX(Algorithm):
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
         self.n_updates = int(state["n_updates"])
-        self.last_y = torch.tensor([float(state["last_y"])])
+        self.last_y = torch.tensor([float(state["last_y"])], device=self.device)
 
     # ------------------------------------------------------------------ what-if
 
