@@ -14,13 +14,19 @@ The mixer keeps dQ_total/dQ_i >= 0 by passing its hypernetwork weights through a
 so each agent's own argmax is the joint argmax of Q_total: decentralised execution.
 QMIX is cooperative: it maximises r_team = sum_i r_i. On a general-sum game (pricing)
 that is the stores' joint profit, i.e. the collusive price, not the Nash price.
+
+Seeds: one instance learns S seeds at once (QMIX.stack). Learning is written with a seed axis
+in front ([S, M, ...]); a solo run is S = 1, its plain networks treating that axis as a batch
+axis, and a stack holds seed-stacked networks (networks.seed_stacked) in which seed s computes
+exactly what its solo would. Batches in and out of act/observe are seeds-major ([S*B, ...]).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +47,14 @@ from marl_tui.algos.base import (
     floats,
     mean_metrics,
 )
-from marl_tui.algos.buffers import ReplayBuffer
-from marl_tui.algos.networks import AgentMLP, soft_update
+from marl_tui.algos.buffers import ReplayBuffer, SeedReplay
+from marl_tui.algos.networks import (
+    AgentMLP,
+    SeedAgentMLP,
+    seed_slice,
+    seed_stacked,
+    soft_update,
+)
 from marl_tui.envs.base import EnvSpec
 
 # --------------------------------------------------------------------------- hyperparameters
@@ -158,6 +170,7 @@ class QMIX(Algorithm):
     Hyperparameters = QMIXHyperparameters
     explain_type = QMIXExplain
     what_if_type = QMIXWhatIf
+    supports_seed_stack: ClassVar[bool] = True
     exploration_field = "eps_end"
     # Targets r_team / (1 - gamma) must be learnt before the greedy policy settles, so gamma
     # is as low as each scenario allows without changing its optimal policy.
@@ -176,18 +189,18 @@ class QMIX(Algorithm):
             raise ValueError("QMIX needs discrete actions: wrap the scenario in DiscretisedEnv")
         N, S, A = spec.n_agents, spec.state_dim, spec.action_space.n
         self.n_actions = A
+        self.n_seeds = 1
+        self.stacked = False  # True for an instance made by stack()
         # Feed-forward Q_i(o_i, .): every scenario's observation describes its situation fully
         # (prices, stock and season, the order's costs), so no recurrent history is needed.
         self.Q = AgentMLP(N, spec.obs_dim, A, hp.hidden, shared=hp.shared, activation=nn.ReLU)
         self.Q.to(device)
         self.mixer = QMixer(N, S, hp.mixer_hidden).to(device)
-        self.Q_target = copy.deepcopy(self.Q).requires_grad_(False)
-        self.mixer_target = copy.deepcopy(self.mixer).requires_grad_(False)
-        self.params = [*self.Q.parameters(), *self.mixer.parameters()]
-        self.optimizer = torch.optim.Adam(self.params, lr=hp.lr)
+        self._hold_networks()
         # Seeds drawn from the global RNG the trainer seeded: same seed, same run.
         self.generator = child_generator()
-        self.buffer = ReplayBuffer(
+        self.generators = [self.generator]  # seed s's epsilon draws (one per seed)
+        self.buffer: ReplayBuffer | SeedReplay = ReplayBuffer(
             hp.buffer_size,
             {
                 "obs": ((N, spec.obs_dim), torch.float32),
@@ -201,9 +214,76 @@ class QMIX(Algorithm):
             device,
             seed=child_seed(),
         )
-        self.env_steps = 0  # transitions seen, over all copies
+        self.env_steps = 0  # transitions seen, over all copies (of one seed)
         self.n_updates = 0
-        self.last_y = 0.0
+        self.last_y = torch.zeros(1, device=device)  # per seed: mean y over the last update's batch
+
+    def _hold_networks(self) -> None:
+        """Targets, parameter list and optimiser for the online networks self.Q, self.mixer."""
+        self.Q_target = copy.deepcopy(self.Q).requires_grad_(False)
+        self.mixer_target = copy.deepcopy(self.mixer).requires_grad_(False)
+        self.params = [*self.Q.parameters(), *self.mixer.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=self.hp.lr)
+
+    # ------------------------------------------------------------------ seeds
+
+    @classmethod
+    def stack(cls, solos: Sequence[Self]) -> Self:
+        """One learner for S = len(solos) seeds, holding a copy of every solo's state and
+        drawing from the solos' own generators (see the module docstring)."""
+        first = solos[0]
+        counters = {(q.env_steps, q.n_updates) for q in solos}
+        if len(counters) != 1 or any(q.stacked or q.hp != first.hp for q in solos):
+            raise ValueError("QMIX.stack: the solos must be plain runs of one hp, in lockstep")
+        self = cls.__new__(cls)
+        Algorithm.__init__(self, first.spec, first.hp, first.device)
+        self.n_actions, self.n_seeds, self.stacked = first.n_actions, len(solos), True
+        self.Q = SeedAgentMLP([q.Q for q in solos])
+        self.mixer = seed_stacked([q.mixer for q in solos])
+        self._hold_networks()
+        self.Q_target.load_state_dict(SeedAgentMLP([q.Q_target for q in solos]).state_dict())
+        self.mixer_target.load_state_dict(seed_stacked([q.mixer_target for q in solos]).state_dict())
+        solo_states = [q.optimizer.state_dict()["state"] for q in solos]
+        self.optimizer.load_state_dict({
+            "state": {k: {name: v.clone() if v.dim() == 0 else torch.stack([st[k][name] for st in solo_states])
+                          for name, v in per_param.items()}
+                      for k, per_param in solo_states[0].items()},
+            "param_groups": first.optimizer.state_dict()["param_groups"],
+        })
+        self.generators = [q.generator for q in solos]
+        self.buffer = SeedReplay([q.buffer for q in solos])
+        self.env_steps, self.n_updates = first.env_steps, first.n_updates
+        self.last_y = torch.cat([q.last_y for q in solos])
+        return self
+
+    def write_back(self, solos: Sequence[Self]) -> None:
+        """Seed s's state into solos[s]: what a solo run of seed s would hold now."""
+        assert isinstance(self.buffer, SeedReplay)
+        self.buffer.write_back([q.buffer for q in solos])
+        stacked_opt = self.optimizer.state_dict()
+        for s, q in enumerate(solos):
+            q.Q.load_state_dict(seed_slice(self.Q.state_dict(), s))
+            q.mixer.load_state_dict(seed_slice(self.mixer.state_dict(), s))
+            q.Q_target.load_state_dict(seed_slice(self.Q_target.state_dict(), s))
+            q.mixer_target.load_state_dict(seed_slice(self.mixer_target.state_dict(), s))
+            q.optimizer.load_state_dict({
+                "state": {k: {name: v.clone() if v.dim() == 0 else v[s].clone() for name, v in per_param.items()}
+                          for k, per_param in stacked_opt["state"].items()},
+                "param_groups": stacked_opt["param_groups"],
+            })
+            q.env_steps, q.n_updates = self.env_steps, self.n_updates
+            q.last_y = self.last_y[s:s + 1].clone()
+
+    def _seed_grads(self) -> list[list[torch.Tensor]]:
+        """Each seed's gradients: the stack's seed slices, or a solo's own tensors."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not self.stacked:
+            return [grads]
+        return [list(per_seed) for per_seed in zip(*(g.unbind(0) for g in grads), strict=True)]
+
+    def _solo_only(self, what: str) -> None:
+        if self.stacked:
+            raise RuntimeError(f"QMIX.{what} on a stack of seeds: write_back to the solos and ask them")
 
     # ------------------------------------------------------------------ act
 
@@ -216,14 +296,16 @@ class QMIX(Algorithm):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
         """a_i = argmax_a Q_i(o_i, a), or with probability epsilon a uniform action."""
-        greedy = self.Q(obs).argmax(-1)
+        greedy = self.Q(obs.unflatten(0, (self.n_seeds, -1))).argmax(-1)  # [S, B, N]
         if not explore:
-            return ActOutput(greedy)
-        shape = greedy.shape
-        explore_mask = torch.rand(shape, generator=self.generator) < self.epsilon
-        random_a = torch.randint(0, self.n_actions, shape, generator=self.generator)
-        actions = torch.where(explore_mask.to(self.device), random_a.to(self.device), greedy)
-        return ActOutput(actions)
+            return ActOutput(greedy.flatten(0, 1))
+        shape, eps = greedy.shape[1:], self.epsilon
+        masks, randoms = [], []
+        for g in self.generators:  # seed s's draws, in a solo run's order
+            masks.append(torch.rand(shape, generator=g) < eps)
+            randoms.append(torch.randint(0, self.n_actions, shape, generator=g))
+        explore_mask, random_a = torch.stack(masks).to(self.device), torch.stack(randoms).to(self.device)
+        return ActOutput(torch.where(explore_mask, random_a, greedy).flatten(0, 1))
 
     # ------------------------------------------------------------------ observe
 
@@ -236,7 +318,7 @@ class QMIX(Algorithm):
             # Truncation (time limit) is not an end: bootstrap from next_obs.
             "terminated": tr.terminated.float(),
         })
-        self.env_steps += tr.obs.shape[0]
+        self.env_steps += tr.obs.shape[0] // self.n_seeds
 
     def ready(self) -> bool:
         return len(self.buffer) >= max(self.hp.learning_starts, self.hp.batch_size)
@@ -245,26 +327,33 @@ class QMIX(Algorithm):
 
     def update(self) -> dict[str, float]:
         """updates_per_step gradient steps on L = (Q_total - y)^2; metrics averaged over them."""
-        metrics = mean_metrics(self.hp.updates_per_step, self._update_once)
-        metrics["epsilon"] = self.epsilon
-        return metrics
+        if self.n_seeds != 1:
+            raise RuntimeError("QMIX.update on a stack of seeds: call update_seeds")
+        return self.update_seeds()[0]
 
-    def _update_once(self) -> dict[str, float]:
+    def update_seeds(self) -> list[dict[str, float]]:
+        """One update() of every seed; element s is seed s's metrics."""
+        # Each metric of a step is one value per seed ([S]): mean_metrics averages them as vectors.
+        per_seed: dict[str, Any] = mean_metrics(self.hp.updates_per_step, self._update_once)
+        epsilon = self.epsilon
+        return [{**{k: v[s] for k, v in per_seed.items()}, "epsilon": epsilon} for s in range(self.n_seeds)]
+
+    def _update_once(self) -> dict[str, torch.Tensor]:
         hp = self.hp
-        b = self.buffer.sample(hp.batch_size)
-        Q_all = self.Q(b["obs"])  # [M, N, A]
-        Q_i = Q_all.gather(-1, b["actions"].unsqueeze(-1)).squeeze(-1)  # [M, N]
-        Q_total = self.mixer(Q_i, b["state"])  # [M]
+        b = {k: v.unflatten(0, (self.n_seeds, -1)) for k, v in self.buffer.sample(hp.batch_size).items()}
+        Q_all = self.Q(b["obs"])  # [S, M, N, A]
+        Q_i = Q_all.gather(-1, b["actions"].unsqueeze(-1)).squeeze(-1)  # [S, M, N]
+        Q_total = self.mixer(Q_i, b["state"])  # [S, M]
         with torch.no_grad():
             a_next = self.Q(b["next_obs"]).argmax(-1, keepdim=True)  # double Q: online argmax...
             Q_i_next = self.Q_target(b["next_obs"]).gather(-1, a_next).squeeze(-1)  # ...target value
             Q_total_next = self.mixer_target(Q_i_next, b["next_state"])
             y = b["r_team"] + hp.gamma * (1.0 - b["terminated"]) * Q_total_next
         loss_fn = F.smooth_l1_loss if hp.huber else F.mse_loss
-        td_loss = loss_fn(Q_total, y)
+        td_loss = loss_fn(Q_total, y, reduction="none").mean(-1)  # [S]: each seed's own loss
         self.optimizer.zero_grad()
-        td_loss.backward()
-        grad_norm = float(nn.utils.clip_grad_norm_(self.params, hp.grad_clip))  # the pre-clip norm
+        td_loss.sum().backward()  # a sum, so each seed's gradient is its solo gradient
+        grad_norm = clip_per_seed_(self._seed_grads(), hp.grad_clip)  # the pre-clip norms
         self.optimizer.step()
         self.n_updates += 1
         if hp.target_update_interval > 0:
@@ -274,12 +363,12 @@ class QMIX(Algorithm):
         else:
             soft_update(self.Q_target, self.Q, hp.tau)
             soft_update(self.mixer_target, self.mixer, hp.tau)
-        self.last_y = float(y.mean())
+        self.last_y = y.mean(-1)
         return {
-            "td_loss": td_loss.item(),
-            "q_total_mean": Q_total.mean().item(),
+            "td_loss": td_loss.detach(),
+            "q_total_mean": Q_total.detach().mean(-1),
             "y_mean": self.last_y,
-            "q_i_mean": Q_i.mean().item(),
+            "q_i_mean": Q_i.detach().flatten(1).mean(-1),
             "grad_norm": grad_norm,
         }
 
@@ -291,6 +380,7 @@ class QMIX(Algorithm):
     @torch.no_grad()
     def explain(self, obs: torch.Tensor, state: torch.Tensor) -> QMIXExplain:
         """The numbers behind QMIX's equations for copy 0 (see QMIXExplain)."""
+        self._solo_only("explain")
         o, s = obs[:1], state[:1]
         Q_all = self.Q(o)[0]  # [N, A]
         greedy = Q_all.argmax(-1)
@@ -307,12 +397,13 @@ class QMIX(Algorithm):
             mixer_bias=float(w["V"]),
             gamma=self.hp.gamma,
             epsilon=self.epsilon,
-            y=self.last_y if self.n_updates else None,
+            y=float(self.last_y[0]) if self.n_updates else None,
         )
 
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
+        self._solo_only("state_dict")
         return {
             "Q": self.Q.state_dict(),
             "mixer": self.mixer.state_dict(),
@@ -323,10 +414,11 @@ class QMIX(Algorithm):
             "generator": self.generator.get_state(),
             "env_steps": self.env_steps,
             "n_updates": self.n_updates,
-            "last_y": self.last_y,
+            "last_y": float(self.last_y[0]),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._solo_only("load_state_dict")
         self.Q.load_state_dict(state["Q"])
         self.mixer.load_state_dict(state["mixer"])
         self.Q_target.load_state_dict(state["Q_target"])
@@ -336,13 +428,14 @@ class QMIX(Algorithm):
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
         self.n_updates = int(state["n_updates"])
-        self.last_y = float(state["last_y"])
+        self.last_y = torch.tensor([float(state["last_y"])], device=self.device)
 
     # ------------------------------------------------------------------ what-if
 
     @torch.no_grad()
     def what_if(self, cf: Counterfactual) -> QMIXWhatIf:
         """Q_i and Q_total as taken, with a_i replaced, and for every a' of agent i (see QMIXWhatIf)."""
+        self._solo_only("what_if")
         i, A = cf.agent, self.n_actions
         s = cf.state[0].to(self.device)
         Q_all = self.Q(cf.obs[:1].to(self.device))[0]  # [N, A]
@@ -367,3 +460,15 @@ class QMIX(Algorithm):
             A_taken=counterfactual_advantage(Q_total[0], baseline_rows, pi_i),
             A_replaced=counterfactual_advantage(Q_total[1], baseline_rows, pi_i),
         )
+
+
+def clip_per_seed_(seed_grads: Sequence[Sequence[torch.Tensor]], max_norm: float) -> torch.Tensor:
+    """nn.utils.clip_grad_norm_ on each seed's gradients (seed_grads[s]: seed s's tensors), as
+    that seed's solo run clips its own; returns the [S] pre-clip norms. The same calls as
+    torch's, on each seed's tensors: a norm per tensor, the norm of those, one coefficient."""
+    per_seed = [torch._foreach_norm(list(grads)) for grads in seed_grads]
+    total = torch.stack([torch.linalg.vector_norm(torch.stack(norms)) for norms in per_seed])
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for grads, c in zip(seed_grads, coef.unbind(0), strict=True):
+        torch._foreach_mul_(list(grads), c)
+    return total
