@@ -98,6 +98,7 @@ class Algorithm(ABC):
     needs_env: ClassVar[bool] = False
     # What what_if() returns; None for a policy with no networks to ask (the baselines).
     what_if_type: ClassVar[type[WhatIfValues] | None] = None
+    supports_seed_stack: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, hp: Any, device: torch.device) -> None:
         self.spec = spec

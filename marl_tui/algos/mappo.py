@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.optim.adam import adam
 
 from marl_tui.algos.base import (
     ActOutput,
@@ -338,8 +339,9 @@ class SeedStack:
 
     def grads(self, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Seed s's gradients (views: clipping them clips the stacked gradients)."""
-        grads = [p.grad[s] for p in self.theta if p.grad is not None]
-        return grads[: len(self.policy_names)], grads[len(self.policy_names):]
+        n = len(self.policy_names)
+        return ([p.grad[s] for p in self.theta[:n] if p.grad is not None],
+                [p.grad[s] for p in self.theta[n:] if p.grad is not None])
 
     def zero_grad(self) -> None:
         for p in self.theta:
@@ -347,12 +349,13 @@ class SeedStack:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step of every seed: the fused kernel a solo's Adam runs, on each seed's views."""
-        S = len(self.steps)
-        views = [[t[s] for s in range(S) for t in tensors]
-                 for tensors in (self.theta, [p.grad for p in self.theta], self.exp_avg, self.exp_avg_sq)]
-        torch.optim.adam.adam(*views, [], [step for seed in self.steps for step in seed], fused=True,
-                              amsgrad=False, maximize=False, **self.adam)
+        """One Adam step of every seed: the fused kernel a solo's Adam runs, on each seed's views.
+        Like Adam, it skips a parameter with no gradient (log sigma, in a discrete scenario)."""
+        stepped = [i for i, p in enumerate(self.theta) if p.grad is not None]
+        views = [[t[i][s] for s in range(len(self.steps)) for i in stepped]
+                 for t in (self.theta, [p.grad for p in self.theta], self.exp_avg, self.exp_avg_sq)]
+        adam(*views, [], [seed[i] for seed in self.steps for i in stepped], fused=True,
+             amsgrad=False, maximize=False, **self.adam)
 
     @torch.no_grad()
     def write_back(self, solos: Sequence[MAPPO]) -> None:
