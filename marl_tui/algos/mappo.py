@@ -531,12 +531,12 @@ class MAPPO(Algorithm):
     def _pi(self, s: int, obs: torch.Tensor) -> torch.Tensor:
         if self.seeds is None:
             return self.policy(obs)
-        return functional_call(self.policy, self.seeds.policy_params(s), (obs,))
+        return functional_call(self.policy, self.seeds.policy_params(s), (obs,), tie_weights=False)
 
     def _value(self, s: int, state: torch.Tensor) -> torch.Tensor:
         if self.seeds is None:
             return self.V(state)
-        return functional_call(self.V, self.seeds.V_params(s), (state,))
+        return functional_call(self.V, self.seeds.V_params(s), (state,), tie_weights=False)
 
     def _log_std(self, s: int) -> torch.Tensor:
         return self.policy.log_std if self.seeds is None else self.seeds.policy_params(s)["log_std"]
