@@ -27,8 +27,8 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -288,22 +288,27 @@ def _solo_parameters(algo: MAPPO) -> list[torch.Tensor]:
 @dataclass
 class SeedStack:
     """What a stacked learner (MAPPO.stack) holds for S seeds in place of one policy, V and Adam:
-    every parameter and its Adam moments as [S, ...] tensors (seed s's: the [s] views) and each
-    seed's Adam step counts.
+    every parameter and its Adam moments as [S, ...] tensors, and each seed's Adam step counts.
+    Seed s's parameters are leaves that are views of row s, so each seed gets its own gradients
+    and its updates land in the stacked tensors.
 
-    Each seed's networks run on its own views, one seed after another, and Adam steps each view
-    as the tensor it is: a batched matmul over seeds is not bitwise a solo's (bmm vs mm differ on
-    one-column outputs and small batches) nor is one Adam step over [S, ...] tensors (it differs
-    at S = 5), and MAPPO's update is bound by its matmuls' arithmetic, which batching would not
-    reduce."""
+    Each seed's networks run on its own leaves, one seed after another, and Adam steps each
+    seed's rows as the tensors they are: a batched matmul over seeds is not bitwise a solo's (bmm
+    vs mm differ on one-column outputs and small batches) nor is one Adam step over [S, ...]
+    tensors (it differs at S = 5), and MAPPO's update is bound by its matmuls' arithmetic, which
+    batching would not reduce."""
 
     policy_names: list[str]
     V_names: list[str]
-    theta: list[torch.Tensor]  # leaves [S, *shape]: the policy's parameters, then V's
+    theta: list[torch.Tensor]  # [S, *shape]: the policy's parameters, then V's
     exp_avg: list[torch.Tensor]  # Adam's first moments, [S, *shape]
     exp_avg_sq: list[torch.Tensor]  # and second
     steps: list[list[torch.Tensor]]  # [seed][parameter]: Adam's step count (0: not stepped yet)
     adam: dict[str, Any]  # the solos' Adam settings (lr, betas, eps)
+    leaves: list[list[torch.Tensor]] = field(init=False)  # [seed][parameter]: views of theta
+
+    def __post_init__(self) -> None:
+        self.leaves = [[p[s].detach().requires_grad_() for p in self.theta] for s in range(len(self.steps))]
 
     @classmethod
     def of(cls, solos: Sequence[MAPPO]) -> SeedStack:
@@ -312,18 +317,18 @@ class SeedStack:
         states = [[solo.optimizer.state.get(p, {}) for p in params]
                   for solo, params in zip(solos, per_seed, strict=True)]
 
-        def moments(key: str) -> list[torch.Tensor]:
-            return [torch.stack([st[i][key] if st[i] else torch.zeros_like(per_seed[s][i])
-                                 for s, st in enumerate(states)])
-                    for i in range(len(per_seed[0]))]
+        def stacked(of: Callable[[int, int], torch.Tensor]) -> list[torch.Tensor]:
+            return [torch.stack([of(s, i) for s in range(len(solos))]) for i in range(len(per_seed[0]))]
+
+        def moment(key: str) -> Callable[[int, int], torch.Tensor]:
+            return lambda s, i: states[s][i][key] if states[s][i] else torch.zeros_like(per_seed[s][i])
 
         group = first.optimizer.param_groups[0]
         return cls(
             policy_names=[n for n, _ in first.policy.named_parameters()],
             V_names=[n for n, _ in first.V.named_parameters()],
-            theta=[torch.stack([params[i].detach() for params in per_seed]).requires_grad_()
-                   for i in range(len(per_seed[0]))],
-            exp_avg=moments("exp_avg"), exp_avg_sq=moments("exp_avg_sq"),
+            theta=stacked(lambda s, i: per_seed[s][i].detach()),
+            exp_avg=stacked(moment("exp_avg")), exp_avg_sq=stacked(moment("exp_avg_sq")),
             steps=[[st["step"].clone() if st else torch.zeros((), dtype=torch.float32, device=p.device)
                     for st, p in zip(seed_states, params, strict=True)]
                    for seed_states, params in zip(states, per_seed, strict=True)],
@@ -332,30 +337,32 @@ class SeedStack:
         )
 
     def policy_params(self, s: int) -> dict[str, torch.Tensor]:
-        return {n: p[s] for n, p in zip(self.policy_names, self.theta, strict=False)}
+        return dict(zip(self.policy_names, self.leaves[s], strict=False))
 
     def V_params(self, s: int) -> dict[str, torch.Tensor]:
-        return {n: p[s] for n, p in zip(self.V_names, self.theta[len(self.policy_names):], strict=True)}
+        return dict(zip(self.V_names, self.leaves[s][len(self.policy_names):], strict=True))
 
     def grads(self, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Seed s's gradients (views: clipping them clips the stacked gradients)."""
-        n = len(self.policy_names)
-        return ([p.grad[s] for p in self.theta[:n] if p.grad is not None],
-                [p.grad[s] for p in self.theta[n:] if p.grad is not None])
+        """Seed s's policy and value gradients."""
+        n, leaves = len(self.policy_names), self.leaves[s]
+        return ([p.grad for p in leaves[:n] if p.grad is not None],
+                [p.grad for p in leaves[n:] if p.grad is not None])
 
     def zero_grad(self) -> None:
-        for p in self.theta:
-            p.grad = None
+        for leaves in self.leaves:
+            for p in leaves:
+                p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step of every seed: the fused kernel a solo's Adam runs, on each seed's views.
+        """One Adam step of every seed: the fused kernel a solo's Adam runs, on each seed's rows.
         Like Adam, it skips a parameter with no gradient (log sigma, in a discrete scenario)."""
-        stepped = [i for i, p in enumerate(self.theta) if p.grad is not None]
-        views = [[t[i][s] for s in range(len(self.steps)) for i in stepped]
-                 for t in (self.theta, [p.grad for p in self.theta], self.exp_avg, self.exp_avg_sq)]
-        adam(*views, [], [seed[i] for seed in self.steps for i in stepped], fused=True,
-             amsgrad=False, maximize=False, **self.adam)
+        stepped = [(s, i) for s, leaves in enumerate(self.leaves) for i, p in enumerate(leaves)
+                   if p.grad is not None]
+        leaves = [self.leaves[s][i] for s, i in stepped]
+        adam(leaves, [p.grad for p in leaves], [self.exp_avg[i][s] for s, i in stepped],
+             [self.exp_avg_sq[i][s] for s, i in stepped], [], [self.steps[s][i] for s, i in stepped],
+             fused=True, amsgrad=False, maximize=False, **self.adam)
 
     @torch.no_grad()
     def write_back(self, solos: Sequence[MAPPO]) -> None:
