@@ -20,6 +20,12 @@ act() keeps log pi_old(a_i | o_i) of each sample (nearly free there). The old
 values V(s_t) and V(s_{t+1}) are computed in one batched pass at the start of
 update(): V does not change during a rollout, so this gives the same
 numbers as storing them step by step, without a V call per step.
+
+Seeds stacked (MAPPO.stack, for `compare --batched-seeds`): one learner holds S seeds, each
+with its own parameters (views of [S, ...] tensors), Adam state, value statistics, generator
+and rollout columns, and computes exactly what its solo run computes (tests/
+test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another: an
+update costs what S solo updates cost, since MAPPO's cost is its matmuls' arithmetic.
 """
 
 from __future__ import annotations
