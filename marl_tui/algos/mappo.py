@@ -20,17 +20,29 @@ act() keeps log pi_old(a_i | o_i) of each sample (nearly free there). The old
 values V(s_t) and V(s_{t+1}) are computed in one batched pass at the start of
 update(): V does not change during a rollout, so this gives the same
 numbers as storing them step by step, without a V call per step.
+
+Seeds stacked (MAPPO.stack, for `compare --batched-seeds`): one learner holds S seeds, each
+with its own parameters (views of [S, ...] tensors), Adam state, value statistics, generator
+and rollout columns, and computes exactly what its solo run computes (tests/
+test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another: an
+update costs what S solo updates cost, since MAPPO's cost is its matmuls' arithmetic.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import reduce
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
+from torch.optim.adam import adam
 
 from marl_tui.algos.base import (
     ActOutput,
@@ -244,9 +256,15 @@ class Policy(nn.Module):
 
         Continuous a is the raw Gaussian sample u (before clipping to [-1, 1]).
         """
-        out = self(obs)
+        return self.density(self(obs), self.log_std, a)
+
+    def density(
+        self, out: torch.Tensor, log_std: torch.Tensor, a: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """log_prob_entropy from the network's output `out` and the log sigma to use (a stacked
+        learner passes one seed's)."""
         if self.continuous:
-            log_std = self.log_std.expand_as(out)
+            log_std = log_std.expand_as(out)
             z = (a - out) * torch.exp(-log_std)
             return self.joint_over_dims(gaussian_log_prob(z, log_std)), self.joint_over_dims(gaussian_entropy(log_std))
         log_p = F.log_softmax(out, -1)
@@ -254,11 +272,154 @@ class Policy(nn.Module):
         return log_prob, -(log_p.exp() * log_p).sum(-1)
 
 
+# --------------------------------------------------------------------------- seeds stacked
+
+
+def clip_grad_norm(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """nn.utils.clip_grad_norm_ on gradient tensors instead of parameters (its arithmetic, so a
+    solo's numbers are unchanged; a stacked learner passes one seed's slices): scales the grads
+    in place to a total 2-norm <= max_norm and returns the norm before clipping."""
+    total = nn.utils.get_total_norm(grads, 2.0)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef)
+    return total
+
+
+def _solo_parameters(algo: MAPPO) -> list[torch.Tensor]:
+    """A solo's parameters in its Adam's order: the policy's, then V's."""
+    return [*algo.policy.parameters(), *algo.V.parameters()]
+
+
+@dataclass
+class SeedStack:
+    """What a stacked learner (MAPPO.stack) holds for S seeds in place of one policy, V and Adam:
+    every parameter and its Adam moments as [S, ...] tensors, and each seed's Adam step counts.
+    Seed s's parameters are leaves that are views of row s, so each seed gets its own gradients
+    and its updates land in the stacked tensors.
+
+    Each seed's networks run on its own leaves, one seed after another, and Adam steps each
+    seed's rows as the tensors they are: a batched matmul over seeds is not bitwise a solo's (bmm
+    vs mm differ on one-column outputs and small batches) nor is one Adam step over [S, ...]
+    tensors (it differs at S = 5), and MAPPO's update is bound by its matmuls' arithmetic, which
+    batching would not reduce."""
+
+    policy_names: list[str]
+    V_names: list[str]
+    theta: list[torch.Tensor]  # [S, *shape]: the policy's parameters, then V's
+    exp_avg: list[torch.Tensor]  # Adam's first moments, [S, *shape]
+    exp_avg_sq: list[torch.Tensor]  # and second
+    steps: list[list[torch.Tensor]]  # [seed][parameter]: Adam's step count (0: not stepped yet)
+    adam: dict[str, Any]  # the solos' Adam settings (lr, betas, eps)
+    leaves: list[list[torch.Tensor]] = field(init=False)  # [seed][parameter]: views of theta
+
+    def __post_init__(self) -> None:
+        self.leaves = [[p[s].detach().requires_grad_() for p in self.theta] for s in range(len(self.steps))]
+
+    @classmethod
+    def of(cls, solos: Sequence[MAPPO]) -> SeedStack:
+        first = solos[0]
+        per_seed = [_solo_parameters(solo) for solo in solos]
+        states = [[solo.optimizer.state.get(p, {}) for p in params]
+                  for solo, params in zip(solos, per_seed, strict=True)]
+
+        def stacked(of: Callable[[int, int], torch.Tensor]) -> list[torch.Tensor]:
+            return [torch.stack([of(s, i) for s in range(len(solos))]) for i in range(len(per_seed[0]))]
+
+        def moment(key: str) -> Callable[[int, int], torch.Tensor]:
+            return lambda s, i: states[s][i][key] if states[s][i] else torch.zeros_like(per_seed[s][i])
+
+        group = first.optimizer.param_groups[0]
+        return cls(
+            policy_names=[n for n, _ in first.policy.named_parameters()],
+            V_names=[n for n, _ in first.V.named_parameters()],
+            theta=stacked(lambda s, i: per_seed[s][i].detach()),
+            exp_avg=stacked(moment("exp_avg")), exp_avg_sq=stacked(moment("exp_avg_sq")),
+            steps=[[st["step"].clone() if st else torch.zeros((), dtype=torch.float32, device=p.device)
+                    for st, p in zip(seed_states, params, strict=True)]
+                   for seed_states, params in zip(states, per_seed, strict=True)],
+            adam={"lr": group["lr"], "beta1": group["betas"][0], "beta2": group["betas"][1],
+                  "eps": group["eps"], "weight_decay": group["weight_decay"]},
+        )
+
+    def policy_params(self, s: int) -> dict[str, torch.Tensor]:
+        return dict(zip(self.policy_names, self.leaves[s], strict=False))
+
+    def V_params(self, s: int) -> dict[str, torch.Tensor]:
+        return dict(zip(self.V_names, self.leaves[s][len(self.policy_names):], strict=True))
+
+    def grads(self, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Seed s's policy and value gradients."""
+        n, leaves = len(self.policy_names), self.leaves[s]
+        return ([p.grad for p in leaves[:n] if p.grad is not None],
+                [p.grad for p in leaves[n:] if p.grad is not None])
+
+    def zero_grad(self) -> None:
+        for leaves in self.leaves:
+            for p in leaves:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam step of every seed: the fused kernel a solo's Adam runs, on each seed's rows.
+        Like Adam, it skips a parameter with no gradient (log sigma, in a discrete scenario)."""
+        stepped = [(s, i) for s, leaves in enumerate(self.leaves) for i, p in enumerate(leaves)
+                   if p.grad is not None]
+        leaves = [self.leaves[s][i] for s, i in stepped]
+        adam(leaves, [p.grad for p in leaves], [self.exp_avg[i][s] for s, i in stepped],
+             [self.exp_avg_sq[i][s] for s, i in stepped], [], [self.steps[s][i] for s, i in stepped],
+             fused=True, amsgrad=False, maximize=False, **self.adam)
+
+    @torch.no_grad()
+    def write_back(self, solos: Sequence[MAPPO]) -> None:
+        """Seed s's parameters and Adam state into solos[s] (a seed not stepped yet: no state)."""
+        for s, solo in enumerate(solos):
+            for i, p in enumerate(_solo_parameters(solo)):
+                p.copy_(self.theta[i][s])
+                if float(self.steps[s][i]) > 0:
+                    solo.optimizer.state[p] = {"step": self.steps[s][i].clone(),
+                                               "exp_avg": self.exp_avg[i][s].clone(),
+                                               "exp_avg_sq": self.exp_avg_sq[i][s].clone()}
+                else:
+                    solo.optimizer.state.pop(p, None)
+
+
+@dataclass
+class SeedRollout:
+    """One seed's rollout flattened for the epochs, with its advantages and normalised returns
+    (M = T x B samples)."""
+
+    obs: torch.Tensor  # [M, N, O]
+    a: torch.Tensor  # [M, N] (or [M, N, d]): indices, or the raw Gaussian samples u
+    state: torch.Tensor  # [M, state_dim]
+    log_prob_old: torch.Tensor  # [M, N] log pi_i_old(a_i | o_i), from act()
+    A_hat: torch.Tensor  # [M, N] normalised advantages
+    G_norm: torch.Tensor  # [M, K] returns, normalised by the running statistics
+    values: torch.Tensor  # [T, B, K] V(s_t) before the update
+    returns: torch.Tensor  # [T, B, K]
+    explained_var: torch.Tensor
+
+
+@dataclass
+class MinibatchLoss:
+    """One seed's loss on one minibatch and the figures reported from it."""
+
+    loss: torch.Tensor
+    row: list[torch.Tensor]  # the per-minibatch metrics before the grad norms (see update_seeds)
+    ratio: torch.Tensor  # r_i on the minibatch
+    A_hat: torch.Tensor  # A_hat_i on the minibatch
+
+
 # --------------------------------------------------------------------------- the algorithm
 
 
 class MAPPO(Algorithm):
-    """Multi-agent PPO with parameter sharing and a centralised value V^cen(s)."""
+    """Multi-agent PPO with parameter sharing and a centralised value V^cen(s).
+
+    One learner holds S >= 1 seeds (a solo run: S = 1). Batches are seeds-major (rows
+    s*B:(s+1)*B are seed s's copies); seed s draws from its own generator and keeps its own
+    statistics, so it follows its solo run bitwise. A stacked learner (MAPPO.stack) keeps its
+    seeds' parameters in a SeedStack; a solo keeps them in its modules and Adam."""
 
     name = "mappo"
     title = "MAPPO"
@@ -268,6 +429,7 @@ class MAPPO(Algorithm):
     Hyperparameters = MAPPOHyperparameters
     explain_type = MAPPOExplain
     what_if_type = MAPPOWhatIf
+    supports_seed_stack: ClassVar[bool] = True
     defaults_by_kind: ClassVar[dict[str, dict[str, Any]]] = {
         # A one-shot game each day: small networks learn it, and a rollout holds 8192 days x 3
         # stores, so 2 epochs of 2 minibatches (4 Adam steps) suffice. Both cut the update's
@@ -282,31 +444,122 @@ class MAPPO(Algorithm):
     }
 
     def __init__(self, spec: EnvSpec, hp: MAPPOHyperparameters, device: torch.device) -> None:
-        super().__init__(spec, hp, device)
-        self.continuous = spec.action_space.kind == "continuous"
-        # A team reward (cooperative scenarios, or team_reward): one V(s) on the agents' mean
-        # reward. Otherwise V(s) has one output per agent (V_i(s)): their returns differ.
-        self.n_values = 1 if spec.cooperative or hp.team_reward else spec.n_agents
+        self._configure(spec, hp, device)
         self.policy = Policy(spec, hp.hidden, hp.init_log_std).to(device)
         # V^cen(s): the centralised value, predicting normalised returns (see ValueNorm).
         self.V = mlp(spec.state_dim, self.n_values, hp.hidden, out_gain=1.0,
                      activation=nn.ReLU).to(device)
         self.value_norm = ValueNorm(self.n_values).to(device)
+        self.value_norms = [self.value_norm]  # one per seed
         self.optimizer = torch.optim.Adam(
             [*self.policy.parameters(), *self.V.parameters()], lr=hp.lr, eps=1e-5, fused=True
         )
         # Own CPU generator (seeded from the trainer-seeded global RNG) so resume is exact;
         # samples are drawn on the CPU and moved, so a GPU run's checkpoint loads anywhere.
         self.generator = child_generator()
-        self.buffer: dict[str, torch.Tensor] = {}
-        self.pos = 0  # batched steps stored in the current rollout
-        self.updates = 0
-        self.last: dict[str, float] = {}  # the last update's numbers, for explain()
+        self.generators = [self.generator]  # one per seed
         with torch.no_grad():  # before any update: entropy of the initial policy
-            self.entropy = (
+            entropy = (
                 self.policy.dims * float(gaussian_entropy(float(self.policy.log_std.mean())))
                 if self.continuous else math.log(spec.action_space.n)  # 0.01 head: ~uniform
             )
+        self.entropies = [entropy]  # per seed: mean policy entropy at the last update
+        self.lasts: list[dict[str, float]] = [{}]  # per seed: the last update's numbers, for explain()
+
+    def _configure(self, spec: EnvSpec, hp: MAPPOHyperparameters, device: torch.device) -> None:
+        """What a solo and a stack share, drawing nothing from any RNG."""
+        super().__init__(spec, hp, device)
+        self.continuous = spec.action_space.kind == "continuous"
+        # A team reward (cooperative scenarios, or team_reward): one V(s) on the agents' mean
+        # reward. Otherwise V(s) has one output per agent (V_i(s)): their returns differ.
+        self.n_values = 1 if spec.cooperative or hp.team_reward else spec.n_agents
+        self.seeds: SeedStack | None = None  # set on a stacked learner
+        self.buffer: dict[str, torch.Tensor] = {}  # [T, S*B, ...]: seeds-major like the batches
+        self.pos = 0  # batched steps stored in the current rollout
+        self.updates = 0
+
+    @property
+    def n_seeds(self) -> int:
+        return len(self.generators)
+
+    # ------------------------------------------------------------------ seeds stacked
+
+    @classmethod
+    def stack(cls, solos: Sequence[Self]) -> Self:
+        """One learner holding len(solos) seeds, with the solos' whole state (see SeedStack);
+        seed s draws from solos[s]'s own generator."""
+        if not solos:
+            raise ValueError("MAPPO.stack needs at least one solo learner")
+        first = solos[0]
+        for solo in solos:
+            if solo.seeds is not None:
+                raise ValueError("MAPPO.stack takes solo learners, not stacks")
+            if (solo.spec, solo.hp, solo.device) != (first.spec, first.hp, first.device):
+                raise ValueError("MAPPO.stack: the solos differ in scenario, hyperparameters or device")
+            if (solo.pos, solo.updates, set(solo.buffer)) != (first.pos, first.updates, set(first.buffer)):
+                raise ValueError("MAPPO.stack: the solos are not at the same step (rollout position, "
+                                 "updates): seeds stack only in lockstep")
+        stacked = cls.__new__(cls)
+        stacked._configure(first.spec, first.hp, first.device)
+        # The architectures functional_call runs with each seed's views (their own weights unused).
+        stacked.policy, stacked.V = copy.deepcopy(first.policy), copy.deepcopy(first.V)
+        stacked.seeds = SeedStack.of(solos)
+        stacked.value_norms = [copy.deepcopy(solo.value_norm) for solo in solos]
+        stacked.generators = [solo.generator for solo in solos]  # shared objects, not copies
+        stacked.buffer = {k: torch.cat([solo.buffer[k] for solo in solos], 1) for k in first.buffer}
+        stacked.pos, stacked.updates = first.pos, first.updates
+        stacked.entropies = [solo.entropies[0] for solo in solos]
+        stacked.lasts = [dict(solo.lasts[0]) for solo in solos]
+        return stacked
+
+    def write_back(self, solos: Sequence[Self]) -> None:
+        """Seed s's state into solos[s]: its state_dict() is then what its solo run would hold."""
+        seeds = self._stacked("write_back")
+        if len(solos) != self.n_seeds:
+            raise ValueError(f"write_back: {len(solos)} solos for {self.n_seeds} seeds")
+        seeds.write_back(solos)
+        for s, solo in enumerate(solos):
+            solo.value_norm.load_state_dict(self.value_norms[s].state_dict())
+            solo.buffer = {k: v[:, self._rows(s, v.shape[1])].clone() for k, v in self.buffer.items()}
+            solo.pos, solo.updates = self.pos, self.updates
+            solo.entropies, solo.lasts = [self.entropies[s]], [dict(self.lasts[s])]
+
+    def _stacked(self, what: str) -> SeedStack:
+        if self.seeds is None:
+            raise ValueError(f"{what} is for a stacked learner (MAPPO.stack)")
+        return self.seeds
+
+    def _solo(self, what: str) -> None:
+        if self.seeds is not None:
+            raise ValueError(f"{what} is not defined on a seed stack: write_back(solos) and ask "
+                             "the solos")
+
+    def _rows(self, s: int, rows: int) -> slice:
+        """Seed s's rows of a seeds-major batch of `rows` rows."""
+        B = rows // self.n_seeds
+        return slice(s * B, (s + 1) * B)
+
+    # Seed s's networks: a solo's modules, or the modules run on a stack's views of seed s.
+
+    def _pi(self, s: int, obs: torch.Tensor) -> torch.Tensor:
+        if self.seeds is None:
+            return self.policy(obs)
+        return functional_call(self.policy, self.seeds.policy_params(s), (obs,), tie_weights=False)
+
+    def _value(self, s: int, state: torch.Tensor) -> torch.Tensor:
+        if self.seeds is None:
+            return self.V(state)
+        return functional_call(self.V, self.seeds.V_params(s), (state,), tie_weights=False)
+
+    def _log_std(self, s: int) -> torch.Tensor:
+        return self.policy.log_std if self.seeds is None else self.seeds.policy_params(s)["log_std"]
+
+    def _grads(self, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Seed s's policy and value gradients."""
+        if self.seeds is None:
+            return ([p.grad for p in self.policy.parameters() if p.grad is not None],
+                    [p.grad for p in self.V.parameters() if p.grad is not None])
+        return self.seeds.grads(s)
 
     # ------------------------------------------------------------------ acting
 
@@ -320,18 +573,25 @@ class MAPPO(Algorithm):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
-        out = self.policy(obs)
+        parts = [self._act_seed(s, obs[self._rows(s, obs.shape[0])], explore) for s in range(self.n_seeds)]
+        if len(parts) == 1:
+            return parts[0]
+        return ActOutput(torch.cat([p.actions for p in parts]),
+                         {k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras})
+
+    def _act_seed(self, s: int, obs: torch.Tensor, explore: bool) -> ActOutput:
+        out = self._pi(s, obs)
         if not explore:
             return ActOutput(self._to_env(out) if self.continuous else out.argmax(-1))
         if self.continuous:
             # u = mu + sigma z: log pi(u) is known from z, with no density call.
-            z = torch.randn(out.shape, generator=self.generator).to(self.device)
-            log_std = self.policy.log_std
+            z = torch.randn(out.shape, generator=self.generators[s]).to(self.device)
+            log_std = self._log_std(s)
             u = out + log_std.exp() * z
             log_prob = self.policy.joint_over_dims(gaussian_log_prob(z, log_std))
             return ActOutput(self._to_env(u), {"u": u, "log_prob": log_prob})
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the categorical.
-        a = (out + gumbel_noise(out, self.generator)).argmax(-1)
+        a = (out + gumbel_noise(out, self.generators[s])).argmax(-1)
         log_prob = F.log_softmax(out, -1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
         return ActOutput(a, {"log_prob": log_prob})
 
@@ -361,82 +621,124 @@ class MAPPO(Algorithm):
     # ------------------------------------------------------------------ learning
 
     def update(self) -> dict[str, float]:
-        hp, buf = self.hp, self.buffer
-        T, B, N = buf["log_prob"].shape
-        K = self.n_values
-        # -- ADVANTAGE COMPUTATION (old policy, old V^cen) --
-        with torch.no_grad():
-            v_all = self.value_norm.denormalise(
-                self.V(torch.cat([buf["state"], buf["next_state"]]))
-            )
-            values, next_values = v_all[:T], v_all[T:]  # [T, B, K]
-            reward = buf["reward"].mean(-1, keepdim=True) if K == 1 else buf["reward"]
-            A_hat, returns = gae(
-                reward, values, next_values, hp.gamma, hp.gae_lambda,
-                terminated=buf["terminated"].unsqueeze(-1), truncated=buf["truncated"].unsqueeze(-1),
-            )
-            explained_var = 1.0 - (returns - values).var() / returns.var().clamp_min(1e-8)
-            self.value_norm.update(returns)
-            G_norm = self.value_norm.normalise(returns)
-            A_hat = (A_hat - A_hat.mean()) / (A_hat.std() + 1e-8)
+        if self.n_seeds > 1:
+            raise ValueError(f"update() on a stack of {self.n_seeds} seeds: call update_seeds()")
+        return self.update_seeds()[0]
 
-        M = T * B
-        obs, a = buf["obs"].reshape(M, N, -1), buf["a"].reshape(M, N, *buf["a"].shape[3:])
-        state = buf["state"].reshape(M, -1)
-        log_prob_old = buf["log_prob"].reshape(M, N)  # log pi_i_old(a_i | o_i), from act()
-        A_hat, G_norm = A_hat.reshape(M, K).expand(M, N), G_norm.reshape(M, K)
+    def update_seeds(self) -> list[dict[str, float]]:
+        """One update of every seed; element s: seed s's metrics, as its solo update() returns."""
+        hp, S = self.hp, self.n_seeds
+        rollouts = [
+            self._advantages(s, {k: v[:, self._rows(s, v.shape[1])].contiguous() for k, v in self.buffer.items()})
+            for s in range(S)
+        ]
 
         # -- TRAINING (K epochs of minibatches) --
-        rows = []
+        M = rollouts[0].obs.shape[0]
         mb_size = max(1, M // hp.minibatches)
-        policy_params, value_params = list(self.policy.parameters()), list(self.V.parameters())
+        rows: list[list[torch.Tensor]] = [[] for _ in range(S)]
         for _ in range(hp.epochs):
-            perm = torch.randperm(M, generator=self.generator).to(self.device)
-            for idx in perm[: mb_size * hp.minibatches].split(mb_size):
-                log_prob, entropy = self.policy.log_prob_entropy(obs[idx], a[idx])
-                log_ratio = log_prob - log_prob_old[idx]
-                ratio = log_ratio.exp()  # r_i = pi_i / pi_i_old
-                L_clip = clipped_surrogate_loss(ratio, A_hat[idx], hp.clip_eps)
-                policy_loss, entropy = L_clip.mean(), entropy.mean()
-                V = self.V(state[idx])
-                value_loss = F.huber_loss(V, G_norm[idx], delta=hp.huber_delta)
-                loss = policy_loss - hp.entropy_coef * entropy + hp.value_coef * value_loss
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                # Clipped separately so a large value gradient does not shrink the policy's step.
-                grad_norm = nn.utils.clip_grad_norm_(policy_params, hp.grad_clip)
-                critic_grad_norm = nn.utils.clip_grad_norm_(value_params, hp.grad_clip)
-                self.optimizer.step()
-                with torch.no_grad():
-                    rows.append(torch.stack([
-                        policy_loss, value_loss, entropy,
-                        ((ratio - 1.0) - log_ratio).mean(),  # approx KL(old || new)
-                        ((ratio - 1.0).abs() > hp.clip_eps).float().mean(),
-                        grad_norm, critic_grad_norm, ratio.mean(),
-                    ]).detach())
+            # Each seed's permutation from its own generator, in its solo's order.
+            splits = [torch.randperm(M, generator=g).to(self.device)[: mb_size * hp.minibatches].split(mb_size)
+                      for g in self.generators]
+            for k in range(hp.minibatches):
+                terms = [self._minibatch_loss(s, rollouts[s], splits[s][k]) for s in range(S)]
+                self._zero_grad()
+                # A sum over seeds: each seed's gradient is its solo's.
+                reduce(operator.add, [t.loss for t in terms]).backward()
+                for s, t in enumerate(terms):
+                    policy_grads, value_grads = self._grads(s)
+                    # Clipped separately so a large value gradient does not shrink the policy's step.
+                    grad_norm = clip_grad_norm(policy_grads, hp.grad_clip)
+                    critic_grad_norm = clip_grad_norm(value_grads, hp.grad_clip)
+                    with torch.no_grad():
+                        rows[s].append(torch.stack([
+                            *t.row, grad_norm, critic_grad_norm, t.ratio.mean(),
+                        ]).detach())
+                self._step()
         self.pos = 0
         self.updates += 1
+        return [self._metrics(s, rollouts[s], rows[s], terms[s]) for s in range(S)]
 
+    def _zero_grad(self) -> None:
+        if self.seeds is None:
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.seeds.zero_grad()
+
+    def _step(self) -> None:
+        if self.seeds is None:
+            self.optimizer.step()
+        else:
+            self.seeds.step()
+
+    @torch.no_grad()
+    def _advantages(self, s: int, buf: dict[str, torch.Tensor]) -> SeedRollout:
+        """ADVANTAGE COMPUTATION (old policy, old V^cen) of seed s's rollout buf ([T, B, ...])."""
+        hp = self.hp
+        T, B, N = buf["log_prob"].shape
+        K = self.n_values
+        value_norm = self.value_norms[s]
+        v_all = value_norm.denormalise(self._value(s, torch.cat([buf["state"], buf["next_state"]])))
+        values, next_values = v_all[:T], v_all[T:]  # [T, B, K]
+        reward = buf["reward"].mean(-1, keepdim=True) if K == 1 else buf["reward"]
+        A_hat, returns = gae(
+            reward, values, next_values, hp.gamma, hp.gae_lambda,
+            terminated=buf["terminated"].unsqueeze(-1), truncated=buf["truncated"].unsqueeze(-1),
+        )
+        explained_var = 1.0 - (returns - values).var() / returns.var().clamp_min(1e-8)
+        value_norm.update(returns)
+        G_norm = value_norm.normalise(returns)
+        A_hat = (A_hat - A_hat.mean()) / (A_hat.std() + 1e-8)
+        M = T * B
+        return SeedRollout(
+            obs=buf["obs"].reshape(M, N, -1), a=buf["a"].reshape(M, N, *buf["a"].shape[3:]),
+            state=buf["state"].reshape(M, -1), log_prob_old=buf["log_prob"].reshape(M, N),
+            A_hat=A_hat.reshape(M, K).expand(M, N), G_norm=G_norm.reshape(M, K),
+            values=values, returns=returns, explained_var=explained_var,
+        )
+
+    def _minibatch_loss(self, s: int, ro: SeedRollout, idx: torch.Tensor) -> MinibatchLoss:
+        """Seed s's PPO loss on the minibatch idx of its rollout."""
+        hp = self.hp
+        log_prob, entropy = self.policy.density(self._pi(s, ro.obs[idx]), self._log_std(s), ro.a[idx])
+        log_ratio = log_prob - ro.log_prob_old[idx]
+        ratio = log_ratio.exp()  # r_i = pi_i / pi_i_old
+        A_hat = ro.A_hat[idx]
+        L_clip = clipped_surrogate_loss(ratio, A_hat, hp.clip_eps)
+        policy_loss, entropy = L_clip.mean(), entropy.mean()
+        V = self._value(s, ro.state[idx])
+        value_loss = F.huber_loss(V, ro.G_norm[idx], delta=hp.huber_delta)
+        loss = policy_loss - hp.entropy_coef * entropy + hp.value_coef * value_loss
+        with torch.no_grad():
+            row = [policy_loss, value_loss, entropy,
+                   ((ratio - 1.0) - log_ratio).mean(),  # approx KL(old || new)
+                   ((ratio - 1.0).abs() > hp.clip_eps).float().mean()]
+        return MinibatchLoss(loss=loss, row=row, ratio=ratio, A_hat=A_hat)
+
+    def _metrics(self, s: int, ro: SeedRollout, rows: list[torch.Tensor], last: MinibatchLoss) -> dict[str, float]:
+        """Seed s's update metrics; also keeps its entropy and the numbers explain() shows."""
+        hp = self.hp
         # One sample of the last minibatch, to show the guide's equation with real numbers.
-        r0, A0 = ratio[0, 0].detach(), A_hat[idx[0], 0]
+        r0, A0 = last.ratio[0, 0].detach(), last.A_hat[0, 0]
         sample = torch.stack([
             r0, r0.clamp(1 - hp.clip_eps, 1 + hp.clip_eps), A0,
-            clipped_surrogate_loss(r0, A0, hp.clip_eps), A_hat[idx].mean(), ratio.mean().detach(),
+            clipped_surrogate_loss(r0, A0, hp.clip_eps), last.A_hat.mean(), last.ratio.mean().detach(),
         ]).tolist()
         keys = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
                 "grad_norm", "critic_grad_norm", "ratio_mean")
         metrics = dict(zip(keys, torch.stack(rows).mean(0).tolist(), strict=True))
-        metrics["explained_variance"] = float(explained_var)
-        metrics["V_mean"] = float(values.mean())
-        metrics["return_mean"] = float(returns.mean())
+        metrics["explained_variance"] = float(ro.explained_var)
+        metrics["V_mean"] = float(ro.values.mean())
+        metrics["return_mean"] = float(ro.returns.mean())
         if self.continuous:  # sigma in action units, so it reads like a price or an order size
             low, high = self.spec.action_space.bounds(self.device)
-            sigma, half_range = self.policy.log_std.detach().exp(), (high - low) / 2
+            sigma, half_range = self._log_std(s).detach().exp(), (high - low) / 2
             # Per-dim bounds: each dim's sigma in its own units, then the mean.
             metrics["action_std"] = float((sigma * half_range).mean() if torch.is_tensor(half_range)
                                           else sigma.mean() * half_range)
-        self.entropy = metrics["entropy"]
-        self.last = {
+        self.entropies[s] = metrics["entropy"]
+        self.lasts[s] = {
             "ratio": sample[0], "clipped_ratio": sample[1], "A_hat": sample[2],
             "L_clip": sample[3], "A_hat_mean": sample[4], "ratio_mean": sample[5],
             "clip_fraction": metrics["clip_fraction"],
@@ -447,12 +749,14 @@ class MAPPO(Algorithm):
     # ------------------------------------------------------------------ views
 
     def exploration(self) -> tuple[str, float]:
-        """Mean policy entropy at the last update (the entropy bonus keeps it from collapsing)."""
-        return ("entropy", self.entropy)
+        """Mean policy entropy at the last update (the entropy bonus keeps it from collapsing).
+        A stack reports its first seed's (each seed's is in its update_seeds() metrics)."""
+        return ("entropy", self.entropies[0])
 
     @torch.no_grad()
     def explain(self, obs: torch.Tensor, state: torch.Tensor) -> MAPPOExplain:
         """Copy 0's policy and value, and the last update's PPO numbers (see MAPPOExplain)."""
+        self._solo("explain")
         out = self.policy(obs[:1])[0]
         mean = std = probs = None  # mean and std, or probs: see MAPPOExplain
         if self.continuous:  # vector actions: the first number's
@@ -464,7 +768,7 @@ class MAPPO(Algorithm):
         else:
             probs = float_rows(torch.softmax(out, -1))
         V = self.value_norm.denormalise(self.V(state[:1]))[0]
-        last = self.last  # empty before the first update
+        last = self.lasts[0]  # empty before the first update
         return MAPPOExplain(
             V=floats(V.expand(self.spec.n_agents)), eps=self.hp.clip_eps,
             mean=mean, std=std, probs=probs,
@@ -478,6 +782,7 @@ class MAPPO(Algorithm):
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
+        self._solo("state_dict")
         return {
             "policy": self.policy.state_dict(),
             "V": self.V.state_dict(),
@@ -488,18 +793,19 @@ class MAPPO(Algorithm):
             "buffer_shapes": {k: list(v.shape) for k, v in self.buffer.items()},
             "pos": self.pos,
             "updates": self.updates,
-            "entropy": self.entropy,
-            "last": dict(self.last),
+            "entropy": self.entropies[0],
+            "last": dict(self.lasts[0]),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._solo("load_state_dict")
         self.policy.load_state_dict(state["policy"])
         self.V.load_state_dict(state["V"])
         self.value_norm.load_state_dict(state["value_norm"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         self.pos, self.updates = int(state["pos"]), int(state["updates"])
-        self.entropy, self.last = float(state["entropy"]), dict(state["last"])
+        self.entropies, self.lasts = [float(state["entropy"])], [dict(state["last"])]
         self.buffer = {}
         for k, shape in state["buffer_shapes"].items():
             stored = state["buffer"][k]
@@ -511,6 +817,7 @@ class MAPPO(Algorithm):
     @torch.no_grad()
     def what_if(self, cf: Counterfactual) -> MAPPOWhatIf:
         """pi_i, V(s) and the one-step advantage of the action as taken and as replaced."""
+        self._solo("what_if")
         i = cf.agent
         a = cf.joint.to(self.device)
         if self.continuous:  # the policy is a Gaussian over the unit space; env actions are clipped
