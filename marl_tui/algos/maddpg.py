@@ -59,12 +59,12 @@ from marl_tui.algos.base import (
     bounds_to_unit,
     child_generator,
     counterfactual_advantage,
-    float_rows,
     floats,
     mean_metrics,
     scaled_to_bounds,
 )
 from marl_tui.algos.buffers import ReplayBuffer
+from marl_tui.algos.masking import ActionMask
 from marl_tui.algos.networks import AgentMLP, gumbel_noise, soft_update
 from marl_tui.envs.base import EnvSpec
 
@@ -210,6 +210,7 @@ class MADDPG(Algorithm):
         self.d_act = spec.action_space.n if self.discrete else spec.action_space.dims  # one agent's action
         # The trainer seeds the global RNG before building us; draw our own streams from it.
         self.generator = child_generator(high=2**31 - 1)
+        self.mask = ActionMask(spec, device)  # agents of different action sizes: see masking.py
 
         # mu_i(o_i): one set of weights per agent; a small output gain starts near mid-range.
         self.mu = AgentMLP(n, o, self.d_act, hp.hidden, out_gain=0.01).to(device)
@@ -262,10 +263,10 @@ class MADDPG(Algorithm):
 
     def _mu(self, net: AgentMLP, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(greedy action in critic units [..., N, d_act], raw output for the regulariser)."""
-        raw = net(obs)
+        raw = self.mask.valid_scores(net(obs))
         if self.discrete:
             return F.one_hot(raw.argmax(-1), self.d_act).float(), raw
-        return torch.tanh(raw), raw
+        return self.mask.zero_padding(torch.tanh(raw)), raw
 
     def _critic_in(self, state: torch.Tensor, obs: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         """[B, N, d_critic]: critic i's input; joint is [B, N*d] or per critic [B, N, N*d].
@@ -295,7 +296,7 @@ class MADDPG(Algorithm):
         """Stored actions in critic units: [B, N, d_act]."""
         if self.discrete:
             return F.one_hot(a, self.d_act).float()
-        return as_vectors(a, self.d_act)
+        return self.mask.zero_padding(as_vectors(a, self.d_act))
 
     # --- act ---------------------------------------------------------------------
     @torch.no_grad()
@@ -305,11 +306,11 @@ class MADDPG(Algorithm):
         warm = explore and self.env_steps < self.hp.learning_starts
         if self.discrete:
             if not explore:
-                return ActOutput(self.mu(obs).argmax(-1))
-            uniform = (self._rand(b, n) * self.d_act).long().clamp_max(self.d_act - 1)
+                return ActOutput(self.mask.valid_scores(self.mu(obs)).argmax(-1))
+            uniform = self.mask.index_of(self._rand(b, n))
             if warm:
                 return ActOutput(uniform)
-            logits = self.mu(obs)
+            logits = self.mask.valid_scores(self.mu(obs))
             # Gumbel-max samples the categorical policy; epsilon adds uniform actions on top.
             a = (logits + gumbel_noise(logits, self.generator)).argmax(-1)
             return ActOutput(torch.where(self._rand(b, n) < self.noise(), uniform, a))
@@ -390,19 +391,20 @@ class MADDPG(Algorithm):
 
         # -- actor update: ascend Q_i at a_i = mu_i(o_i); a_j from the current actors or B --
         raw = self.mu(obs)
-        a_mu = (gumbel_softmax_st(raw, hp.gumbel_temperature, self.generator)
-                if self.discrete else torch.tanh(raw))
+        logits = self.mask.valid_scores(raw)
+        a_mu = (gumbel_softmax_st(logits, hp.gumbel_temperature, self.generator)
+                if self.discrete else self.mask.zero_padding(torch.tanh(raw)))
         if hp.other_actions == "buffer":
             a_other = a_buf
         elif self.discrete:  # greedy mu_j(o_j): the one-hot argmax, not a Gumbel sample
-            a_other = F.one_hot(raw.detach().argmax(-1), self.d_act).float()
+            a_other = F.one_hot(logits.detach().argmax(-1), self.d_act).float()
         else:
             a_other = a_mu.detach()
         own = torch.eye(n, dtype=torch.bool, device=self.device)[None, :, :, None]
         # joint[b, i, j] = a_mu[b, j] if j == i else a_other[b, j]: critic i's input.
         joint = torch.where(own, a_mu[:, None], a_other[:, None]).flatten(2)
         Q_mu = self.Q(self._critic_in(state, obs, joint)).squeeze(-1)  # Q_i(s, a | a_i = mu_i(o_i))
-        actor_loss = -Q_mu.mean(0).sum() + hp.action_reg * raw.pow(2).mean(0).sum()
+        actor_loss = -Q_mu.mean(0).sum() + hp.action_reg * self.mask.zero_padding(raw).pow(2).mean(0).sum()
         # Gradients w.r.t. mu's parameters only: the chain rule still runs through Q_i's
         # input (dQ_i/da_i), but Q's own weight gradients, unused here, are never computed.
         mu_params = list(self.mu.parameters())
@@ -452,7 +454,7 @@ class MADDPG(Algorithm):
         dq = grad[0, torch.arange(n), torch.arange(n)] * sigma  # [N, d]: critic i w.r.t. a_i
         mu_i = dQ_da = greedy = dQ_da_onehot = None  # one pair is filled: see MADDPGExplain
         if self.discrete:
-            greedy, dQ_da_onehot = tuple(raw[0].argmax(-1).tolist()), float_rows(dq)
+            greedy, dQ_da_onehot = tuple(raw[0].argmax(-1).tolist()), self.mask.own_rows(dq)
         else:
             low, high = self.spec.action_space.dim_range(0)  # vector actions: the first number's
             mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], low, high))
