@@ -25,7 +25,7 @@ from marl_tui.config import load_scenario, parse_scenario
 from marl_tui.envs.base import ActionSpace, EnvSpec, continuous_space
 from marl_tui.envs.external.common import joint_action_space
 from marl_tui.errors import UserError
-from tests.test_external import EXAMPLES, needs_mpe
+from tests.test_external import EXAMPLES, needs_mpe, needs_vmas
 
 SPEAKER_LISTENER = EXAMPLES / "speaker-listener.toml"
 CONTINUOUS_TEXT = SPEAKER_LISTENER.read_text().replace("continuous_actions = false", "continuous_actions = true")
@@ -205,6 +205,41 @@ def test_the_env_gets_each_agents_own_action(continuous: bool) -> None:
             assert np.allclose(acts["speaker_0"], a[b, 0, :3].numpy()) and np.allclose(acts["listener_0"], a[b, 1])
         else:
             assert (acts["speaker_0"], acts["listener_0"]) == tuple(a[b].tolist())
+
+
+VMAS_SPEAKER_LISTENER = """name = "vmas-speaker-listener"
+kind = "vmas"
+scenario = "simple_speaker_listener"
+description = "test"
+agents = 2
+episode_length = 10
+parallel_envs = 3
+seed = 0
+
+[model]
+continuous_actions = true
+"""
+
+
+@needs_vmas
+def test_vmas_gets_each_agents_own_numbers() -> None:
+    """VMAS's speaker moves and speaks (5 numbers: 2 forces in [-1, 1], 3 words in [0, 1]); its
+    listener only moves (2 forces): the listener's 3 padded numbers never reach VMAS."""
+    from marl_tui.envs.base import make_env
+
+    env = make_env(parse_scenario(VMAS_SPEAKER_LISTENER, "vmas.toml"))
+    space = env.spec.action_space
+    assert space.per_agent == (5, 2) and space.dim_range(0) == (-1.0, 1.0) and space.dim_range(4) == (0.0, 1.0)
+    received: list[list[torch.Tensor]] = []
+    step = env.env.step
+    env.env.step = lambda actions: received.append(actions) or step(actions)
+    env.reset()
+    a = torch.rand(3, N, 5, generator=torch.Generator().manual_seed(0))
+    res = env.step(a)
+    (per_agent,) = received
+    assert [t.shape for t in per_agent] == [(3, 5), (3, 2)]
+    assert torch.equal(per_agent[0], a[:, 0]) and torch.equal(per_agent[1], a[:, 1, :2])
+    assert res.reward.shape == (3, N)
 
 
 @needs_mpe
