@@ -38,9 +38,9 @@ EPYMARL_RETURN = {"qmix": -54.2, "mappo": -60.1, "maddpg": -50.8, "random": -79.
 EPYMARL_STEPS_PER_CPU_S = {"qmix": 490.0, "mappo": 702.0, "maddpg": 266.0}
 
 
-def run_one(algo: str, seed: int, steps: int, episodes: int) -> dict:
+def run_one(algo: str, seed: int, steps: int, episodes: int, scenario: str = SCENARIO) -> dict:
     torch.set_num_threads(1)  # each run on one thread, in its own process
-    sc = load_scenario(SCENARIO)
+    sc = load_scenario(scenario)
     trainer = build_run(RunConfig(scenario=sc, algo=algo, seed=seed, steps=steps))
     cpu, wall = time.process_time(), time.perf_counter()
     result = trainer.run() if algo != "random" else None

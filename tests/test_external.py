@@ -140,6 +140,19 @@ def test_pettingzoo_agents_with_different_observation_sizes_are_padded() -> None
     assert torch.all(obs[:, small, min(sizes):] == 0)
 
 
+@needs_mpe
+def test_continuous_simple_spread_seen_as_a_parallel_env_passes_the_api_test() -> None:
+    """Our batched env back behind PettingZoo's API: each agent's Box of 5 forces goes through whole."""
+    from pettingzoo.test import parallel_api_test
+
+    from marl_tui.config import parse_scenario
+    from marl_tui.envs.external.pettingzoo import ScenarioParallelEnv
+
+    env = ScenarioParallelEnv(parse_scenario(SPREAD + "\n[model]\ncontinuous_actions = true\n", "spread.toml"))
+    assert all(env.action_space(a).shape == (5,) for a in env.possible_agents)
+    parallel_api_test(env, num_cycles=30)
+
+
 # --------------------------------------------------------------------------- training, end to end
 
 

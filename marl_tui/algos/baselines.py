@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from marl_tui.algos.base import ActOutput, Algorithm, Capabilities, Explain, child_generator
+from marl_tui.algos.masking import ActionMask
 from marl_tui.envs.base import BatchedEnv, EnvSpec
 from marl_tui.errors import UserError
 
@@ -25,7 +26,8 @@ class OracleExplain(Explain):
 
 
 class RandomPolicy(Algorithm):
-    """Uniform random actions: the floor any learner must beat."""
+    """Uniform random actions: the floor any learner must beat. Agents whose actions differ in
+    size draw among their own (a padded continuous number is drawn too: its env never gets it)."""
 
     name = "random"
     title = "Random"
@@ -44,13 +46,14 @@ class RandomPolicy(Algorithm):
         self.eval_generator = torch.Generator(device="cpu").manual_seed(
             self.generator.initial_seed() + 1
         )
+        self.mask = ActionMask(spec)
 
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
         generator = self.generator if explore else self.eval_generator
         shape = obs.shape[:2]
         space = self.spec.action_space
         if space.kind == "discrete":
-            a = torch.randint(0, space.n, shape, generator=generator)
+            a = self.mask.random_index(shape, generator)
         else:  # vector actions: [B, N, d], each dim within its own bounds
             low, high = space.bounds()
             dims = () if space.dims == 1 else (space.dims,)

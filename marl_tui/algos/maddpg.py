@@ -67,12 +67,12 @@ from marl_tui.algos.base import (
     bounds_to_unit,
     child_generator,
     counterfactual_advantage,
-    float_rows,
     floats,
     mean_metrics,
     scaled_to_bounds,
 )
 from marl_tui.algos.buffers import ReplayBuffer
+from marl_tui.algos.masking import ActionMask
 from marl_tui.algos.networks import AgentMLP, forward_in_blocks, gumbel_noise, soft_update
 from marl_tui.envs.base import EnvSpec
 
@@ -265,6 +265,10 @@ class MADDPG(Algorithm):
         # The trainer seeds the global RNG before building us; draw our own streams from it.
         # One generator per seed: exploration noise, epsilon, Gumbel draws.
         self.generators = [child_generator(high=2**31 - 1)] if seeds == 1 else []
+        # Agents of different action sizes (masking.py): on act's rows [.., N, A], and on the
+        # learning layout's stacked agents [.., S*N, A].
+        self.mask = ActionMask(spec, device)
+        self.mask_k = self.mask.tiled(seeds)
 
         # mu_i(o_i): one set of weights per agent (and seed); a small output gain starts near mid-range.
         k = seeds * n
@@ -394,10 +398,10 @@ class MADDPG(Algorithm):
 
     def _mu(self, net: AgentMLP, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(greedy action in critic units [..., N, d_act], raw output for the regulariser)."""
-        raw = self._net(net, obs)
+        raw = self.mask_k.valid_scores(self._net(net, obs))
         if self.discrete:
             return F.one_hot(raw.argmax(-1), self.d_act).float(), raw
-        return torch.tanh(raw), raw
+        return self.mask_k.zero_padding(torch.tanh(raw)), raw
 
     def _net(self, net: AgentMLP, x: torch.Tensor) -> torch.Tensor:
         """net(x) on [..., S*N, d]: every seed's block of agents on its own rows (forward_in_blocks)."""
@@ -445,7 +449,7 @@ class MADDPG(Algorithm):
         """Stored actions in critic units: [B, N, d_act]."""
         if self.discrete:
             return F.one_hot(a, self.d_act).float()
-        return as_vectors(a, self.d_act)
+        return self.mask_k.zero_padding(as_vectors(a, self.d_act))
 
     def _seed_means(self, x: torch.Tensor, dim: int = 1) -> torch.Tensor:
         """[S]: each seed's mean of x (its N agents along dim, and everything else)."""
@@ -461,11 +465,11 @@ class MADDPG(Algorithm):
         warm = explore and self.env_steps < self.hp.learning_starts
         if self.discrete:
             if not explore:
-                return ActOutput(self._on_rows(self.mu, obs).argmax(-1))
-            uniform = (self._rand(b, n) * self.d_act).long().clamp_max(self.d_act - 1)
+                return ActOutput(self.mask.valid_scores(self._on_rows(self.mu, obs)).argmax(-1))
+            uniform = self.mask.index_of(self._rand(b, n))
             if warm:
                 return ActOutput(uniform)
-            logits = self._on_rows(self.mu, obs)
+            logits = self.mask.valid_scores(self._on_rows(self.mu, obs))
             # Gumbel-max samples the categorical policy; epsilon adds uniform actions on top.
             a = (logits + self._gumbel(logits, 0)).argmax(-1)
             return ActOutput(torch.where(self._rand(b, n) < self.noise(), uniform, a))
@@ -565,12 +569,13 @@ class MADDPG(Algorithm):
 
         # -- actor update: ascend Q_i at a_i = mu_i(o_i); a_j from the current actors or B --
         raw = self._net(self.mu, obs)
-        a_mu = (gumbel_softmax_st(raw, hp.gumbel_temperature, noise=self._gumbel(raw, 1))
-                if self.discrete else torch.tanh(raw))
+        logits = self.mask_k.valid_scores(raw)
+        a_mu = (gumbel_softmax_st(logits, hp.gumbel_temperature, noise=self._gumbel(logits, 1))
+                if self.discrete else self.mask_k.zero_padding(torch.tanh(raw)))
         if hp.other_actions == "buffer":
             a_other = a_buf
         elif self.discrete:  # greedy mu_j(o_j): the one-hot argmax, not a Gumbel sample
-            a_other = F.one_hot(raw.detach().argmax(-1), self.d_act).float()
+            a_other = F.one_hot(logits.detach().argmax(-1), self.d_act).float()
         else:
             a_other = a_mu.detach()
         b, S = obs.shape[0], self.seeds
@@ -579,7 +584,7 @@ class MADDPG(Algorithm):
         joint = torch.where(own, a_mu.view(b, S, 1, n, -1), a_other.view(b, S, 1, n, -1)).flatten(3)
         # Q_i(s, a | a_i = mu_i(o_i)):
         Q_mu = self._net(self.Q, self._critic_in(state, obs, joint.flatten(1, 2))).squeeze(-1)
-        actor_loss = -Q_mu.mean(0).sum() + hp.action_reg * raw.pow(2).mean(0).sum()
+        actor_loss = -Q_mu.mean(0).sum() + hp.action_reg * self.mask_k.zero_padding(raw).pow(2).mean(0).sum()
         # Gradients w.r.t. mu's parameters only: the chain rule still runs through Q_i's
         # input (dQ_i/da_i), but Q's own weight gradients, unused here, are never computed.
         mu_params = list(self.mu.parameters())
@@ -632,7 +637,7 @@ class MADDPG(Algorithm):
         dq = grad[0, torch.arange(n), torch.arange(n)] * sigma  # [N, d]: critic i w.r.t. a_i
         mu_i = dQ_da = greedy = dQ_da_onehot = None  # one pair is filled: see MADDPGExplain
         if self.discrete:
-            greedy, dQ_da_onehot = tuple(raw[0].argmax(-1).tolist()), float_rows(dq)
+            greedy, dQ_da_onehot = tuple(raw[0].argmax(-1).tolist()), self.mask.own_rows(dq)
         else:
             low, high = self.spec.action_space.dim_range(0)  # vector actions: the first number's
             mu_i = floats(scaled_to_bounds(a_mu[0, :, 0], low, high))

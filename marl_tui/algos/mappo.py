@@ -54,10 +54,10 @@ from marl_tui.algos.base import (
     WhatIfValues,
     bounds_to_unit,
     child_generator,
-    float_rows,
     floats,
     scaled_to_bounds,
 )
+from marl_tui.algos.masking import ActionMask
 from marl_tui.algos.networks import AgentMLP, gumbel_noise, mlp
 from marl_tui.envs.base import EnvSpec
 
@@ -238,16 +238,17 @@ class Policy(nn.Module):
                             activation=nn.ReLU)
         per_agent = (spec.n_agents,) if self.dims == 1 else (spec.n_agents, self.dims)
         self.log_std = nn.Parameter(torch.full(per_agent, init_log_std))
+        self.mask = ActionMask(spec)  # agents of different action sizes: see masking.py
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """mu_i in unit space [..., N] (continuous; [..., N, d] for d > 1) or logits [..., N, n]."""
-        out = self.net(obs)
+        out = self.mask.valid_scores(self.net(obs))
         return out.squeeze(-1) if self.continuous and self.dims == 1 else out
 
     def joint_over_dims(self, x: torch.Tensor) -> torch.Tensor:
         """Per-dim log densities or entropies [..., N, d] -> per agent [..., N]: a diagonal
         Gaussian's dims are independent, so they add (one-dim actions pass as they are)."""
-        return x if self.dims == 1 else x.sum(-1)
+        return x if self.dims == 1 else self.mask.zero_padding(x).sum(-1)
 
     def log_prob_entropy(
         self, obs: torch.Tensor, a: torch.Tensor
@@ -766,7 +767,7 @@ class MAPPO(Algorithm):
             mean = floats(scaled_to_bounds(first.clamp(-1.0, 1.0), low, high))
             std = floats(log_std.exp() * (high - low) / 2)
         else:
-            probs = float_rows(torch.softmax(out, -1))
+            probs = self.policy.mask.own_rows(torch.softmax(out, -1))
         V = self.value_norm.denormalise(self.V(state[:1]))[0]
         last = self.lasts[0]  # empty before the first update
         return MAPPOExplain(

@@ -48,6 +48,7 @@ from marl_tui.algos.base import (
     mean_metrics,
 )
 from marl_tui.algos.buffers import ReplayBuffer, SeedReplay
+from marl_tui.algos.masking import ActionMask
 from marl_tui.algos.networks import (
     AgentMLP,
     SeedAgentMLP,
@@ -191,6 +192,7 @@ class QMIX(Algorithm):
         self.n_actions = A
         self.n_seeds = 1
         self.stacked = False  # True for an instance made by stack()
+        self.mask = ActionMask(spec, device)  # agents of different action sizes: see masking.py
         # Feed-forward Q_i(o_i, .): every scenario's observation describes its situation fully
         # (prices, stock and season, the order's costs), so no recurrent history is needed.
         self.Q = AgentMLP(N, spec.obs_dim, A, hp.hidden, shared=hp.shared, activation=nn.ReLU)
@@ -296,14 +298,14 @@ class QMIX(Algorithm):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, state: torch.Tensor, explore: bool) -> ActOutput:
         """a_i = argmax_a Q_i(o_i, a), or with probability epsilon a uniform action."""
-        greedy = self.Q(obs.unflatten(0, (self.n_seeds, -1))).argmax(-1)  # [S, B, N]
+        greedy = self.mask.valid_scores(self.Q(obs.unflatten(0, (self.n_seeds, -1)))).argmax(-1)  # [S, B, N]
         if not explore:
             return ActOutput(greedy.flatten(0, 1))
         shape, eps = greedy.shape[1:], self.epsilon
         masks, randoms = [], []
         for g in self.generators:  # seed s's draws, in a solo run's order
             masks.append(torch.rand(shape, generator=g) < eps)
-            randoms.append(torch.randint(0, self.n_actions, shape, generator=g))
+            randoms.append(self.mask.random_index(shape, g))
         explore_mask, random_a = torch.stack(masks).to(self.device), torch.stack(randoms).to(self.device)
         return ActOutput(torch.where(explore_mask, random_a, greedy).flatten(0, 1))
 
@@ -345,7 +347,8 @@ class QMIX(Algorithm):
         Q_i = Q_all.gather(-1, b["actions"].unsqueeze(-1)).squeeze(-1)  # [S, M, N]
         Q_total = self.mixer(Q_i, b["state"])  # [S, M]
         with torch.no_grad():
-            a_next = self.Q(b["next_obs"]).argmax(-1, keepdim=True)  # double Q: online argmax...
+            # double Q: online argmax (over each agent's own actions)...
+            a_next = self.mask.valid_scores(self.Q(b["next_obs"])).argmax(-1, keepdim=True)
             Q_i_next = self.Q_target(b["next_obs"]).gather(-1, a_next).squeeze(-1)  # ...target value
             Q_total_next = self.mixer_target(Q_i_next, b["next_state"])
             y = b["r_team"] + hp.gamma * (1.0 - b["terminated"]) * Q_total_next
@@ -382,13 +385,13 @@ class QMIX(Algorithm):
         """The numbers behind QMIX's equations for copy 0 (see QMIXExplain)."""
         self._solo_only("explain")
         o, s = obs[:1], state[:1]
-        Q_all = self.Q(o)[0]  # [N, A]
+        Q_all = self.mask.valid_scores(self.Q(o))[0]  # [N, A]
         greedy = Q_all.argmax(-1)
         Q_total = self.mixer(Q_all.gather(-1, greedy.unsqueeze(-1)).squeeze(-1), s[0])
         w = self.mixer.weights(s[0])
         levels = self.spec.action_levels
         return QMIXExplain(
-            Q_i=float_rows(Q_all),
+            Q_i=self.mask.own_rows(Q_all),
             greedy=tuple(greedy.tolist()),
             greedy_value=tuple(float(levels[a]) if levels else float(a) for a in greedy.tolist()),
             Q_total=float(Q_total),
@@ -436,9 +439,9 @@ class QMIX(Algorithm):
     def what_if(self, cf: Counterfactual) -> QMIXWhatIf:
         """Q_i and Q_total as taken, with a_i replaced, and for every a' of agent i (see QMIXWhatIf)."""
         self._solo_only("what_if")
-        i, A = cf.agent, self.n_actions
+        i, A = cf.agent, self.spec.action_space.size(cf.agent)  # agent i's own actions
         s = cf.state[0].to(self.device)
-        Q_all = self.Q(cf.obs[:1].to(self.device))[0]  # [N, A]
+        Q_all = self.mask.valid_scores(self.Q(cf.obs[:1].to(self.device)))[0]  # [N, A]
         greedy = Q_all.argmax(-1)
         each = cf.joint[:1].to(self.device).long().repeat(A, 1)
         each[:, i] = torch.arange(A, device=self.device)

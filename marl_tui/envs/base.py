@@ -4,7 +4,10 @@ B independent copies step together as torch tensors on one device. Every agent
 takes one action per step: an integer index in [0, n) for discrete scenarios, a
 float in [low, high] for continuous ones, or for continuous actions of `dims` > 1
 numbers (external environments: MPE's 5 forces, VMAS's 2) a vector, each number
-within its own bounds. Actions are [B, N] tensors, or [B, N, dims] when dims > 1. All copies start and
+within its own bounds. Actions are [B, N] tensors, or [B, N, dims] when dims > 1. Agents whose
+actions differ in size (an external env's speaker with 3 choices beside a listener with 5) share
+the largest space, padded: `ActionSpace.per_agent` declares each agent's own size and
+`EnvSpec.action_mask()` which indices or numbers are its own. All copies start and
 end episodes together (fixed horizon); the trainer calls `reset()` after a
 step reports done. Episodes end by time limit (truncation), so learners should
 bootstrap from the final observation.
@@ -13,7 +16,7 @@ bootstrap from the final observation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -32,8 +35,31 @@ class ActionSpace:
     # Continuous, dims > 1, bounds that differ per dim: each dim's (low, high); empty when
     # every dim shares [low, high].
     dim_bounds: tuple[tuple[float, float], ...] = ()
+    # Agents whose actions differ in size: each agent's own count n_i (discrete) or d_i
+    # (continuous), n or dims above being the largest. A discrete agent i picks only indices
+    # < n_i; a continuous one carries dims numbers of which its env receives the first d_i (the
+    # rest are padding, ignored). Empty when every agent acts in this one space.
+    per_agent: tuple[int, ...] = ()
+
+    def size(self, i: int) -> int:
+        """Agent i's own number of choices (discrete) or of numbers (continuous)."""
+        if self.per_agent:
+            return self.per_agent[i]
+        return self.n if self.kind == "discrete" else self.dims
+
+    def own(self, i: int) -> ActionSpace:
+        """Agent i's own action space, without padding."""
+        if not self.per_agent:
+            return self
+        k = self.per_agent[i]
+        if self.kind == "discrete":
+            return replace(self, n=k, per_agent=())
+        low, high = zip(*(self.dim_range(j) for j in range(k)), strict=True)
+        return continuous_space(list(low), list(high))
 
     def describe(self) -> str:
+        if self.per_agent:  # each agent's own, in the agents' order
+            return " | ".join(self.own(i).describe() for i in range(len(self.per_agent)))
         if self.kind == "discrete":
             return f"discrete({self.n})"
         if self.dims == 1:
@@ -77,6 +103,14 @@ class EnvSpec:
     reward_scale: float = 1.0
     # True when every agent is paid the same team reward (share of it).
     cooperative: bool = False
+
+    def action_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """[N, A] bool, True where index a (discrete) or number a (continuous) is agent i's own;
+        A = action_space.n or .dims. Padding is last: agent i's own are a < action_space.size(i)."""
+        space = self.action_space
+        width = space.n if space.kind == "discrete" else space.dims
+        sizes = torch.tensor([space.size(i) for i in range(self.n_agents)], device=device)
+        return torch.arange(width, device=device) < sizes[:, None]
 
 
 @dataclass

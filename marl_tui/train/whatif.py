@@ -52,9 +52,9 @@ def _answer(run: Run, query: WhatIfQuery) -> WhatIfAnswer:
     if not 0 <= query.agent < n:
         raise _Refusal(f"agent {query.agent + 1} is out of range: this scenario has {n} agents (1..{n})")
     i = query.agent
-    replacement = _algorithm_action(env, query.action)
+    replacement = _algorithm_action(env, query.action, i)
     taken = last.actions[:1]  # [1, N] as the algorithm chose them
-    candidates = _candidates(env).to(taken.dtype)
+    candidates = _candidates(env, i).to(taken.dtype)
     # First: an env that cannot be copied (an external one, vector actions included) is refused.
     copy = _copy_before(run, env, 2 + len(candidates))
     rows = taken.repeat(2 + len(candidates), 1)
@@ -103,9 +103,9 @@ def _the_step(run: Run, query: WhatIfQuery) -> StepOutcome:
     return last
 
 
-def _algorithm_action(env: BatchedEnv, action: float) -> float:
+def _algorithm_action(env: BatchedEnv, action: float, i: int) -> float:
     """a'_i from the scenario's units to the algorithm's (a level's index on a discretised env)."""
-    space = env.spec.action_space
+    space = env.spec.action_space.own(i)  # agent i's own actions (agents may differ in size)
     if not math.isfinite(action):
         raise _Refusal(f"the action {action} is not a number: give one in {space.describe()}")
     if isinstance(env, DiscretisedEnv):
@@ -124,9 +124,9 @@ def _algorithm_action(env: BatchedEnv, action: float) -> float:
     return action
 
 
-def _candidates(env: BatchedEnv) -> torch.Tensor:
-    """Agent i's actions tried for its best response: every discrete one, or an even grid."""
-    space = env.spec.action_space
+def _candidates(env: BatchedEnv, i: int) -> torch.Tensor:
+    """Agent i's actions tried for its best response: every discrete one of its own, or an even grid."""
+    space = env.spec.action_space.own(i)
     if space.kind == "discrete":
         return torch.arange(space.n, device=env.device)
     return torch.linspace(space.low, space.high, BEST_RESPONSE_GRID, device=env.device)

@@ -32,6 +32,7 @@ def scene_data(frame: Frame, ready: Ready, scenario: Scenario, algo: str, paused
         oracle_kpis=dict(ready.oracle.kpis), oracle_values=dict(ready.oracle.values), model=scenario.model,
         agent_names=tuple(ready.spec.agent_names), episode_length=ready.spec.episode_length,
         n_envs=ready.n_envs, discrete_actions=ready.spec.action_space.n, explain=frame.explain, algo=algo,
+        action_sizes=ready.spec.action_space.per_agent,
         paused=paused,
         recent=(*(trail or frame.trail), frame.scene),
     )
@@ -45,6 +46,7 @@ def why_data(frame: Frame, ready: Ready, algo: str, kind: str) -> WhyData:
         discrete_levels=tuple(spec.action_levels), step=frame.scene.step, greedy=frame.greedy,
         note=f"explain() failed: {frame.explain_error}" if frame.explain_error else "",
         reward_scale=spec.reward_scale, actions=frame.scene.actions, action_dims=spec.action_space.dims,
+        action_sizes=spec.action_space.per_agent,
     )
 
 

@@ -1,15 +1,17 @@
 """What the external-environment adapters share: importing an optional package, the absent
-oracle, padding observations of agents with different sizes, and the one KPI they report."""
+oracle, padding the observations and actions of agents with different sizes, and the one KPI
+they report."""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from types import ModuleType
 
 import torch
 
 from marl_tui.config import EXTERNAL_KPI
-from marl_tui.envs.base import ActionSpace, BatchedEnv, Oracle, StepResult
+from marl_tui.envs.base import ActionSpace, BatchedEnv, Oracle, StepResult, continuous_space
 from marl_tui.errors import UserError
 
 # Where the optional packages come from: kind -> the marl-tui extra that installs them.
@@ -50,15 +52,39 @@ def padded_width(sizes: list[int]) -> int:
     return max(sizes)
 
 
-def same_action_space(spaces: list[ActionSpace], where: str) -> ActionSpace:
-    """The one action space every agent shares, or a UserError: actions are not padded (an
-    action a padded agent could pick would mean nothing to its env)."""
+def joint_action_space(spaces: list[ActionSpace], where: str) -> ActionSpace:
+    """The one space the learners act in for agents acting in `spaces` (agent i in spaces[i]).
+
+    One space when every agent shares it. Agents whose actions differ in size are padded to the
+    largest (README: "Your own environment"): Discrete(n_i) agents act in Discrete(max n_i),
+    never picking an index >= n_i (EnvSpec.action_mask); Box(d_i) agents carry max d_i numbers,
+    of which the adapter passes agent i its first d_i. Refused, in one line: discrete agents beside
+    continuous ones, and a number two agents share whose bounds differ.
+    """
     first = spaces[0]
-    for i, s in enumerate(spaces[1:], start=1):
-        if s != first:
+    if all(s == first for s in spaces):
+        return first
+    for i, s in enumerate(spaces):
+        if s.kind != first.kind:
             raise UserError(f"{where}: agent {i} acts in {s.describe()} but agent 0 in {first.describe()}; "
-                            "marl-tui trains agents that share one action space")
-    return first
+                            "marl-tui trains agents whose actions are all discrete or all continuous: "
+                            "make them one kind (e.g. [model] continuous_actions)")
+    sizes = tuple(s.n if s.kind == "discrete" else s.dims for s in spaces)
+    if first.kind == "discrete":
+        return ActionSpace("discrete", n=max(sizes), per_agent=sizes)
+    low, high = [], []
+    for k in range(max(sizes)):  # number k's bounds: the same for every agent that has it
+        having = [(i, s.dim_range(k)) for i, s in enumerate(spaces) if k < s.dims]
+        (i0, bounds), *rest = having
+        for i, other in rest:
+            if other != bounds:
+                raise UserError(f"{where}: number {k} of agent {i}'s action lies in [{other[0]:g}, {other[1]:g}] "
+                                f"but agent {i0}'s in [{bounds[0]:g}, {bounds[1]:g}]; marl-tui pads actions of "
+                                "different sizes but needs the numbers agents share to share bounds: "
+                                "give them the same bounds")
+        low.append(bounds[0])
+        high.append(bounds[1])
+    return replace(continuous_space(low, high), per_agent=sizes)
 
 
 def check_agents(found: int, expected: int, where: str) -> None:

@@ -24,8 +24,8 @@ from marl_tui.envs.external.common import (
     ExternalEnv,
     check_agents,
     import_optional,
+    joint_action_space,
     padded_width,
-    same_action_space,
 )
 from marl_tui.errors import UserError
 
@@ -40,9 +40,11 @@ def _box(size: int) -> spaces.Box:
 
 
 def _gym_action_space(a: ActionSpace) -> spaces.Space:
+    """One agent's space (a = ActionSpace.own(i)): Discrete(n), or a Box of its d numbers."""
     if a.kind == "discrete":
         return spaces.Discrete(a.n)
-    return spaces.Box(a.low, a.high, shape=(a.dims,), dtype=np.float32)
+    low, high = zip(*(a.dim_range(k) for k in range(a.dims)), strict=True)
+    return spaces.Box(np.array(low, dtype=np.float32), np.array(high, dtype=np.float32), dtype=np.float32)
 
 
 class ScenarioParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
@@ -68,7 +70,8 @@ class ScenarioParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
         self.max_cycles = spec.episode_length  # the name MPE uses for the horizon
         # Built once: PettingZoo requires the same space object on every call.
         self._obs_spaces = {a: _box(spec.obs_dim) for a in self.possible_agents}
-        self._act_spaces = {a: _gym_action_space(spec.action_space) for a in self.possible_agents}
+        self._act_spaces = {a: _gym_action_space(spec.action_space.own(i))  # each agent's own, unpadded
+                            for i, a in enumerate(self.possible_agents)}
         self.state_space = _box(spec.state_dim)
         self._state = np.zeros(spec.state_dim, dtype=np.float32)
         self._last_info: dict[str, torch.Tensor] = {}
@@ -98,10 +101,7 @@ class ScenarioParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
         missing = [a for a in self.agents if a not in actions]
         if missing:
             raise ValueError(f"no action for {missing[0]!r}: give one for every live agent")
-        kind = self.env.spec.action_space.kind
-        dtype = torch.long if kind == "discrete" else torch.float32
-        values = [np.asarray(actions[a]).reshape(-1)[0] for a in self.possible_agents]
-        res = self.env.step(torch.tensor([values], dtype=dtype, device=self.env.device))
+        res = self.env.step(self._batched(actions))
         agents = self.agents
         obs = self._split(res.obs, res.state)
         rewards = {a: float(res.reward[0, i]) for i, a in enumerate(agents)}
@@ -115,6 +115,20 @@ class ScenarioParallelEnv(ParallelEnv):  # type: ignore[misc,valid-type]
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminated, truncated, infos
+
+    def _batched(self, actions: dict[str, Any]) -> torch.Tensor:
+        """The agents' actions as the batched env takes them: [1, N], or [1, N, dims] for vector
+        actions, an agent with fewer numbers zero-padded (its env never receives the padding)."""
+        space = self.env.spec.action_space
+        if space.kind == "discrete" or space.dims == 1:
+            dtype = torch.long if space.kind == "discrete" else torch.float32
+            values = [np.asarray(actions[a]).reshape(-1)[0] for a in self.possible_agents]
+            return torch.tensor([values], dtype=dtype, device=self.env.device)
+        padded = np.zeros((1, len(self.possible_agents), space.dims), dtype=np.float32)
+        for i, a in enumerate(self.possible_agents):
+            v = np.asarray(actions[a], dtype=np.float32).reshape(-1)
+            padded[0, i, : v.size] = v
+        return torch.as_tensor(padded, device=self.env.device)
 
     def _agent_info(self, i: int) -> dict[str, float | list[float]]:
         n = len(self.possible_agents)
@@ -221,8 +235,10 @@ def _action_space(space: Any, where: str) -> ActionSpace:
 class PettingZooBatched(ExternalEnv):
     """B copies of an external ParallelEnv, as a BatchedEnv.
 
-    Agents must share one action space: Discrete(n) or a Box of shape (d,).
-    Observations of different sizes are zero-padded to the largest. Every reset
+    Agents act in Discrete(n) or a Box of shape (d,). Observations of different sizes are
+    zero-padded to the largest; so are actions (see common.joint_action_space): agent i is
+    given its own index, or the first d_i numbers of its padded vector (the rest are ignored).
+    Every reset
     seeds copy b afresh from (seed, episode number, b), so an episode's start
     depends on nothing before it and a resumed run restarts its interrupted
     episode exactly. Episodes last `episode_length` steps (default: the env's
@@ -246,8 +262,8 @@ class PettingZooBatched(ExternalEnv):
         self.agent_ids = list(first.possible_agents)
         self._obs_sizes = [int(np.prod(first.observation_space(a).shape)) for a in self.agent_ids]
         obs_dim = padded_width(self._obs_sizes)
-        space = same_action_space([_action_space(first.action_space(a), where) for a in self.agent_ids], where)
-        self._gym_action = first.action_space(self.agent_ids[0])
+        space = joint_action_space([_action_space(first.action_space(a), where) for a in self.agent_ids], where)
+        self._gym_actions = [first.action_space(a) for a in self.agent_ids]
         self._has_state = hasattr(first, "state_space")
         n = len(self.agent_ids)
         state_dim = int(np.prod(first.state_space.shape)) if self._has_state else n * obs_dim
@@ -292,10 +308,12 @@ class PettingZooBatched(ExternalEnv):
         self.t = 0
         return self._outputs()
 
-    def _native(self, value: torch.Tensor) -> Any:
-        if self.spec.action_space.kind == "discrete":
+    def _native(self, value: torch.Tensor, i: int) -> Any:
+        """Agent i's action as its env takes it: an index, or its own d_i numbers (padding dropped)."""
+        space = self.spec.action_space
+        if space.kind == "discrete":
             return int(value)
-        return value.reshape(-1).numpy().astype(self._gym_action.dtype)  # [1] or the d-vector
+        return value.reshape(-1)[: space.size(i)].numpy().astype(self._gym_actions[i].dtype)
 
     def step(self, actions: torch.Tensor) -> StepResult:
         acts = actions.detach().cpu()
@@ -303,7 +321,7 @@ class PettingZooBatched(ExternalEnv):
         for b, env in enumerate(self.envs):
             if not env.agents:
                 continue  # this copy's episode is over: padding until the horizon
-            live = {a: self._native(acts[b, i]) for i, a in enumerate(self.agent_ids)
+            live = {a: self._native(acts[b, i], i) for i, a in enumerate(self.agent_ids)
                     if a in env.agents}
             obs, rew, _, _, _ = env.step(live)
             self._store(b, obs)

@@ -22,8 +22,8 @@ from marl_tui.envs.external.common import (
     ExternalEnv,
     check_agents,
     import_optional,
+    joint_action_space,
     padded_width,
-    same_action_space,
 )
 from marl_tui.errors import UserError
 
@@ -97,7 +97,9 @@ def _action_space(space: Any, where: str) -> ActionSpace:
 class VmasBatched(ExternalEnv):
     """One VMAS environment of B copies. Copies that finish early (every agent at its goal)
     wait with zero reward and their last observation until the horizon, as all copies end
-    episodes together. Observations of different sizes are zero-padded to the largest."""
+    episodes together. Observations of different sizes are zero-padded to the largest; so are
+    actions (see common.joint_action_space): agent i is given its own index, or the first d_i
+    numbers of its padded vector (the rest are ignored)."""
 
     def __init__(self, scenario: Any, n_envs: int, seed: int, device: torch.device | str = "cpu") -> None:
         super().__init__(n_envs, seed, device)
@@ -111,7 +113,7 @@ class VmasBatched(ExternalEnv):
         check_agents(env.n_agents, scenario.agents, where)
         self._obs_sizes = [int(s.shape[0]) for s in env.observation_space]
         obs_dim = padded_width(self._obs_sizes)
-        space = same_action_space([_action_space(s, where) for s in env.action_space], where)
+        space = joint_action_space([_action_space(s, where) for s in env.action_space], where)
         n = env.n_agents
         self.spec = EnvSpec(
             n_agents=n,
@@ -143,9 +145,13 @@ class VmasBatched(ExternalEnv):
     def step(self, actions: torch.Tensor) -> StepResult:
         a = actions.to(self.device)
         space = self.spec.action_space
-        # VMAS takes [B] indices or [B, d] forces per agent; ours are [B, N] or [B, N, d].
-        one_number = space.kind == "continuous" and space.dims == 1
-        per_agent = [a[:, i, None] if one_number else a[:, i] for i in range(self.spec.n_agents)]
+        # VMAS takes [B] indices or [B, d_i] forces per agent; ours are [B, N] or [B, N, d] (d = max d_i).
+        if space.kind == "discrete":
+            per_agent = [a[:, i] for i in range(self.spec.n_agents)]
+        elif space.dims == 1:
+            per_agent = [a[:, i, None] for i in range(self.spec.n_agents)]
+        else:
+            per_agent = [a[:, i, : space.size(i)] for i in range(self.spec.n_agents)]
         with _own_random(self._rng):
             obs, rew, dones, _ = self.env.step(per_agent)
         live = ~self._over

@@ -2,7 +2,9 @@
 progress, then one row per agent (this step's reward, its sum over the episode so far, the
 action, what it observed), then the actions over the recent steps and the KPIs. Actions of d > 1
 numbers (MPE's or VMAS's continuous forces) show as their norm ‖a‖ per step, and this step's
-numbers below the table.
+numbers below the table. Agents whose actions differ in size (a speaker with 3 words beside a
+listener with 5 moves) are shown with their own: agent i's n_i choices in its histogram, its first
+d_i numbers (the padding its env never receives is left out of the numbers and the norm).
 
 Observations come from the step's info["obs"] (the external adapters put every agent's there,
 flattened); each agent's is drawn as one bar per number, scaled to that agent's own range."""
@@ -69,6 +71,17 @@ def vector_row(v: tuple[float, ...], width: int) -> str:
     return " ".join(cells[:fit]) + (" …" if len(cells) > fit else "")
 
 
+def own_size(data: SceneData, agent: int, padded: int) -> int:
+    """How many of the `padded` choices or numbers are `agent`'s own."""
+    return data.action_sizes[agent] if data.action_sizes else padded
+
+
+def own_vector(data: SceneData, step: StepScene, agent: int) -> tuple[float, ...]:
+    """`agent`'s action numbers in `step`, without padding."""
+    v = step.action_vectors[agent]
+    return v[: own_size(data, agent, len(v))]
+
+
 def this_episode(data: SceneData) -> list[StepScene]:
     """The steps on hand of the episode on screen (the trail may not reach its start)."""
     r = data.record
@@ -102,7 +115,7 @@ class ExternalPanel(ScenePanel):
         for i, name in enumerate(names):
             total = sum(s.reward[i] for s in episode)
             action = (f"{int(r.actions[i])}" if discrete else
-                      f"{norm(r.action_vectors[i]):.3g}" if vectors else f"{r.actions[i]:.3g}")
+                      f"{norm(own_vector(data, r, i)):.3g}" if vectors else f"{r.actions[i]:.3g}")
             t.append(f"\n{name[:name_w]:<{name_w}} {r.reward[i]:>8.3g} {total:>9.4g} {action:>7}  ")
             if per_agent:
                 values = obs[i * per_agent:(i + 1) * per_agent]  # type: ignore[index]
@@ -114,20 +127,21 @@ class ExternalPanel(ScenePanel):
                      style="dim")
         span = data.recent[-min(len(data.recent), 50):]
         if vectors:
-            t.append(f"\nactions: {len(r.action_vectors[0])} numbers per agent, this step's:", style="bold")
+            sizes = data.action_sizes or (len(r.action_vectors[0]),)
+            t.append(f"\nactions: {' | '.join(map(str, sizes))} numbers per agent, this step's:", style="bold")
             for i, name in enumerate(names):
-                t.append(f"\n{name[:name_w]:<{name_w}} {vector_row(r.action_vectors[i], width - name_w - 1)}")
+                t.append(f"\n{name[:name_w]:<{name_w}} {vector_row(own_vector(data, r, i), width - name_w - 1)}")
         if discrete:
             t.append(f"\nactions over the last {len(span)} steps:", style="bold")
             for i, name in enumerate(names):
-                counts = action_counts(list(span), i, data.discrete_actions)
+                counts = action_counts(list(span), i, own_size(data, i, data.discrete_actions))
                 t.append(f"\n{name[:name_w]:<{name_w}} {histogram(counts)}")
         else:
             what = "action norms ‖a‖" if vectors else "actions"
             t.append(f"\n{what} over the last {len(span)} steps (oldest first):", style="bold")
             for i, name in enumerate(names):
                 t.append(f"\n{name[:name_w]:<{name_w}} ")
-                trace = [norm(s.action_vectors[i]) if vectors and s.action_vectors else s.actions[i] for s in span]
+                trace = [norm(own_vector(data, s, i)) if vectors and s.action_vectors else s.actions[i] for s in span]
                 t.append(sparkline(trace, width - name_w - 1), style="magenta")
         t.append("\n")
         t.append(kpi_lines(data, width))

@@ -28,6 +28,9 @@ class SceneData:
     episode_length: int = 0
     n_envs: int = 1
     discrete_actions: int = 0  # actions to choose from; 0: continuous
+    # Agents whose actions differ in size: each one's own count or numbers (ActionSpace.per_agent);
+    # empty when all share the space. Views show each agent's own, never the padding.
+    action_sizes: tuple[int, ...] = ()
     explain: Explain | None = None  # explain() for the decision taken in this step
     algo: str = ""
     recent: tuple[StepScene, ...] = ()  # consecutive steps of the same view, oldest first, ending at `record`

@@ -34,6 +34,8 @@ class WhyData:
     actions: tuple[float, ...] = ()  # the actions taken in this step (copy 1), in the scenario's units
     # Numbers in one agent's continuous action: when > 1, every action figure is the first number's.
     action_dims: int = 1
+    # Agents whose actions differ in size: each one's own (ActionSpace.per_agent); empty when all share.
+    action_sizes: tuple[int, ...] = ()
 
 
 ACTION_WORD = {"pricing": "price", "warehouse": "order", "fulfillment": "choice"}
@@ -273,7 +275,8 @@ def why_text(d: WhyData, width: int) -> Text:
     if d.algo in ("maddpg", "mappo", "qmix") and d.reward_scale != 1.0:
         w.aside(f"rewards × {d.reward_scale:g} (reward_scale)")
     if d.action_dims > 1:
-        w.aside(f"actions are {d.action_dims} numbers per agent: figures show the first one")
+        numbers = " | ".join(map(str, d.action_sizes)) if d.action_sizes else d.action_dims
+        w.aside(f"actions are {numbers} numbers per agent: figures show the first one")
     match d.explain:
         case MADDPGExplain():
             _maddpg(w, d, d.explain, width)
