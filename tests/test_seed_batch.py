@@ -29,6 +29,7 @@ from marl_tui.train.run import Callback, Run
 from marl_tui.train.run_config import RunConfig
 from marl_tui.train.rundir import init_run_dir
 from marl_tui.train.seed_batch import SeedBatch
+from tests.test_mixed_actions import SPEAKER_LISTENER
 from tests.test_run import wait_until
 from tests.test_runs import LEARNERS, assert_same, csv, resume
 
@@ -39,8 +40,8 @@ EVERY = 400  # checkpoints (each with a greedy episode) inside the budget
 
 
 def make(out: Path | None, algo: str, seed: int, controls: Controls | None = None,
-         extra: tuple[Callback, ...] = (), training_frames: bool = True) -> Run:
-    t = build_run(RunConfig(scenario=load_scenario("pricing"), algo=algo, steps=STEPS, n_envs=8, seed=seed,
+         extra: tuple[Callback, ...] = (), training_frames: bool = True, scenario: str = "pricing") -> Run:
+    t = build_run(RunConfig(scenario=load_scenario(scenario), algo=algo, steps=STEPS, n_envs=8, seed=seed,
                             overrides=dict(LEARNERS[algo][0]), out_dir=out, checkpoint_every=EVERY),
                   controls=controls, extra=extra, training_frames=training_frames)
     if out is not None:
@@ -48,9 +49,9 @@ def make(out: Path | None, algo: str, seed: int, controls: Controls | None = Non
     return t
 
 
-def solo(root: Path, algo: str, seed: int) -> Path:
+def solo(root: Path, algo: str, seed: int, scenario: str = "pricing") -> Path:
     run_dir = root / f"solo-{algo}-s{seed}"
-    t = make(run_dir, algo, seed, training_frames=False)
+    t = make(run_dir, algo, seed, training_frames=False, scenario=scenario)
     t.run()
     assert t.stats.status == "finished", t.stats.error
     return run_dir
@@ -80,6 +81,20 @@ def test_each_batched_seed_is_its_solo_run(algo: str, tmp_path: Path) -> None:
         assert r.stats.status == "finished", r.stats.error
         assert r.updates > 0 and r.last_checkpoint_step == STEPS
         assert_same_run(tmp_path / f"s{seed}", solo(tmp_path, algo, seed))
+
+
+@pytest.mark.parametrize("algo", STACKABLE)
+def test_agents_of_different_action_sizes_batch_as_their_solo_runs(algo: str, tmp_path: Path) -> None:
+    """MPE speaker-listener (3 and 5 actions, padded with a mask): each seed is its solo run."""
+    pytest.importorskip("mpe2")
+    scenario = str(SPEAKER_LISTENER)
+    controls = Controls()
+    runs = [make(tmp_path / f"s{seed}", algo, seed, controls, training_frames=False, scenario=scenario)
+            for seed in SEEDS[:2]]
+    SeedBatch(runs).run()
+    for seed, r in zip(SEEDS, runs, strict=False):
+        assert r.stats.status == "finished" and r.updates > 0, r.stats.error
+        assert_same_run(tmp_path / f"s{seed}", solo(tmp_path, algo, seed, scenario))
 
 
 class FaultAt(Callback):

@@ -240,6 +240,7 @@ class QMIX(Algorithm):
         self = cls.__new__(cls)
         Algorithm.__init__(self, first.spec, first.hp, first.device)
         self.n_actions, self.n_seeds, self.stacked = first.n_actions, len(solos), True
+        self.mask = first.mask
         self.Q = SeedAgentMLP([q.Q for q in solos])
         self.mixer = seed_stacked([q.mixer for q in solos])
         self._hold_networks()
