@@ -97,8 +97,9 @@ def scenario_info_text(d: dict[str, Any]) -> str:
         f"{d['name']} ({d['kind']}) — {d['description']}",
         f"  file:        {d['source']}",
         f"  agents:      {d['n_agents']} ({', '.join(d['agents'])})",
-        f"  actions:     {d['action_space']} per agent; {d['discrete_actions']} levels for "
-        "discrete-action algorithms",
+        f"  actions:     {d['action_space']} per agent"
+        + (f"; {d['discrete_actions']} levels for discrete-action algorithms"
+           if d["action_space"].startswith("continuous") and d["discrete_actions"] else ""),
         f"  observation: {d['obs_dim']} numbers per agent; global state {d['state_dim']}",
         f"  episodes:    {d['episode_length']} steps, {d['parallel_envs']} parallel copies, "
         f"seed {d['seed']}",

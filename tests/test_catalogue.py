@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from marl_tui.catalogue import scenario_info, scenario_table
+from marl_tui.catalogue import scenario_info, scenario_info_text, scenario_table
 from marl_tui.config import bundled_names
 
 ORACLE_KEYS = {
@@ -140,3 +140,9 @@ def test_scenario_info_is_cached_by_the_files_text(tmp_path: Path, monkeypatch: 
     mine.write_text(text.replace("seed = ", "seed = 7"))  # another file: computed afresh
     catalogue.cached_scenario_info(str(mine))
     assert computed == ["warehouse", "pricing", "pricing"]
+
+
+def test_info_offers_levels_only_where_actions_are_continuous() -> None:
+    """Discrete learners get levels of a continuous action; a discrete scenario has none to offer."""
+    assert "60 levels for discrete-action algorithms" in scenario_info_text(scenario_info("pricing"))
+    assert "levels" not in scenario_info_text(scenario_info("fulfillment")).splitlines()[3]
