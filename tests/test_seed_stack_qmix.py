@@ -91,12 +91,24 @@ def assert_same(a: Any, b: Any, where: str = "state") -> None:
         assert a == b, where
 
 
-def assert_stack_follows_solos(scenario: str, overrides: dict[str, Any], before: int, steps: int) -> None:
-    """Solos trained `before` steps alone then `steps` more == the same solos stacked for those."""
+def reloaded(algo: QMIX) -> QMIX:
+    """A new learner that loaded `algo`'s checkpoint state (as a resumed run does)."""
+    fresh = QMIX(algo.spec, algo.hp, algo.device)
+    fresh.load_state_dict(algo.state_dict())
+    return fresh
+
+
+def assert_stack_follows_solos(scenario: str, overrides: dict[str, Any], before: int, steps: int,
+                               reload: bool = False) -> None:
+    """Solos trained `before` steps alone (and, with `reload`, loaded into new learners from
+    their state_dict) then `steps` more == the same solos stacked for those steps."""
     reference = solo_loops(scenario, overrides)
     expected = run_solos(reference, before + steps)[before:]
     loops = solo_loops(scenario, overrides)
     run_solos(loops, before)
+    if reload:
+        for lp in loops:
+            lp.algo = reloaded(lp.algo)
     solos = [lp.algo for lp in loops]
     stacked = QMIX.stack(solos)
     got = run_stacked(stacked, loops, steps)
@@ -120,8 +132,9 @@ def test_stacked_seeds_equal_solo_runs_other_settings(overrides: dict[str, Any])
     assert_stack_follows_solos("fulfillment", overrides, before=0, steps=150)
 
 
-def test_stack_of_trained_solos_continues_as_they_would() -> None:
-    assert_stack_follows_solos("pricing", {}, before=120, steps=120)
+@pytest.mark.parametrize("reload", [False, True])
+def test_stack_of_trained_solos_continues_as_they_would(reload: bool) -> None:
+    assert_stack_follows_solos("pricing", {}, before=120, steps=120, reload=reload)
 
 
 def test_one_seed_stacked_is_the_plain_solo() -> None:
