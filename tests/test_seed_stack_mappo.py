@@ -121,7 +121,11 @@ def test_stacked_seeds_follow_their_solo_runs_bitwise(scenario: str, steps: int)
     fresh = [algo for algo, _ in built]
     stacked = MAPPO.stack(fresh)
     assert stacked.n_seeds == len(SEEDS)
-    got = stacked_updates(Lockstep([env for _, env in built], SEEDS).run(stacked, steps, stacked.update_seeds))
+    driver = Lockstep([env for _, env in built], SEEDS)
+    # A write_back halfway (as before a checkpoint) changes nothing in the stack's course.
+    updates = driver.run(stacked, steps // 2 + 1, stacked.update_seeds)
+    stacked.write_back(fresh)
+    got = stacked_updates(updates + driver.run(stacked, steps - steps // 2 - 1, stacked.update_seeds))
 
     assert len(got[0]) == steps // SMALL["rollout_length"] - 1
     assert_same(got, expected, "metrics")
