@@ -22,10 +22,11 @@ update(): V does not change during a rollout, so this gives the same
 numbers as storing them step by step, without a V call per step.
 
 Seeds stacked (MAPPO.stack, for `compare --batched-seeds`): one learner holds S seeds, each
-with its own parameters (views of [S, ...] tensors), Adam state, value statistics, generator
-and rollout columns, and computes exactly what its solo run computes (tests/
-test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another: an
-update costs what S solo updates cost, since MAPPO's cost is its matmuls' arithmetic.
+with its own networks (their parameters alias rows of [S, ...] tensors), Adam state, value
+statistics, generator and rollout columns, and computes exactly what its solo run computes
+(tests/test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another:
+S seeds cost what S solo runs cost, since MAPPO's cost is its matmuls' arithmetic (so
+seed_stack_faster stays False).
 """
 
 from __future__ import annotations
