@@ -22,10 +22,11 @@ update(): V does not change during a rollout, so this gives the same
 numbers as storing them step by step, without a V call per step.
 
 Seeds stacked (MAPPO.stack, for `compare --batched-seeds`): one learner holds S seeds, each
-with its own parameters (views of [S, ...] tensors), Adam state, value statistics, generator
-and rollout columns, and computes exactly what its solo run computes (tests/
-test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another: an
-update costs what S solo updates cost, since MAPPO's cost is its matmuls' arithmetic.
+with its own networks (their parameters alias rows of [S, ...] tensors), Adam state, value
+statistics, generator and rollout columns, and computes exactly what its solo run computes
+(tests/test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another:
+S seeds cost what S solo runs cost, since MAPPO's cost is its matmuls' arithmetic (so
+seed_stack_faster stays False).
 """
 
 from __future__ import annotations
@@ -34,14 +35,13 @@ import copy
 import math
 import operator
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import reduce
 from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 from torch.optim.adam import adam
 
 from marl_tui.algos.base import (
@@ -257,15 +257,9 @@ class Policy(nn.Module):
 
         Continuous a is the raw Gaussian sample u (before clipping to [-1, 1]).
         """
-        return self.density(self(obs), self.log_std, a)
-
-    def density(
-        self, out: torch.Tensor, log_std: torch.Tensor, a: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """log_prob_entropy from the network's output `out` and the log sigma to use (a stacked
-        learner passes one seed's)."""
+        out = self(obs)
         if self.continuous:
-            log_std = log_std.expand_as(out)
+            log_std = self.log_std.expand_as(out)
             z = (a - out) * torch.exp(-log_std)
             return self.joint_over_dims(gaussian_log_prob(z, log_std)), self.joint_over_dims(gaussian_entropy(log_std))
         log_p = F.log_softmax(out, -1)
@@ -294,32 +288,28 @@ def _solo_parameters(algo: MAPPO) -> list[torch.Tensor]:
 
 @dataclass
 class SeedStack:
-    """What a stacked learner (MAPPO.stack) holds for S seeds in place of one policy, V and Adam:
-    every parameter and its Adam moments as [S, ...] tensors, and each seed's Adam step counts.
-    Seed s's parameters are leaves that are views of row s, so each seed gets its own gradients
-    and its updates land in the stacked tensors.
+    """What a stacked learner (MAPPO.stack) holds for S seeds in place of one Adam: every
+    parameter and its Adam moments as [S, ...] tensors, and each seed's Adam step counts. Seed s
+    has its own copies of the networks whose parameters alias row s of the stacked tensors, so
+    each seed gets its own gradients and its updates land in the stacked tensors.
 
-    Each seed's networks run on its own leaves, one seed after another, and Adam steps each
-    seed's rows as the tensors they are: a batched matmul over seeds is not bitwise a solo's (bmm
-    vs mm differ on one-column outputs and small batches) nor is one Adam step over [S, ...]
-    tensors (it differs at S = 5), and MAPPO's update is bound by its matmuls' arithmetic, which
-    batching would not reduce."""
+    The seeds' networks run one after another, and Adam steps each seed's rows as the tensors
+    they are: a batched matmul over seeds is not bitwise a solo's (bmm vs mm differ on one-column
+    outputs and small batches) nor is one Adam step over [S, ...] tensors (it differs at S = 5),
+    and MAPPO's update is bound by its matmuls' arithmetic, which batching would not reduce."""
 
-    policy_names: list[str]
-    V_names: list[str]
+    policies: list[Policy]  # seed s's pi
+    Vs: list[nn.Sequential]  # seed s's V^cen
     theta: list[torch.Tensor]  # [S, *shape]: the policy's parameters, then V's
     exp_avg: list[torch.Tensor]  # Adam's first moments, [S, *shape]
     exp_avg_sq: list[torch.Tensor]  # and second
     steps: list[list[torch.Tensor]]  # [seed][parameter]: Adam's step count (0: not stepped yet)
     adam: dict[str, Any]  # the solos' Adam settings (lr, betas, eps)
-    leaves: list[list[torch.Tensor]] = field(init=False)  # [seed][parameter]: views of theta
-
-    def __post_init__(self) -> None:
-        self.leaves = [[p[s].detach().requires_grad_() for p in self.theta] for s in range(len(self.steps))]
 
     @classmethod
     def of(cls, solos: Sequence[MAPPO]) -> SeedStack:
-        first = solos[0]
+        policies = [copy.deepcopy(solo.policy) for solo in solos]
+        Vs = [copy.deepcopy(solo.V) for solo in solos]
         per_seed = [_solo_parameters(solo) for solo in solos]
         states = [[solo.optimizer.state.get(p, {}) for p in params]
                   for solo, params in zip(solos, per_seed, strict=True)]
@@ -330,11 +320,13 @@ class SeedStack:
         def moment(key: str) -> Callable[[int, int], torch.Tensor]:
             return lambda s, i: states[s][i][key] if states[s][i] else torch.zeros_like(per_seed[s][i])
 
-        group = first.optimizer.param_groups[0]
+        theta = stacked(lambda s, i: per_seed[s][i].detach())
+        for s, (policy, V) in enumerate(zip(policies, Vs, strict=True)):
+            for i, p in enumerate([*policy.parameters(), *V.parameters()]):
+                p.data, p.grad = theta[i][s], None  # the copy's parameter now aliases row s
+        group = solos[0].optimizer.param_groups[0]
         return cls(
-            policy_names=[n for n, _ in first.policy.named_parameters()],
-            V_names=[n for n, _ in first.V.named_parameters()],
-            theta=stacked(lambda s, i: per_seed[s][i].detach()),
+            policies=policies, Vs=Vs, theta=theta,
             exp_avg=stacked(moment("exp_avg")), exp_avg_sq=stacked(moment("exp_avg_sq")),
             steps=[[st["step"].clone() if st else torch.zeros((), dtype=torch.float32, device=p.device)
                     for st, p in zip(seed_states, params, strict=True)]
@@ -343,32 +335,24 @@ class SeedStack:
                   "eps": group["eps"], "weight_decay": group["weight_decay"]},
         )
 
-    def policy_params(self, s: int) -> dict[str, torch.Tensor]:
-        return dict(zip(self.policy_names, self.leaves[s], strict=False))
-
-    def V_params(self, s: int) -> dict[str, torch.Tensor]:
-        return dict(zip(self.V_names, self.leaves[s][len(self.policy_names):], strict=True))
-
-    def grads(self, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Seed s's policy and value gradients."""
-        n, leaves = len(self.policy_names), self.leaves[s]
-        return ([p.grad for p in leaves[:n] if p.grad is not None],
-                [p.grad for p in leaves[n:] if p.grad is not None])
+    def parameters(self, s: int) -> list[torch.Tensor]:
+        """Seed s's parameters in a solo's Adam order."""
+        return [*self.policies[s].parameters(), *self.Vs[s].parameters()]
 
     def zero_grad(self) -> None:
-        for leaves in self.leaves:
-            for p in leaves:
+        for s in range(len(self.steps)):
+            for p in self.parameters(s):
                 p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
         """One Adam step of every seed: the fused kernel a solo's Adam runs, on each seed's rows.
         Like Adam, it skips a parameter with no gradient (log sigma, in a discrete scenario)."""
-        stepped = [(s, i) for s, leaves in enumerate(self.leaves) for i, p in enumerate(leaves)
+        stepped = [(s, i, p) for s in range(len(self.steps)) for i, p in enumerate(self.parameters(s))
                    if p.grad is not None]
-        leaves = [self.leaves[s][i] for s, i in stepped]
-        adam(leaves, [p.grad for p in leaves], [self.exp_avg[i][s] for s, i in stepped],
-             [self.exp_avg_sq[i][s] for s, i in stepped], [], [self.steps[s][i] for s, i in stepped],
+        adam([p for _, _, p in stepped], [p.grad for _, _, p in stepped],
+             [self.exp_avg[i][s] for s, i, _ in stepped], [self.exp_avg_sq[i][s] for s, i, _ in stepped],
+             [], [self.steps[s][i] for s, i, _ in stepped],
              fused=True, amsgrad=False, maximize=False, **self.adam)
 
     @torch.no_grad()
@@ -451,7 +435,8 @@ class MAPPO(Algorithm):
         self.V = mlp(spec.state_dim, self.n_values, hp.hidden, out_gain=1.0,
                      activation=nn.ReLU).to(device)
         self.value_norm = ValueNorm(self.n_values).to(device)
-        self.value_norms = [self.value_norm]  # one per seed
+        # One per seed (a solo: its own; a stack: each seed's copies, see SeedStack).
+        self.policies, self.Vs, self.value_norms = [self.policy], [self.V], [self.value_norm]
         self.optimizer = torch.optim.Adam(
             [*self.policy.parameters(), *self.V.parameters()], lr=hp.lr, eps=1e-5, fused=True
         )
@@ -502,9 +487,8 @@ class MAPPO(Algorithm):
                                  "updates): seeds stack only in lockstep")
         stacked = cls.__new__(cls)
         stacked._configure(first.spec, first.hp, first.device)
-        # The architectures functional_call runs with each seed's views (their own weights unused).
-        stacked.policy, stacked.V = copy.deepcopy(first.policy), copy.deepcopy(first.V)
         stacked.seeds = SeedStack.of(solos)
+        stacked.policies, stacked.Vs = stacked.seeds.policies, stacked.seeds.Vs
         stacked.value_norms = [copy.deepcopy(solo.value_norm) for solo in solos]
         stacked.generators = [solo.generator for solo in solos]  # shared objects, not copies
         stacked.buffer = {k: torch.cat([solo.buffer[k] for solo in solos], 1) for k in first.buffer}
@@ -540,27 +524,10 @@ class MAPPO(Algorithm):
         B = rows // self.n_seeds
         return slice(s * B, (s + 1) * B)
 
-    # Seed s's networks: a solo's modules, or the modules run on a stack's views of seed s.
-
-    def _pi(self, s: int, obs: torch.Tensor) -> torch.Tensor:
-        if self.seeds is None:
-            return self.policy(obs)
-        return functional_call(self.policy, self.seeds.policy_params(s), (obs,), tie_weights=False)
-
-    def _value(self, s: int, state: torch.Tensor) -> torch.Tensor:
-        if self.seeds is None:
-            return self.V(state)
-        return functional_call(self.V, self.seeds.V_params(s), (state,), tie_weights=False)
-
-    def _log_std(self, s: int) -> torch.Tensor:
-        return self.policy.log_std if self.seeds is None else self.seeds.policy_params(s)["log_std"]
-
     def _grads(self, s: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Seed s's policy and value gradients."""
-        if self.seeds is None:
-            return ([p.grad for p in self.policy.parameters() if p.grad is not None],
-                    [p.grad for p in self.V.parameters() if p.grad is not None])
-        return self.seeds.grads(s)
+        return ([p.grad for p in self.policies[s].parameters() if p.grad is not None],
+                [p.grad for p in self.Vs[s].parameters() if p.grad is not None])
 
     # ------------------------------------------------------------------ acting
 
@@ -581,15 +548,16 @@ class MAPPO(Algorithm):
                          {k: torch.cat([p.extras[k] for p in parts]) for k in parts[0].extras})
 
     def _act_seed(self, s: int, obs: torch.Tensor, explore: bool) -> ActOutput:
-        out = self._pi(s, obs)
+        policy = self.policies[s]
+        out = policy(obs)
         if not explore:
             return ActOutput(self._to_env(out) if self.continuous else out.argmax(-1))
         if self.continuous:
             # u = mu + sigma z: log pi(u) is known from z, with no density call.
             z = torch.randn(out.shape, generator=self.generators[s]).to(self.device)
-            log_std = self._log_std(s)
+            log_std = policy.log_std
             u = out + log_std.exp() * z
-            log_prob = self.policy.joint_over_dims(gaussian_log_prob(z, log_std))
+            log_prob = policy.joint_over_dims(gaussian_log_prob(z, log_std))
             return ActOutput(self._to_env(u), {"u": u, "log_prob": log_prob})
         # Gumbel-max: argmax(logits + Gumbel noise) is a sample of the categorical.
         a = (out + gumbel_noise(out, self.generators[s])).argmax(-1)
@@ -680,7 +648,7 @@ class MAPPO(Algorithm):
         T, B, N = buf["log_prob"].shape
         K = self.n_values
         value_norm = self.value_norms[s]
-        v_all = value_norm.denormalise(self._value(s, torch.cat([buf["state"], buf["next_state"]])))
+        v_all = value_norm.denormalise(self.Vs[s](torch.cat([buf["state"], buf["next_state"]])))
         values, next_values = v_all[:T], v_all[T:]  # [T, B, K]
         reward = buf["reward"].mean(-1, keepdim=True) if K == 1 else buf["reward"]
         A_hat, returns = gae(
@@ -702,13 +670,13 @@ class MAPPO(Algorithm):
     def _minibatch_loss(self, s: int, ro: SeedRollout, idx: torch.Tensor) -> MinibatchLoss:
         """Seed s's PPO loss on the minibatch idx of its rollout."""
         hp = self.hp
-        log_prob, entropy = self.policy.density(self._pi(s, ro.obs[idx]), self._log_std(s), ro.a[idx])
+        log_prob, entropy = self.policies[s].log_prob_entropy(ro.obs[idx], ro.a[idx])
         log_ratio = log_prob - ro.log_prob_old[idx]
         ratio = log_ratio.exp()  # r_i = pi_i / pi_i_old
         A_hat = ro.A_hat[idx]
         L_clip = clipped_surrogate_loss(ratio, A_hat, hp.clip_eps)
         policy_loss, entropy = L_clip.mean(), entropy.mean()
-        V = self._value(s, ro.state[idx])
+        V = self.Vs[s](ro.state[idx])
         value_loss = F.huber_loss(V, ro.G_norm[idx], delta=hp.huber_delta)
         loss = policy_loss - hp.entropy_coef * entropy + hp.value_coef * value_loss
         with torch.no_grad():
@@ -734,7 +702,7 @@ class MAPPO(Algorithm):
         metrics["return_mean"] = float(ro.returns.mean())
         if self.continuous:  # sigma in action units, so it reads like a price or an order size
             low, high = self.spec.action_space.bounds(self.device)
-            sigma, half_range = self._log_std(s).detach().exp(), (high - low) / 2
+            sigma, half_range = self.policies[s].log_std.detach().exp(), (high - low) / 2
             # Per-dim bounds: each dim's sigma in its own units, then the mean.
             metrics["action_std"] = float((sigma * half_range).mean() if torch.is_tensor(half_range)
                                           else sigma.mean() * half_range)
