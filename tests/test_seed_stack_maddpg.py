@@ -29,12 +29,12 @@ SHORT = {"learning_starts": 64, "batch_size": 32, "buffer_size": 1_000, "hidden"
 CPU = torch.device("cpu")
 
 
-def build(scenario: str, seed: int, overrides: dict[str, Any]) -> tuple[BatchedEnv, MADDPG]:
+def build(scenario: str, seed: int, overrides: dict[str, Any], copies: int = COPIES) -> tuple[BatchedEnv, MADDPG]:
     """An env and a solo learner, in a solo run's order (build_run, then Run.__init__)."""
     sc = load_scenario(scenario)
     seed_everything(seed)
     hp = resolve_hparams("maddpg", sc, overrides)
-    env = make_env(sc, n_envs=COPIES, seed=seed, device=CPU)
+    env = make_env(sc, n_envs=copies, seed=seed, device=CPU)
     algo = make_algorithm("maddpg", env, hp, CPU)
     assert isinstance(algo, MADDPG)
     return env, algo
@@ -129,6 +129,29 @@ def test_stacked_seeds_equal_their_solo_runs(scenario: str, overrides: dict[str,
     # The seeds did learn different things (a stack that fed every seed seed 0's data would fail above,
     # but so would one that is right: this only guards the test's own set-up).
     assert not torch.equal(refs[0].mu.body[0].weight, refs[1].mu.body[0].weight)
+
+
+@pytest.mark.parametrize("scenario", ["pricing", "fulfillment"])
+def test_a_stack_on_two_threads_still_equals_one_thread_solo_runs(scenario: str) -> None:
+    """At the scenario's own copies, batch size and widths (tensors big enough for two threads to
+    split an op), a stack stepped on two torch threads equals solos stepped on one."""
+    overrides = {"learning_starts": 1_024, "buffer_size": 20_000}
+    refs = [build(scenario, seed, overrides, copies=256) for seed in SEEDS]
+    solos = [build(scenario, seed, overrides, copies=256) for seed in SEEDS]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref_metrics = Seeds.reset([env for env, _ in refs]).solo_steps([a for _, a in refs], 8)
+        torch.set_num_threads(2)
+        stacked = MADDPG.stack([a for _, a in solos])
+        metrics = Seeds.reset([env for env, _ in solos]).stacked_steps(stacked, 8)
+    finally:
+        torch.set_num_threads(threads)
+    stacked.write_back([a for _, a in solos])
+    assert len(ref_metrics[0]) == 4
+    for s, ((_, ref), (_, solo)) in enumerate(zip(refs, solos, strict=True)):
+        assert_same(solo.state_dict(), ref.state_dict(), f"seed {s}")
+        assert_same(metrics[s], ref_metrics[s], f"seed {s} metrics")
 
 
 def test_stacked_then_written_back_solos_explain_and_act_as_their_solo_runs() -> None:
