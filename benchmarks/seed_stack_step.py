@@ -128,7 +128,7 @@ def main() -> None:
                      "all_ms": {str(s): [round(t, 2) for t in v] for s, v in times.items()},
                      "ratio": {f"{s}/{base}": round(r, 2) for s, r in ratios.items()}})
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "algo": a.algo,
-            "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "torch": torch.__version__,
             "threads": a.threads, "clock": kind,
             "load_average_before_after": [load_before, os.getloadavg()],
             "warmup_env_steps": a.warmup, "timed_steps": a.steps, "repeats": a.repeats}

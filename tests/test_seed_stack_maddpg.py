@@ -116,6 +116,7 @@ def solos_and_stacked(scenario: str, overrides: dict[str, Any], steps: int,
 @pytest.mark.parametrize(("scenario", "overrides"), [
     ("pricing", {}),  # continuous, d = 1
     ("fulfillment", {}),  # discrete: Gumbel draws in act and in the actor update
+    ("warehouse", {}),  # gamma > 0: bootstrapped targets
     ("warehouse", {"critic": "mean_field", "huber": True}),
     ("fulfillment", {"critic": "mean_field", "other_actions": "buffer"}),
 ])
