@@ -175,6 +175,9 @@ def test_trained_solos_stacked_midway_continue_as_solos_do() -> None:
         stacked = MADDPG.stack([a for _, a in solos])
         seeds.stacked_steps(stacked, 20)
         stacked.write_back([a for _, a in solos])
+    greedy = stacked.act(torch.cat(seeds.obs), torch.cat(seeds.state), explore=False).actions  # discrete
+    assert torch.equal(greedy, torch.cat([a.act(o, s, explore=False).actions
+                                          for (_, a), o, s in zip(solos, seeds.obs, seeds.state, strict=True)]))
     tail = seeds.solo_steps([a for _, a in solos], 1)  # and the written-back solos carry on alone
     for s, ((_, ref), (_, solo)) in enumerate(zip(refs, solos, strict=True)):
         assert_same(solo.state_dict(), ref.state_dict(), f"seed {s}")
@@ -231,6 +234,9 @@ def test_vector_actions_and_terminations_per_seed(critic: str) -> None:
         stacked.observe(Transition(obs, state, a, r, nobs, nstate, term, torch.zeros_like(term)))
     stacked.write_back(stacked_solos)
     assert len(metrics[0]) > 50
+    greedy = stacked.act(obs, state, explore=False).actions
+    assert torch.equal(greedy, torch.cat([ref.act(o, s, explore=False).actions for ref, o, s in
+                                          zip(refs, obs.chunk(3), state.chunk(3), strict=True)]))
     for s, (ref, solo) in enumerate(zip(refs, stacked_solos, strict=True)):
         assert_same(solo.state_dict(), ref.state_dict(), f"seed {s}")
         assert_same(metrics[s], ref_metrics[s], f"seed {s} metrics")

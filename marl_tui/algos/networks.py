@@ -112,7 +112,6 @@ def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -
     return -torch.log(e.clamp_min(1e-10))
 
 
-
 def forward_in_blocks(net: AgentMLP, x: torch.Tensor, blocks: int) -> torch.Tensor:
     """net(x) for a per-agent net whose agents form `blocks` equal blocks (S seeds stacked as S*N
     agents, seed-major); x [..., S*N, d]. The output layer's bias is expanded over the rows block by
