@@ -10,10 +10,11 @@ on every seed's rows at once, seeds-major. A batched step is what the learner do
 update (when ready), act, observe. The envs step too, but their time is not counted (the harness
 steps each seed's env either way). One torch thread: process CPU time, which other work on the
 machine inflates far less than wall time; with --threads T > 1, wall time (the point is using T
-cores). First `--warmup` env steps per seed (an off-policy
-learner past its warm-up), then `--steps` timed batched steps; `--repeats` rounds alternate the
-seed counts and the median is reported. For an on-policy learner choose --steps as a multiple of
-its rollout length, so updates are counted in proportion.
+cores). malloc keeps freed memory, as in a training process (train/allocator.py). First
+`--warmup` env steps per seed (an off-policy learner past its warm-up), then `--steps` timed
+batched steps; `--repeats` rounds alternate the seed counts and the median is reported. For an
+on-policy learner choose --steps as a multiple of its rollout length, so updates are counted in
+proportion.
 
 Prints a table and writes benchmarks/results/seed_stack_step_ALGO.json.
 """
@@ -35,6 +36,7 @@ from marl_tui.algos.base import Algorithm, Transition
 from marl_tui.algos.registry import algorithm_class
 from marl_tui.config import load_scenario
 from marl_tui.envs.base import BatchedEnv
+from marl_tui.train.allocator import keep_freed_memory
 from marl_tui.train.build import build_run
 from marl_tui.train.run_config import RunConfig
 
@@ -107,6 +109,7 @@ def main() -> None:
     if not getattr(algorithm_class(a.algo), "supports_seed_stack", False):
         raise SystemExit(f"{a.algo} does not support stacked seeds (supports_seed_stack is False)")
     torch.set_num_threads(a.threads)
+    keep_freed_memory()  # as a training process does (train/worker.py, headless/runs.py)
     counts = [int(s) for s in a.seeds.split(",")]
     rows = []
     load_before = os.getloadavg()
