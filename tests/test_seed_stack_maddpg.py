@@ -184,6 +184,24 @@ def test_trained_solos_stacked_midway_continue_as_solos_do() -> None:
         assert_same(tail[s], ref_metrics[s][-1:], f"seed {s} last update")
 
 
+def test_solos_loaded_from_checkpoints_stack_and_continue_as_solos_do() -> None:
+    refs = [build("pricing", seed, SHORT) for seed in SEEDS]
+    ref_metrics = Seeds.reset([env for env, _ in refs]).solo_steps([a for _, a in refs], 30)
+    solos = [build("pricing", seed, SHORT) for seed in SEEDS]
+    seeds = Seeds.reset([env for env, _ in solos])
+    seeds.solo_steps([a for _, a in solos], 20)
+    saved = [a.state_dict() for _, a in solos]
+    loaded = [build("pricing", 1_000 + seed, SHORT)[1] for seed in SEEDS]  # other weights, streams
+    for algo, state in zip(loaded, saved, strict=True):
+        algo.load_state_dict(state)
+    stacked = MADDPG.stack(loaded)
+    metrics = seeds.stacked_steps(stacked, 10)
+    stacked.write_back(loaded)
+    for s, ((_, ref), algo) in enumerate(zip(refs, loaded, strict=True)):
+        assert_same(algo.state_dict(), ref.state_dict(), f"seed {s}")
+        assert_same(metrics[s], ref_metrics[s][-10:], f"seed {s} metrics")
+
+
 def test_one_stacked_seed_is_the_solo() -> None:
     refs, solos, ref_metrics, metrics = solos_and_stacked("pricing", SHORT, 40, seeds=1)
     assert_same(solos[0].state_dict(), refs[0].state_dict())
