@@ -29,12 +29,12 @@ SHORT = {"learning_starts": 64, "batch_size": 32, "buffer_size": 1_000, "hidden"
 CPU = torch.device("cpu")
 
 
-def build(scenario: str, seed: int, overrides: dict[str, Any]) -> tuple[BatchedEnv, MADDPG]:
+def build(scenario: str, seed: int, overrides: dict[str, Any], copies: int = COPIES) -> tuple[BatchedEnv, MADDPG]:
     """An env and a solo learner, in a solo run's order (build_run, then Run.__init__)."""
     sc = load_scenario(scenario)
     seed_everything(seed)
     hp = resolve_hparams("maddpg", sc, overrides)
-    env = make_env(sc, n_envs=COPIES, seed=seed, device=CPU)
+    env = make_env(sc, n_envs=copies, seed=seed, device=CPU)
     algo = make_algorithm("maddpg", env, hp, CPU)
     assert isinstance(algo, MADDPG)
     return env, algo
@@ -116,6 +116,7 @@ def solos_and_stacked(scenario: str, overrides: dict[str, Any], steps: int,
 @pytest.mark.parametrize(("scenario", "overrides"), [
     ("pricing", {}),  # continuous, d = 1
     ("fulfillment", {}),  # discrete: Gumbel draws in act and in the actor update
+    ("warehouse", {}),  # gamma > 0: bootstrapped targets
     ("warehouse", {"critic": "mean_field", "huber": True}),
     ("fulfillment", {"critic": "mean_field", "other_actions": "buffer"}),
 ])
@@ -129,6 +130,29 @@ def test_stacked_seeds_equal_their_solo_runs(scenario: str, overrides: dict[str,
     # The seeds did learn different things (a stack that fed every seed seed 0's data would fail above,
     # but so would one that is right: this only guards the test's own set-up).
     assert not torch.equal(refs[0].mu.body[0].weight, refs[1].mu.body[0].weight)
+
+
+@pytest.mark.parametrize("scenario", ["pricing", "fulfillment"])
+def test_a_stack_on_two_threads_still_equals_one_thread_solo_runs(scenario: str) -> None:
+    """At the scenario's own copies, batch size and widths (tensors big enough for two threads to
+    split an op), a stack stepped on two torch threads equals solos stepped on one."""
+    overrides = {"learning_starts": 1_024, "buffer_size": 20_000}
+    refs = [build(scenario, seed, overrides, copies=256) for seed in SEEDS]
+    solos = [build(scenario, seed, overrides, copies=256) for seed in SEEDS]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref_metrics = Seeds.reset([env for env, _ in refs]).solo_steps([a for _, a in refs], 8)
+        torch.set_num_threads(2)
+        stacked = MADDPG.stack([a for _, a in solos])
+        metrics = Seeds.reset([env for env, _ in solos]).stacked_steps(stacked, 8)
+    finally:
+        torch.set_num_threads(threads)
+    stacked.write_back([a for _, a in solos])
+    assert len(ref_metrics[0]) == 4
+    for s, ((_, ref), (_, solo)) in enumerate(zip(refs, solos, strict=True)):
+        assert_same(solo.state_dict(), ref.state_dict(), f"seed {s}")
+        assert_same(metrics[s], ref_metrics[s], f"seed {s} metrics")
 
 
 def test_stacked_then_written_back_solos_explain_and_act_as_their_solo_runs() -> None:
@@ -151,10 +175,31 @@ def test_trained_solos_stacked_midway_continue_as_solos_do() -> None:
         stacked = MADDPG.stack([a for _, a in solos])
         seeds.stacked_steps(stacked, 20)
         stacked.write_back([a for _, a in solos])
+    greedy = stacked.act(torch.cat(seeds.obs), torch.cat(seeds.state), explore=False).actions  # discrete
+    assert torch.equal(greedy, torch.cat([a.act(o, s, explore=False).actions
+                                          for (_, a), o, s in zip(solos, seeds.obs, seeds.state, strict=True)]))
     tail = seeds.solo_steps([a for _, a in solos], 1)  # and the written-back solos carry on alone
     for s, ((_, ref), (_, solo)) in enumerate(zip(refs, solos, strict=True)):
         assert_same(solo.state_dict(), ref.state_dict(), f"seed {s}")
         assert_same(tail[s], ref_metrics[s][-1:], f"seed {s} last update")
+
+
+def test_solos_loaded_from_checkpoints_stack_and_continue_as_solos_do() -> None:
+    refs = [build("pricing", seed, SHORT) for seed in SEEDS]
+    ref_metrics = Seeds.reset([env for env, _ in refs]).solo_steps([a for _, a in refs], 30)
+    solos = [build("pricing", seed, SHORT) for seed in SEEDS]
+    seeds = Seeds.reset([env for env, _ in solos])
+    seeds.solo_steps([a for _, a in solos], 20)
+    saved = [a.state_dict() for _, a in solos]
+    loaded = [build("pricing", 1_000 + seed, SHORT)[1] for seed in SEEDS]  # other weights, streams
+    for algo, state in zip(loaded, saved, strict=True):
+        algo.load_state_dict(state)
+    stacked = MADDPG.stack(loaded)
+    metrics = seeds.stacked_steps(stacked, 10)
+    stacked.write_back(loaded)
+    for s, ((_, ref), algo) in enumerate(zip(refs, loaded, strict=True)):
+        assert_same(algo.state_dict(), ref.state_dict(), f"seed {s}")
+        assert_same(metrics[s], ref_metrics[s][-10:], f"seed {s} metrics")
 
 
 def test_one_stacked_seed_is_the_solo() -> None:
@@ -207,6 +252,9 @@ def test_vector_actions_and_terminations_per_seed(critic: str) -> None:
         stacked.observe(Transition(obs, state, a, r, nobs, nstate, term, torch.zeros_like(term)))
     stacked.write_back(stacked_solos)
     assert len(metrics[0]) > 50
+    greedy = stacked.act(obs, state, explore=False).actions
+    assert torch.equal(greedy, torch.cat([ref.act(o, s, explore=False).actions for ref, o, s in
+                                          zip(refs, obs.chunk(3), state.chunk(3), strict=True)]))
     for s, (ref, solo) in enumerate(zip(refs, stacked_solos, strict=True)):
         assert_same(solo.state_dict(), ref.state_dict(), f"seed {s}")
         assert_same(metrics[s], ref_metrics[s], f"seed {s} metrics")

@@ -329,6 +329,8 @@ class MADDPG(Algorithm):
 
         It adopts each solo's generator and replay buffer (the objects: seed s draws and samples
         exactly as its solo would, and no buffer is copied) and copies everything else in."""
+        if not solos:
+            raise ValueError("MADDPG.stack needs at least one solo learner")
         first = solos[0]
         if any(s.seeds != 1 for s in solos):
             raise ValueError("MADDPG.stack takes solo learners (seeds = 1)")
@@ -383,9 +385,9 @@ class MADDPG(Algorithm):
         frac = min(1.0, max(0, self.env_steps - hp.learning_starts) / hp.noise_decay_steps)
         return hp.noise_std + frac * (hp.noise_final - hp.noise_std)
 
-    def _draws(self, draw: Callable[[torch.Generator], torch.Tensor], dim: int = 0) -> torch.Tensor:
-        """Every seed's draw(generator) from its own generator, side by side along dim."""
-        return torch.cat([draw(g) for g in self.generators], dim).to(self.device)
+    def _draws(self, draw: Callable[[torch.Generator], torch.Tensor]) -> torch.Tensor:
+        """Seeds-major rows: every seed's draw(generator) from its own generator, one after another."""
+        return torch.cat([draw(g) for g in self.generators]).to(self.device)
 
     def _rand(self, *shape: int) -> torch.Tensor:
         """[S*b, ...] seeds-major rows: seed s's torch.rand(shape) (shape = one seed's)."""

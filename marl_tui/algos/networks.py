@@ -117,17 +117,18 @@ def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -
 
 def forward_in_blocks(net: AgentMLP, x: torch.Tensor, blocks: int) -> torch.Tensor:
     """net(x) for a per-agent net whose agents form `blocks` equal blocks (S seeds stacked as S*N
-    agents, seed-major); x [..., S*N, d]. The output layer runs block by block, so each block's
-    bias gradient is a sum over its own rows alone, summed as a net of one block sums it: one sum
-    over every block's rows vectorises across them, which changes the last bits."""
+    agents, seed-major); x [..., S*N, d]. The output layer's bias is expanded over the rows block by
+    block, so each block's bias gradient is a sum over its own rows alone, summed as a net of one
+    block sums it: one sum over every block's rows vectorises across them (the gradient arriving
+    at the output can be batch-major), which changes the last bits."""
     lead, (k, d) = x.shape[:-2], x.shape[-2:]
     h = x.reshape(-1, k, d).transpose(0, 1)
     *body, last = net.body
     for layer in body:
         h = layer.agent_major(h) if isinstance(layer, AgentLinear) else layer(h)
-    n = k // blocks
-    h = torch.cat([torch.baddbmm(last.bias[a, None], h[a], last.weight[a])
-                   for a in (slice(s * n, (s + 1) * n) for s in range(blocks))])
+    rows = h.shape[1]
+    bias = torch.cat([b[:, None].expand(-1, rows, -1) for b in last.bias.chunk(blocks)])
+    h = torch.baddbmm(bias, h, last.weight)
     return h.transpose(0, 1).reshape(*lead, k, h.shape[-1])
 
 
