@@ -395,8 +395,8 @@ def compare(
     batched_seeds: Annotated[bool | None, typer.Option(
         "--batched-seeds/--separate-seeds",
         help="train an algorithm's seeds batched in one process (one stacked learner; each seed's "
-             "numbers those of its own run) or as separate runs [default: batched where that is "
-             "faster]", show_default=False)] = None,
+             "numbers those of its own run) or as separate runs [default: separate: on a CPU a batch "
+             "costs about what separate runs do]", show_default=False)] = None,
 ) -> None:
     """Compare algorithms over seeds against the exact answer: train the matrix (or read runs that
     exist, even while they train), chart each algorithm's mean and 95 % band, score the final

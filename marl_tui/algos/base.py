@@ -101,8 +101,6 @@ class Algorithm(ABC):
     # True for a learner that trains several seeds as one stacked learner (train/seed_batch.py's
     # SeedStackable: stack, write_back, update_seeds).
     supports_seed_stack: ClassVar[bool] = False
-    # True where that was measured faster than separate runs: `compare` then batches by default.
-    seed_stack_faster: ClassVar[bool] = False
 
     def __init__(self, spec: EnvSpec, hp: Any, device: torch.device) -> None:
         self.spec = spec

@@ -25,8 +25,7 @@ Seeds stacked (MAPPO.stack, for `compare --batched-seeds`): one learner holds S 
 with its own networks (their parameters alias rows of [S, ...] tensors), Adam state, value
 statistics, generator and rollout columns, and computes exactly what its solo run computes
 (tests/test_seed_stack_mappo.py checks it bitwise). The seeds' networks run one after another:
-S seeds cost what S solo runs cost, since MAPPO's cost is its matmuls' arithmetic (so
-seed_stack_faster stays False).
+S seeds cost what S solo runs cost, since MAPPO's cost is its matmuls' arithmetic.
 """
 
 from __future__ import annotations

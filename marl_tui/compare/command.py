@@ -35,7 +35,7 @@ class CompareOptions:
     address: str | None = None
     jobs: int | None = None
     headless: bool = False
-    batched_seeds: bool | None = None  # None: batched for the algorithms where that is faster
+    batched_seeds: bool | None = None  # --batched-seeds / --separate-seeds (None: separate)
 
 
 def _training_only(o: CompareOptions) -> None:
@@ -101,19 +101,18 @@ def board_for_training(o: CompareOptions, on_change: Listener | None) -> tuple[B
 
 
 def batched_algos(algos: tuple[str, ...], seeds: int, asked: bool | None) -> tuple[frozenset[str], str]:
-    """The algorithms whose seeds train batched in one process (train/seed_batch.py), and a note
-    for the starting line. asked None: those whose stacked learner is faster than separate runs."""
+    """The algorithms whose seeds train batched in one process (train/seed_batch.py; asked with
+    --batched-seeds: on a CPU a batch costs what separate runs do, so it is not the default), and
+    a note for the starting line."""
     from marl_tui.algos.registry import algorithm_class
 
-    if seeds < 2 or asked is False:
+    if seeds < 2 or not asked:
         return frozenset(), ""
-    classes = {a: algorithm_class(a) for a in algos}
-    chosen = frozenset(a for a, cls in classes.items()
-                       if cls.supports_seed_stack and (asked or cls.seed_stack_faster))
+    chosen = frozenset(a for a in algos if algorithm_class(a).supports_seed_stack)
     if not chosen:
-        return chosen, "; seeds train as separate runs" if asked else ""
+        return chosen, "; seeds train as separate runs (none of these algorithms stacks seeds)"
     separate = [a for a in algos if a not in chosen]
-    return chosen, (f"; seeds batched for {', '.join(sorted(chosen))}"
+    return chosen, (f"; seeds batched for {', '.join(a for a in algos if a in chosen)}"
                     + (f" (separate runs for {', '.join(separate)})" if separate else ""))
 
 
