@@ -19,6 +19,7 @@ from marl_tui.config import load_scenario
 from marl_tui.envs.base import BatchedEnv, make_env
 from marl_tui.train.run_config import seed_everything
 from tests.test_external import needs_mpe
+from tests.test_seed_stack_maddpg import assert_same
 
 SPREAD_CONTINUOUS = Path(__file__).parents[1] / "scenarios" / "external" / "simple-spread-continuous.toml"
 SEEDS = (11, 12, 13)
@@ -70,22 +71,6 @@ class Lockstep:
             for s, (env, r) in enumerate(zip(self.envs, results, strict=True)):
                 self.obs[s], self.state[s] = env.reset() if env.t >= env.spec.episode_length else (r.obs, r.state)
         return updates
-
-
-def assert_same(a: Any, b: Any, where: str = "state") -> None:
-    """Equal to the bit: tensors torch.equal (and the same dtype), everything else ==."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and list(a) == list(b), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list | tuple):
-        assert type(a) is type(b) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 class SoloRuns:

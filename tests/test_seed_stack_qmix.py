@@ -18,6 +18,7 @@ from marl_tui.config import load_scenario
 from marl_tui.envs.base import DiscretisedEnv, make_env
 from marl_tui.train.loop import Loop
 from marl_tui.train.run_config import seed_everything
+from tests.test_seed_stack_maddpg import assert_same
 
 SEEDS = (3, 11, 42)
 COPIES = 8  # B, per seed
@@ -72,23 +73,6 @@ def run_stacked(stacked: QMIX, loops: list[Loop], steps: int) -> list[list[dict[
             lp.obs, lp.state = lp.env.reset() if ended else (r.obs, r.state)
         per_step.append(stacked.update_seeds() if stacked.ready() else [None] * len(loops))
     return per_step
-
-
-def assert_same(a: Any, b: Any, where: str = "state") -> None:
-    """Equal to the bit: every tensor torch.equal (and of one dtype), every plain value ==."""
-    assert type(a) is type(b), where
-    if isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert list(a) == list(b), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
 
 
 def reloaded(algo: QMIX) -> QMIX:
