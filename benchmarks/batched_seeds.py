@@ -6,7 +6,8 @@ the algorithm's default for that preset, or --steps):
   batched    S seeds in this process, one stacked learner (train/seed_batch.py);
   separate   S seeds as separate processes, --workers at a time (what `compare` does without
              --batched-seeds: one per core).
-Wall and CPU seconds of training only (no evaluation, no run directory). Target: batched S = 5
+--batched-threads N gives the batched run N torch threads (the others keep one). Wall and CPU
+seconds of training only (no evaluation, no run directory). Target: batched S = 5
 costs <= 2x one seed. Prints a table and writes benchmarks/results/batched_seeds.json.
 
     python benchmarks/batched_seeds.py [--algos maddpg,qmix,mappo] [--presets pricing,...] [--seeds 5]
@@ -32,7 +33,7 @@ from marl_tui.train.controls import Controls
 from marl_tui.train.run_config import RunConfig
 from marl_tui.train.seed_batch import SeedBatch
 
-RESULTS = Path(__file__).parent / "results" / "batched_seeds.json"
+RESULTS = Path(__file__).parent / "results" / "batched_seeds{}.json"  # {}: _threadsN beyond one
 
 
 def config(algo: str, preset: str, seed: int, steps: int) -> RunConfig:
@@ -51,7 +52,8 @@ def solo(algo: str, preset: str, seed: int, steps: int) -> tuple[float, float]:
     return timed(run.run)
 
 
-def batched(algo: str, preset: str, seeds: int, steps: int) -> tuple[float, float]:
+def batched(algo: str, preset: str, seeds: int, steps: int, threads: int) -> tuple[float, float]:
+    torch.set_num_threads(threads)
     controls = Controls()
     runs = [build_run(config(algo, preset, seed, steps), controls=controls) for seed in range(seeds)]
     batch = SeedBatch(runs)
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=None, help="env steps per seed [default: a fifth of the default]")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--batched-threads", type=int, default=1, help="torch threads of the batched run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -83,11 +86,12 @@ def main() -> None:
         for preset in args.presets.split(","):
             steps = args.steps or resolve_hparams(algo, load_scenario(preset)).steps // 5
             solo_wall, solo_cpu = solo(algo, preset, 0, steps)
-            b_wall, b_cpu = batched(algo, preset, args.seeds, steps)
+            b_wall, b_cpu = batched(algo, preset, args.seeds, steps, args.batched_threads)
             sep_wall = separate(algo, preset, args.seeds, steps, args.workers)
             row = {"algo": algo, "preset": preset, "steps_per_seed": steps, "seeds": args.seeds,
                    "solo_wall_s": round(solo_wall, 2), "solo_cpu_s": round(solo_cpu, 2),
                    "batched_wall_s": round(b_wall, 2), "batched_cpu_s": round(b_cpu, 2),
+                   "batched_threads": args.batched_threads,
                    "separate_wall_s": round(sep_wall, 2), "workers": args.workers,
                    "batched_over_solo": round(b_wall / solo_wall, 2),
                    "separate_over_solo": round(sep_wall / solo_wall, 2)}
@@ -95,13 +99,14 @@ def main() -> None:
             print(f"{algo:8} {preset:12} {steps:>8,} {solo_wall:>8.1f} {b_wall:>10.1f} "
                   f"{row['batched_over_solo']:>6.2f}x {sep_wall:>11.1f} {row['separate_over_solo']:>6.2f}x "
                   f"{b_cpu / args.seeds:>16.1f}s", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    results = Path(str(RESULTS).format(f"_threads{args.batched_threads}" if args.batched_threads > 1 else ""))
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": platform.processor() or platform.machine(),
         "cores": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(), "torch": torch.__version__,
         "rows": rows}, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {results}")
 
 
 if __name__ == "__main__":
