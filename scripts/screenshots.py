@@ -37,6 +37,9 @@ DASHBOARDS = [
     ("dashboard-fulfillment-qmix-80x24", "fulfillment", "qmix", (80, 24)),
     ("dashboard-warehouse-mappo-200x60", "warehouse", "mappo", (200, 60)),
     ("dashboard-fulfillment-qmix-200x60", "fulfillment", "qmix", (200, 60)),
+    # An external env (mpe2) with agents of different action sizes: the generic panel.
+    ("dashboard-speaker-listener-maddpg", str(ROOT / "scenarios" / "external" / "speaker-listener.toml"),
+     "maddpg", (120, 40)),
 ]
 PICKERS = [("picker", (120, 40)), ("picker-80x24", (80, 24))]
 
@@ -268,7 +271,7 @@ async def main(only: list[str], train_seconds: float, out: Path) -> None:
         if not only or "picker" in only:
             made.append(await picker(stem, size, out))
     for stem, scenario, algo, size in DASHBOARDS:
-        if not only or scenario in only:
+        if not only or Path(scenario).stem in only:
             made.append(await dashboard(stem, scenario, algo, size, out, train_seconds))
     if not only or "error" in only:
         made.append(await error_view("dashboard-error-100x30", (100, 30), out))
@@ -291,7 +294,8 @@ async def main(only: list[str], train_seconds: float, out: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="*", default=[],
-                        help="picker, pricing, warehouse, fulfillment, error, replay, lesson, doctor, whatif")
+                        help="picker, pricing, warehouse, fulfillment, speaker-listener, error, replay, lesson, "
+                             "doctor, whatif")
     parser.add_argument("--train-seconds", type=float, default=20.0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()

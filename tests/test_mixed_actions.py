@@ -329,3 +329,19 @@ def test_the_generic_panel_shows_each_agents_own_actions() -> None:
     assert " 0.5 " in text  # the speaker's ‖a‖ over its own 3 numbers (with the padding: 12.7)
     why = why_text(WhyData(explain=None, algo="mappo", agent_names=names, action_dims=5, action_sizes=(3, 5)), 60)
     assert "actions are 3 | 5 numbers per agent" in why.plain
+
+
+def test_maddpgs_slope_rows_fit_the_why_panel_with_long_agent_names() -> None:
+    """At 120×40 the why panel is 46 columns: 'speaker_0'/'listener_0' and a push towards one of
+    5 actions fit on one line each (they used to wrap the push onto a line of its own)."""
+    from rich.cells import cell_len
+
+    from marl_tui.tui.widgets.why import WhyData, why_text
+
+    learner = build("maddpg", DISCRETE, bump=0.0)
+    drive(learner, 12)
+    ex = learner.explain(torch.randn(1, N, OBS), torch.randn(1, N * OBS))
+    text = why_text(WhyData(explain=ex, algo="maddpg", agent_names=("speaker_0", "listener_0"), kind="pettingzoo",
+                            action_sizes=(3, 5)), 46).plain
+    rows = [line for line in text.splitlines() if "→" in line or line.rstrip().endswith("push")]
+    assert len(rows) == 3 and all(cell_len(line) <= 46 for line in rows), rows

@@ -129,7 +129,7 @@ def _maddpg(w: _Writer, d: WhyData, ex: MADDPGExplain, width: int) -> None:
     names = _names(d, len(ex.Q_i), width)
     nw = max((len(x) for x in names), default=0)
     slope_head = "∂Q/∂a₁−₀" if ex.dQ_da_onehot is not None else "∂Q_i/∂a_i"
-    w.line(f"{'':<{nw}}  {'μ_i(o_i)':>8} {'Q_i':>6} {slope_head:>9}  push", style="dim")
+    w.line(f"{'':<{nw}}  {'μ_i(o_i)':>8} {'Q_i':>6} {slope_head:>9} push", style="dim")
     for i, name in enumerate(names):
         a: float | None = None
         slope: float | None = None
@@ -139,10 +139,10 @@ def _maddpg(w: _Writer, d: WhyData, ex: MADDPGExplain, width: int) -> None:
             if len(vals) == 2:
                 slope = vals[1] - vals[0]
                 push = ("accept" if slope > 0 else "decline") if d.kind == "fulfillment" \
-                    else f"action {int(slope > 0)}"
+                    else f"→ {int(slope > 0)}"
             elif vals:
                 best = max(range(len(vals)), key=vals.__getitem__)
-                slope, push = vals[best], f"action {best}"
+                slope, push = vals[best], f"→ {best}"  # short: a 10-letter agent name still fits
         elif ex.mu_i is not None and ex.dQ_da is not None:
             a = ex.mu_i[i]
             if finite(ex.dQ_da[i]):
@@ -151,7 +151,7 @@ def _maddpg(w: _Writer, d: WhyData, ex: MADDPGExplain, width: int) -> None:
                 slope = ex.dQ_da[i]
                 push = verb[0] if slope > 0 else verb[1]
         w.parts((f"{name:<{nw}}  ", "bold"), (f"{_action(d, a):>8} ", ""),
-                (f"{num(ex.Q_i[i], 3):>6} ", "dim"), (f"{num(slope, 2, signed=True):>9}  ", ""),
+                (f"{num(ex.Q_i[i], 3):>6} ", "dim"), (f"{num(slope, 2, signed=True):>9} ", ""),
                 (push, "bold"))
     word = ACTION_WORD.get(d.kind, "action")
     w.line(f"μ_i(o_i): the actor's {word} now; push: where the critic moves it", style="dim")
