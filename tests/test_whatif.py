@@ -205,6 +205,7 @@ def test_asking_changes_nothing_in_the_run(driven, algo: str, scenario: str) -> 
         d = driven(algo, scenario, steps)
         for k in range(8):
             d.step()
+            d.frame(d.run.iteration)  # its frame sent before the next step is granted
             if ask:
                 assert isinstance(d.ask(k % 3, float(d.run.env.spec.action_levels[k % 2]) if scenario == "pricing"
                                         else float(k % 2)), WhatIfAnswer)
