@@ -131,12 +131,14 @@ def outcomes(task: Task, code: int) -> list[tuple[Job, Status, JobOutcome]]:
     """How each of the task's jobs ended, its process having exited with `code`: a batch's seed
     whose run finished did, whatever another seed's fault made the exit code."""
     error = None if code == 0 else (last_error(task.log) or f"exit code {code}")
-    ended = []
+    ended: list[tuple[Job, Status, JobOutcome]] = []
     for job in task.jobs:
         if task.batched and finished(job.run_dir):
             ended.append((job, "finished", JobOutcome(0, None)))
+        elif task.batched and code == 0:  # the batch said it finished, but this seed's run did not
+            ended.append((job, "failed", JobOutcome(code, f"{job.run_dir}: no finished summary.json")))
         else:
-            ended.append((job, status_of(code) if code or not task.batched else "failed", JobOutcome(code, error)))
+            ended.append((job, status_of(code), JobOutcome(code, error)))
     return ended
 
 

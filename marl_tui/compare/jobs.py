@@ -56,19 +56,18 @@ class Task:
 
 def tasks(jobs: Sequence[Job], batched: frozenset[str]) -> list[Task]:
     """The jobs as processes: every job alone, except those of an algorithm in `batched`, whose
-    jobs train together (in the order of their first job)."""
-    out: list[Task] = []
-    groups: dict[str, list[Job]] = {}
+    jobs train together (in the place of their first job)."""
+    order: list[Job | str] = []  # a job alone, or the algorithm whose batch stands there
+    batches: dict[str, list[Job]] = {}
     for job in jobs:
         if job.algo not in batched:
-            out.append(Task((job,)))
-        elif job.algo in groups:
-            groups[job.algo].append(job)
-        else:
-            groups[job.algo] = [job]
-            out.append(Task(()))  # a place in the order, filled below
-    filled = iter(Task(tuple(g)) for g in groups.values())
-    return [t if t.jobs else next(filled) for t in out]
+            order.append(job)
+            continue
+        if job.algo not in batches:
+            batches[job.algo] = []
+            order.append(job.algo)
+        batches[job.algo].append(job)
+    return [Task(tuple(batches[x])) if isinstance(x, str) else Task((x,)) for x in order]
 
 
 @dataclass(frozen=True)
